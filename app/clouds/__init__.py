@@ -1,0 +1,1 @@
+"""Cloud drivers: `local` worker processes, Google Compute Engine, Azure."""

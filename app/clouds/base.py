@@ -1,0 +1,56 @@
+"""The interface every cloud implements: create, delete and watch worker instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRequest:
+    """What the engine asks a cloud for: one worker with this many cores."""
+
+    name: str
+    pool: str
+    cores_mcpu: int
+    token: str
+    machine_type: str | None = None
+    location: str | None = None
+    preemptible: bool = False
+    idle_timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedInstance:
+    """Where a new worker listens and how the cloud finds it again."""
+
+    name: str
+    address: str  # host:port the driver dials
+    location: str
+    handle: dict[str, Any] = field(default_factory=dict)
+
+
+# Called by a cloud when it learns that an instance is gone (process exit, preemption).
+LostCallback = Callable[[str, str], None]
+
+
+class CloudDriver(Protocol):
+    """Resource manager of one cloud (local processes, GCE, Azure)."""
+
+    kind: str
+
+    def on_lost(self, callback: LostCallback) -> None:
+        """Register the function called with (instance name, reason) when one disappears."""
+
+    async def create_instance(self, request: InstanceRequest) -> CreatedInstance:
+        """Start a worker; returns once it accepts connections."""
+
+    async def adopt_instance(self, name: str, handle: dict[str, Any]) -> bool:
+        """Take over an instance started by an earlier driver; False if it is gone."""
+
+    async def delete_instance(self, name: str) -> None:
+        """Stop a worker and release its resources (idempotent)."""
+
+    async def close(self) -> None:
+        """Delete every instance this driver owns."""

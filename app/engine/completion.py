@@ -1,0 +1,384 @@
+"""Ending jobs inside one transaction: states, children's counts, batch counters, cancellation.
+
+Everything here runs on a connection that is already inside a transaction, so a burst of
+completions (or a whole cancel) is one commit, and a child's ``n_pending_parents`` always drops
+in the same transaction as its parent ends (Hail's semantics).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy import Boolean, and_, bindparam, case, false, func, select, true, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from app.engine.dag import batch_state
+from app.models.tables import COMPLETE_STATES, Attempt, Batch, Job, JobParent, JobState
+
+T = TypeVar("T")
+CHUNK = 2000
+_jobs = Job.__table__
+_batches = Batch.__table__
+_attempts = Attempt.__table__
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """Slices of at most ``size`` items (keeps IN lists under the drivers' limits)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """A job that reached a final state."""
+
+    batch_id: int
+    job_id: int
+    state: JobState
+    time_ended: float
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one transaction changed, for events and the driver's loops."""
+
+    batches: set[int] = field(default_factory=set)
+    n_jobs_changed: int = 0
+    n_ready: int = 0
+    cancelled_batches: set[int] = field(default_factory=set)
+    completed_batches: set[int] = field(default_factory=set)
+
+    def merge(self, other: Changes) -> None:
+        self.batches |= other.batches
+        self.n_jobs_changed += other.n_jobs_changed
+        self.n_ready += other.n_ready
+        self.cancelled_batches |= other.cancelled_batches
+        self.completed_batches |= other.completed_batches
+
+
+@dataclass(slots=True)
+class _Counts:
+    completed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    def add(self, state: str, n: int = 1) -> None:
+        self.completed += n
+        if state == JobState.SUCCESS:
+            self.succeeded += n
+        elif state == JobState.CANCELLED:
+            self.cancelled += n
+        else:
+            self.failed += n
+
+
+_set_final = (
+    update(_jobs)
+    .where(
+        _jobs.c.batch_id == bindparam("b_batch_id"),
+        _jobs.c.job_id == bindparam("b_job_id"),
+    )
+    .values(
+        state=bindparam("b_state"),
+        exit_code=bindparam("b_exit_code"),
+        error=bindparam("b_error"),
+        time_ended=bindparam("b_time_ended"),
+    )
+)
+
+_drop_pending = (
+    update(_jobs)
+    .where(
+        _jobs.c.batch_id == bindparam("b_batch_id"),
+        _jobs.c.job_id == bindparam("b_job_id"),
+    )
+    .values(
+        n_pending_parents=_jobs.c.n_pending_parents - bindparam("b_k"),
+        cancelled=case((bindparam("b_failed", type_=Boolean), true()), else_=_jobs.c.cancelled),
+    )
+)
+
+
+async def end_jobs(conn: AsyncConnection, ends: Sequence[JobEnd], now: float) -> Changes:
+    """Put jobs in their final state and carry the consequences through the batch."""
+    changes = Changes()
+    if not ends:
+        return changes
+    await conn.execute(
+        _set_final,
+        [
+            {
+                "b_batch_id": e.batch_id,
+                "b_job_id": e.job_id,
+                "b_state": str(e.state),
+                "b_exit_code": e.exit_code,
+                "b_error": e.error,
+                "b_time_ended": e.time_ended,
+            }
+            for e in ends
+        ],
+    )
+    counts: dict[int, _Counts] = defaultdict(_Counts)
+    for e in ends:
+        counts[e.batch_id].add(e.state)
+    changes.n_jobs_changed += len(ends)
+    frontier = [(e.batch_id, e.job_id, e.state == JobState.SUCCESS) for e in ends]
+    await _propagate(conn, frontier, now, counts, changes)
+    await _apply_counts(conn, counts, now, changes)
+    return changes
+
+
+async def _propagate(
+    conn: AsyncConnection,
+    frontier: list[tuple[int, int, bool]],
+    now: float,
+    counts: dict[int, _Counts],
+    changes: Changes,
+) -> None:
+    """Decrement children's pending-parent counts; cascade cancellation without running."""
+    while frontier:
+        decrements = await _child_decrements(conn, frontier)
+        if not decrements:
+            return
+        await conn.execute(
+            _drop_pending,
+            [
+                {"b_batch_id": b, "b_job_id": j, "b_k": k, "b_failed": failed}
+                for (b, j), (k, failed) in decrements.items()
+            ],
+        )
+        frontier = []
+        for batch_id, children in _by_batch(decrements).items():
+            ready, doomed = await _released_children(conn, batch_id, children)
+            if ready:
+                await _set_state(conn, batch_id, ready, JobState.READY, now)
+                changes.n_ready += len(ready)
+            if doomed:
+                await _set_state(conn, batch_id, doomed, JobState.CANCELLED, now)
+                counts[batch_id].add(JobState.CANCELLED, len(doomed))
+                frontier.extend((batch_id, j, False) for j in doomed)
+            changes.n_jobs_changed += len(ready) + len(doomed)
+
+
+async def _child_decrements(
+    conn: AsyncConnection, ended: list[tuple[int, int, bool]]
+) -> dict[tuple[int, int], tuple[int, bool]]:
+    """For each child of the ended jobs: (how many parents ended, whether one did not succeed)."""
+    succeeded: dict[tuple[int, int], bool] = {(b, j): ok for b, j, ok in ended}
+    parents_by_batch: dict[int, list[int]] = defaultdict(list)
+    for b, j, _ok in ended:
+        parents_by_batch[b].append(j)
+    result: dict[tuple[int, int], tuple[int, bool]] = {}
+    for batch_id, parent_ids in parents_by_batch.items():
+        for part in chunks(parent_ids):
+            rows = await conn.execute(
+                select(JobParent.job_id, JobParent.parent_id).where(
+                    JobParent.batch_id == batch_id, JobParent.parent_id.in_(part)
+                )
+            )
+            for child, parent in rows:
+                k, failed = result.get((batch_id, child), (0, False))
+                result[(batch_id, child)] = (k + 1, failed or not succeeded[(batch_id, parent)])
+    return result
+
+
+def _by_batch(keys: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for b, j in keys:
+        grouped[b].append(j)
+    return grouped
+
+
+async def _released_children(
+    conn: AsyncConnection, batch_id: int, children: list[int]
+) -> tuple[list[int], list[int]]:
+    """Children whose last parent just ended: (become Ready, end Cancelled)."""
+    ready: list[int] = []
+    doomed: list[int] = []
+    for part in chunks(children):
+        rows = await conn.execute(
+            select(Job.job_id, Job.cancelled, Job.always_run).where(
+                Job.batch_id == batch_id,
+                Job.job_id.in_(part),
+                Job.n_pending_parents == 0,
+                Job.state == JobState.PENDING,
+            )
+        )
+        for job_id, cancelled, always_run in rows:
+            (doomed if cancelled and not always_run else ready).append(job_id)
+    return ready, doomed
+
+
+async def _set_state(
+    conn: AsyncConnection, batch_id: int, job_ids: list[int], state: JobState, now: float
+) -> None:
+    values: dict[str, object] = {"state": str(state)}
+    if state == JobState.READY:
+        values["time_ready"] = now
+    else:
+        values["time_ended"] = now
+    for part in chunks(job_ids):
+        await conn.execute(
+            update(_jobs)
+            .where(_jobs.c.batch_id == batch_id, _jobs.c.job_id.in_(part))
+            .values(**values)
+        )
+
+
+async def _apply_counts(
+    conn: AsyncConnection, counts: dict[int, _Counts], now: float, changes: Changes
+) -> None:
+    """Add the per-batch deltas, then cancel or complete the batches that crossed a line."""
+    if not counts:
+        return
+    await conn.execute(
+        update(_batches)
+        .where(_batches.c.id == bindparam("b_id"))
+        .values(
+            n_completed=_batches.c.n_completed + bindparam("b_completed"),
+            n_succeeded=_batches.c.n_succeeded + bindparam("b_succeeded"),
+            n_failed=_batches.c.n_failed + bindparam("b_failed"),
+            n_cancelled=_batches.c.n_cancelled + bindparam("b_cancelled"),
+        ),
+        [
+            {
+                "b_id": b,
+                "b_completed": c.completed,
+                "b_succeeded": c.succeeded,
+                "b_failed": c.failed,
+                "b_cancelled": c.cancelled,
+            }
+            for b, c in sorted(counts.items())
+        ],
+    )
+    changes.batches |= set(counts)
+    for batch_id in sorted(counts):
+        await settle_batch(conn, batch_id, now, changes)
+
+
+async def settle_batch(conn: AsyncConnection, batch_id: int, now: float, changes: Changes) -> None:
+    """Apply cancel_after_n_failures, then mark the batch complete if every job is."""
+    row = (
+        await conn.execute(
+            select(
+                Batch.n_jobs,
+                Batch.n_completed,
+                Batch.n_failed,
+                Batch.n_cancelled,
+                Batch.cancelled,
+                Batch.cancel_after_n_failures,
+                Batch.complete,
+            ).where(Batch.id == batch_id)
+        )
+    ).one()
+    limit = row.cancel_after_n_failures
+    if not row.cancelled and limit is not None and row.n_failed >= limit:
+        await cancel_batch_jobs(conn, batch_id, now, changes)
+        return
+    done = row.n_completed >= row.n_jobs
+    if done == row.complete:
+        return
+    state = batch_state(
+        complete=done, cancelled=row.cancelled, n_failed=row.n_failed, n_cancelled=row.n_cancelled
+    )
+    await conn.execute(
+        update(_batches)
+        .where(_batches.c.id == batch_id)
+        .values(complete=done, state=str(state), time_completed=now if done else None)
+    )
+    changes.batches.add(batch_id)
+    if done:
+        changes.completed_batches.add(batch_id)
+
+
+async def cancel_batch_jobs(
+    conn: AsyncConnection, batch_id: int, now: float, changes: Changes
+) -> None:
+    """Cancel a batch: Pending and Ready jobs end at once; always_run jobs still run.
+
+    Running jobs are left to the driver's canceller, which kills them on their workers.
+    """
+    await conn.execute(update(_batches).where(_batches.c.id == batch_id).values(cancelled=True))
+    changes.cancelled_batches.add(batch_id)
+    changes.batches.add(batch_id)
+    result = await conn.execute(
+        update(_jobs)
+        .where(
+            _jobs.c.batch_id == batch_id,
+            _jobs.c.state.in_([JobState.PENDING, JobState.READY]),
+            _jobs.c.always_run == false(),
+        )
+        .values(state=str(JobState.CANCELLED), time_ended=now)
+    )
+    n_cancelled = result.rowcount or 0
+    await _recount_pending(conn, batch_id, now, changes)
+    if n_cancelled:
+        changes.n_jobs_changed += n_cancelled
+        counts = {batch_id: _Counts()}
+        counts[batch_id].add(JobState.CANCELLED, n_cancelled)
+        await _apply_counts(conn, counts, now, changes)
+    else:
+        await settle_batch(conn, batch_id, now, changes)
+
+
+async def _recount_pending(
+    conn: AsyncConnection, batch_id: int, now: float, changes: Changes
+) -> None:
+    """Recount the unfinished parents of the always_run jobs still Pending after a cancel."""
+    parent = aliased(Job)
+    unfinished = (
+        select(func.count())
+        .select_from(JobParent)
+        .join(
+            parent,
+            and_(parent.batch_id == JobParent.batch_id, parent.job_id == JobParent.parent_id),
+        )
+        .where(
+            JobParent.batch_id == _jobs.c.batch_id,
+            JobParent.job_id == _jobs.c.job_id,
+            parent.state.not_in([str(s) for s in COMPLETE_STATES]),
+        )
+        .scalar_subquery()
+    )
+    await conn.execute(
+        update(_jobs)
+        .where(_jobs.c.batch_id == batch_id, _jobs.c.state == JobState.PENDING)
+        .values(n_pending_parents=unfinished, cancelled=True)
+    )
+    result = await conn.execute(
+        update(_jobs)
+        .where(
+            _jobs.c.batch_id == batch_id,
+            _jobs.c.state == JobState.PENDING,
+            _jobs.c.n_pending_parents == 0,
+        )
+        .values(state=str(JobState.READY), time_ready=now)
+    )
+    changes.n_ready += result.rowcount or 0
+
+
+async def end_attempts(
+    conn: AsyncConnection, refs: Iterable[tuple[int, int, int]], *, reason: str, end_time: float
+) -> None:
+    """Close open attempts with a reason (completed, cancelled, lost, …)."""
+    rows = [{"b_b": b, "b_j": j, "b_a": a, "b_r": reason, "b_t": end_time} for b, j, a in refs]
+    if not rows:
+        return
+    await conn.execute(
+        update(_attempts)
+        .where(
+            _attempts.c.batch_id == bindparam("b_b"),
+            _attempts.c.job_id == bindparam("b_j"),
+            _attempts.c.attempt == bindparam("b_a"),
+            _attempts.c.end_time.is_(None),
+        )
+        .values(end_time=bindparam("b_t"), end_reason=bindparam("b_r")),
+        rows,
+    )

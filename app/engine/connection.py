@@ -1,0 +1,102 @@
+"""The driver's WebSocket to one worker: dial with the token, read frames, send frames."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+
+import aiohttp
+
+from app.protocol import WS_PATH, Message, ProtocolError, bearer, decode
+
+log = logging.getLogger("labbatch.connection")
+_ids = itertools.count(1)
+DIAL_TIMEOUT_S = 5.0
+
+
+class DialError(Exception):
+    """The worker could not be reached, or refused the token."""
+
+
+class WorkerConnection:
+    """One open WebSocket to a worker; frames go to ``on_message``, the end to ``on_closed``."""
+
+    def __init__(
+        self,
+        instance_name: str,
+        ws: aiohttp.ClientWebSocketResponse,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self.id = next(_ids)
+        self.instance_name = instance_name
+        self._ws = ws
+        self._session = session
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def dial(cls, instance_name: str, address: str, token: str) -> WorkerConnection:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        try:
+            ws = await session.ws_connect(
+                f"http://{address}{WS_PATH}",
+                headers={"Authorization": bearer(token)},
+                heartbeat=None,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                max_msg_size=64 * 1024 * 1024,
+                autoping=True,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await session.close()
+            raise DialError(f"cannot reach worker {instance_name} at {address}: {exc}") from exc
+        return cls(instance_name, ws, session)
+
+    def start(
+        self,
+        on_message: Callable[[WorkerConnection, Message], None],
+        on_closed: Callable[[WorkerConnection], None],
+    ) -> None:
+        self._reader = asyncio.ensure_future(self._read(on_message, on_closed))
+        self._reader.set_name(f"connection-{self.instance_name}")
+
+    async def _read(
+        self,
+        on_message: Callable[[WorkerConnection, Message], None],
+        on_closed: Callable[[WorkerConnection], None],
+    ) -> None:
+        try:
+            async for frame in self._ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    message = decode(frame.data)
+                except ProtocolError as exc:
+                    log.warning("worker %s sent a bad frame: %s", self.instance_name, exc)
+                    continue
+                on_message(self, message)
+        except (aiohttp.ClientError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            await self._session.close()
+            on_closed(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    async def send(self, message: Message) -> bool:
+        """Send one frame; False if the connection is gone."""
+        if self._ws.closed:
+            return False
+        try:
+            await self._ws.send_str(message.to_json())
+            return True
+        except (aiohttp.ClientError, OSError, ConnectionError, RuntimeError):
+            return False
+
+    async def close(self) -> None:
+        await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._session.close()

@@ -1,0 +1,454 @@
+"""The front end: store batches and updates, cancel them, and read them back.
+
+Any process may call these (a desktop, the CLI, a front end without the driver lease); the
+driver notices new work through the change marker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.engine.completion import Changes, cancel_batch_jobs, chunks, settle_batch
+from app.engine.dag import initial_states
+from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
+from app.errors import NotFoundError, UserError
+from app.models.db import Database
+from app.models.spec import BatchSpec, JobSpec
+from app.models.tables import (
+    Attempt,
+    Batch,
+    BillingProject,
+    ChangeMarker,
+    Job,
+    JobLog,
+    JobParent,
+    JobState,
+    Update,
+)
+
+
+async def bump_marker(conn: AsyncConnection) -> None:
+    """Tell a driver in another process that there is new work or a cancel."""
+    await conn.execute(
+        update(ChangeMarker).where(ChangeMarker.id == 1).values(seq=ChangeMarker.seq + 1)
+    )
+
+
+async def read_marker(db: Database) -> int:
+    async with db.connect() as conn:
+        return (
+            await conn.execute(select(ChangeMarker.seq).where(ChangeMarker.id == 1))
+        ).scalar_one()
+
+
+async def submit_batch(db: Database, spec: BatchSpec, *, user: str) -> int:
+    """Store a validated batch and its jobs in one transaction; returns the batch id."""
+    now = time.time()
+    async with db.begin() as conn:
+        await _check_billing_project(conn, spec.billing_project)
+        batch_id = (
+            await conn.execute(
+                insert(Batch)
+                .values(
+                    user=user,
+                    billing_project=spec.billing_project,
+                    name=spec.name,
+                    attributes=dict(spec.attributes),
+                    source=spec.source,
+                    cancel_after_n_failures=spec.cancel_after_n_failures,
+                    time_created=now,
+                    complete=not spec.jobs,
+                    state="success" if not spec.jobs else "running",
+                    time_completed=now if not spec.jobs else None,
+                )
+                .returning(Batch.id)
+            )
+        ).scalar_one()
+        await _insert_update(conn, batch_id, spec.jobs, user=user, now=now, start_job_id=1, old={})
+        await bump_marker(conn)
+    return batch_id
+
+
+async def append_update(db: Database, batch_id: int, spec: BatchSpec, *, user: str) -> int:
+    """Add jobs to an existing batch (they may depend on its jobs); returns the update id."""
+    now = time.time()
+    async with db.begin() as conn:
+        batch = await _locked_batch(conn, batch_id)
+        if batch.user != user:
+            raise UserError(f"batch {batch_id} belongs to {batch.user}, not {user}")
+        if batch.cancelled:
+            raise UserError(f"batch {batch_id} was cancelled; updates to it are refused")
+        wanted = sorted({p for job in spec.jobs for p in job.depends_on})
+        old: dict[str, tuple[int, str]] = {}
+        for part in chunks(wanted):
+            rows = await conn.execute(
+                select(Job.name, Job.job_id, Job.state).where(
+                    Job.batch_id == batch_id, Job.name.in_(part)
+                )
+            )
+            old.update({name: (job_id, state) for name, job_id, state in rows})
+        update_id = await _insert_update(
+            conn, batch_id, spec.jobs, user=user, now=now, start_job_id=batch.n_jobs + 1, old=old
+        )
+        changes = Changes()
+        await settle_batch(conn, batch_id, now, changes)
+        await bump_marker(conn)
+    return update_id
+
+
+async def existing_job_names(db: Database, batch_id: int) -> list[str]:
+    async with db.connect() as conn:
+        return list(
+            (await conn.execute(select(Job.name).where(Job.batch_id == batch_id))).scalars()
+        )
+
+
+async def _check_billing_project(conn: AsyncConnection, name: str) -> None:
+    known = list((await conn.execute(select(BillingProject.name))).scalars())
+    if name not in known:
+        raise UserError(
+            f"billing project {name!r} does not exist (known: {', '.join(sorted(known))})"
+        )
+
+
+async def _locked_batch(conn: AsyncConnection, batch_id: int) -> Any:
+    query = select(Batch.user, Batch.cancelled, Batch.n_jobs, Batch.n_updates).where(
+        Batch.id == batch_id
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFoundError(f"there is no batch {batch_id}")
+    return row
+
+
+async def _insert_update(
+    conn: AsyncConnection,
+    batch_id: int,
+    jobs: Sequence[JobSpec],
+    *,
+    user: str,
+    now: float,
+    start_job_id: int,
+    old: dict[str, tuple[int, str]],
+) -> int:
+    """Insert one committed update: its jobs and parents in bulk, counts on the batch."""
+    n_updates = (
+        await conn.execute(select(Batch.n_updates).where(Batch.id == batch_id))
+    ).scalar_one()
+    update_id = n_updates + 1
+    ids = {job.name: start_job_id + i for i, job in enumerate(jobs)}
+    ids.update({name: job_id for name, (job_id, _state) in old.items() if name not in ids})
+    job_ids = [ids[job.name] for job in jobs]
+    parent_ids = [[ids[p] for p in job.depends_on] for job in jobs]
+    old_states = {job_id: state for job_id, state in old.values()}
+    states = initial_states(job_ids, parent_ids, [j.always_run for j in jobs], old_states)
+    await conn.execute(
+        insert(Update).values(
+            batch_id=batch_id,
+            update_id=update_id,
+            start_job_id=start_job_id,
+            n_jobs=len(jobs),
+            committed=True,
+            time_created=now,
+            time_committed=now,
+        )
+    )
+    if jobs:
+        await conn.execute(
+            insert(Job),
+            [
+                _job_row(
+                    batch_id,
+                    job_id,
+                    update_id,
+                    job,
+                    st.state,
+                    st.n_pending_parents,
+                    st.cancelled,
+                    user,
+                    now,
+                )
+                for job_id, job, st in zip(job_ids, jobs, states, strict=True)
+            ],
+        )
+        edges = [
+            {"batch_id": batch_id, "job_id": job_id, "parent_id": parent}
+            for job_id, parents in zip(job_ids, parent_ids, strict=True)
+            for parent in parents
+        ]
+        if edges:
+            await conn.execute(insert(JobParent), edges)
+    n_born_cancelled = sum(1 for st in states if st.state == JobState.CANCELLED)
+    await conn.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(
+            n_jobs=Batch.n_jobs + len(jobs),
+            n_updates=update_id,
+            n_completed=Batch.n_completed + n_born_cancelled,
+            n_cancelled=Batch.n_cancelled + n_born_cancelled,
+        )
+    )
+    return update_id
+
+
+def _job_row(
+    batch_id: int,
+    job_id: int,
+    update_id: int,
+    job: JobSpec,
+    state: JobState,
+    n_pending: int,
+    cancelled: bool,
+    user: str,
+    now: float,
+) -> dict[str, Any]:
+    return {
+        "batch_id": batch_id,
+        "job_id": job_id,
+        "update_id": update_id,
+        "name": job.name,
+        "user": user,
+        "state": str(state),
+        "n_pending_parents": n_pending,
+        "cancelled": cancelled,
+        "always_run": job.always_run,
+        "n_max_attempts": job.n_max_attempts,
+        "n_attempts": 0,
+        "last_attempt": 0,
+        "cores_mcpu": job.cores_mcpu,
+        "memory_bytes": job.memory_bytes,
+        "storage_bytes": job.storage_bytes,
+        "pool": job.pool,
+        "preemptible": job.preemptible,
+        "regions": list(job.regions) if job.regions else None,
+        "machine_type": job.machine_type,
+        "spec": {
+            "command": job.command,
+            "env": dict(job.env),
+            "image": job.image,
+            "timeout_s": job.timeout_s,
+            "attributes": dict(job.attributes),
+            "memory_class": job.memory_class,
+        },
+        "time_ready": now if state == JobState.READY else None,
+        "time_ended": now if state == JobState.CANCELLED else None,
+    }
+
+
+async def cancel_batch(db: Database, batch_id: int, *, user: str | None = None) -> BatchInfo:
+    """Cancel a batch: Ready and Pending jobs end now; the driver kills Running ones."""
+    now = time.time()
+    async with db.begin() as conn:
+        batch = await _locked_batch(conn, batch_id)
+        if user is not None and batch.user != user:
+            raise UserError(f"batch {batch_id} belongs to {batch.user}; only they can cancel it")
+        if not batch.cancelled:
+            await cancel_batch_jobs(conn, batch_id, now, Changes())
+            await bump_marker(conn)
+    return await get_batch(db, batch_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads
+
+
+def _batch_info(row: Any) -> BatchInfo:
+    return BatchInfo(
+        id=row.id,
+        name=row.name,
+        user=row.user,
+        billing_project=row.billing_project,
+        state=row.state,
+        complete=row.complete,
+        cancelled=row.cancelled,
+        n_jobs=row.n_jobs,
+        n_completed=row.n_completed,
+        n_succeeded=row.n_succeeded,
+        n_failed=row.n_failed,
+        n_cancelled=row.n_cancelled,
+        time_created=row.time_created,
+        time_completed=row.time_completed,
+        attributes=dict(row.attributes or {}),
+    )
+
+
+_BATCH_COLUMNS = (
+    Batch.id,
+    Batch.name,
+    Batch.user,
+    Batch.billing_project,
+    Batch.state,
+    Batch.complete,
+    Batch.cancelled,
+    Batch.n_jobs,
+    Batch.n_completed,
+    Batch.n_succeeded,
+    Batch.n_failed,
+    Batch.n_cancelled,
+    Batch.time_created,
+    Batch.time_completed,
+    Batch.attributes,
+)
+
+
+async def get_batch(db: Database, batch_id: int) -> BatchInfo:
+    async with db.connect() as conn:
+        row = (await conn.execute(select(*_BATCH_COLUMNS).where(Batch.id == batch_id))).first()
+    if row is None:
+        raise NotFoundError(f"there is no batch {batch_id}")
+    return _batch_info(row)
+
+
+async def list_batches(
+    db: Database, *, user: str | None = None, limit: int = 100
+) -> list[BatchInfo]:
+    query = select(*_BATCH_COLUMNS).order_by(Batch.id.desc()).limit(limit)
+    if user is not None:
+        query = query.where(Batch.user == user)
+    async with db.connect() as conn:
+        return [_batch_info(row) for row in await conn.execute(query)]
+
+
+_JOB_COLUMNS = (
+    Job.batch_id,
+    Job.job_id,
+    Job.name,
+    Job.state,
+    Job.exit_code,
+    Job.error,
+    Job.last_attempt,
+    Job.instance_name,
+    Job.cores_mcpu,
+    Job.always_run,
+    Job.time_started,
+    Job.time_ended,
+)
+
+
+def _job_info(row: Any) -> JobInfo:
+    return JobInfo(
+        batch_id=row.batch_id,
+        job_id=row.job_id,
+        name=row.name,
+        state=row.state,
+        exit_code=row.exit_code,
+        error=row.error,
+        n_attempts=row.last_attempt,
+        instance_name=row.instance_name,
+        cores_mcpu=row.cores_mcpu,
+        always_run=row.always_run,
+        time_started=row.time_started,
+        time_ended=row.time_ended,
+    )
+
+
+async def list_jobs(
+    db: Database,
+    batch_id: int,
+    *,
+    state: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[JobInfo]:
+    """A batch's jobs in id order, optionally of one state, one page at a time."""
+    await get_batch(db, batch_id)
+    query = select(*_JOB_COLUMNS).where(Job.batch_id == batch_id).order_by(Job.job_id)
+    if state is not None:
+        query = query.where(Job.state == _job_state(state))
+    query = query.offset(offset).limit(limit)
+    async with db.connect() as conn:
+        return [_job_info(row) for row in await conn.execute(query)]
+
+
+def _job_state(text: str) -> str:
+    for state in JobState:
+        if state.value.lower() == text.lower():
+            return state.value
+    raise UserError(
+        f"unknown job state {text!r}: use one of {', '.join(s.value.lower() for s in JobState)}"
+    )
+
+
+async def job_state_counts(db: Database, batch_id: int) -> dict[str, int]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            select(Job.state, func.count()).where(Job.batch_id == batch_id).group_by(Job.state)
+        )
+        return {state: n for state, n in rows}
+
+
+async def find_job(db: Database, batch_id: int, ref: str | int) -> JobInfo:
+    """A job by id or by name."""
+    await get_batch(db, batch_id)
+    query = select(*_JOB_COLUMNS).where(Job.batch_id == batch_id)
+    if isinstance(ref, int) or str(ref).isdigit():
+        query = query.where(Job.job_id == int(ref))
+    else:
+        query = query.where(Job.name == ref)
+    async with db.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFoundError(f"batch {batch_id} has no job {ref!r}")
+    return _job_info(row)
+
+
+async def job_detail(db: Database, batch_id: int, ref: str | int) -> JobDetail:
+    job = await find_job(db, batch_id, ref)
+    async with db.connect() as conn:
+        spec = (
+            await conn.execute(
+                select(Job.spec).where(Job.batch_id == batch_id, Job.job_id == job.job_id)
+            )
+        ).scalar_one()
+        parents = list(
+            (
+                await conn.execute(
+                    select(Job.name)
+                    .join(
+                        JobParent,
+                        (JobParent.batch_id == Job.batch_id) & (JobParent.parent_id == Job.job_id),
+                    )
+                    .where(JobParent.batch_id == batch_id, JobParent.job_id == job.job_id)
+                    .order_by(Job.job_id)
+                )
+            ).scalars()
+        )
+        attempts = [
+            AttemptInfo(
+                batch_id=row.batch_id,
+                job_id=row.job_id,
+                attempt=row.attempt,
+                instance_name=row.instance_name,
+                start_time=row.start_time,
+                end_time=row.end_time,
+                end_reason=row.end_reason,
+            )
+            for row in await conn.execute(
+                select(Attempt)
+                .where(Attempt.batch_id == batch_id, Attempt.job_id == job.job_id)
+                .order_by(Attempt.attempt)
+            )
+        ]
+    return JobDetail(job=job, spec=dict(spec), depends_on=parents, attempts=attempts)
+
+
+async def job_log(
+    db: Database, batch_id: int, ref: str | int, *, attempt: int | None = None
+) -> str:
+    """The stored log of a job's last (or given) finished attempt; '' if none was stored."""
+    job = await find_job(db, batch_id, ref)
+    query = select(JobLog.text).where(JobLog.batch_id == batch_id, JobLog.job_id == job.job_id)
+    query = (
+        query.where(JobLog.attempt == attempt) if attempt else query.order_by(JobLog.attempt.desc())
+    )
+    async with db.connect() as conn:
+        text = (await conn.execute(query.limit(1))).scalar()
+    return text or ""

@@ -1,0 +1,188 @@
+"""Worker instances as the driver sees them, and their rows in the database."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.engine.completion import Changes, JobEnd, chunks, end_attempts, end_jobs
+from app.engine.connection import WorkerConnection
+from app.models.tables import Attempt, Instance, InstanceState, Job, JobState
+from app.protocol import JobRun
+
+_jobs = Job.__table__
+
+
+@dataclass(eq=False)
+class LiveInstance:
+    """A pending or active worker: its capacity and the attempts it was given."""
+
+    name: str
+    pool: str
+    cores_mcpu: int
+    address: str | None
+    location: str
+    state: InstanceState = InstanceState.PENDING
+    conn: WorkerConnection | None = None
+    last_heartbeat: float = 0.0
+    disconnected_since: float | None = None
+    # attempts placed here and not yet reported finished: key -> (run, id of the connection
+    # that carried the schedule frame, or None if it has not been sent)
+    assigned: dict[tuple[int, int, int], tuple[JobRun, int | None]] = field(default_factory=dict)
+
+    @property
+    def used_mcpu(self) -> int:
+        return sum(run.cores_mcpu for run, _sent in self.assigned.values())
+
+    @property
+    def free_mcpu(self) -> int:
+        return self.cores_mcpu - self.used_mcpu
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == InstanceState.ACTIVE and self.conn is not None and not self.conn.closed
+
+
+async def insert_instance(
+    conn: AsyncConnection, *, name: str, pool: str, cores_mcpu: int, now: float
+) -> None:
+    await conn.execute(
+        insert(Instance).values(
+            name=name,
+            pool=pool,
+            state=str(InstanceState.PENDING),
+            cores_mcpu=cores_mcpu,
+            time_created=now,
+            handle={},
+        )
+    )
+
+
+async def activate_instance(
+    conn: AsyncConnection,
+    name: str,
+    *,
+    address: str,
+    location: str,
+    handle: dict[str, Any],
+    now: float,
+) -> None:
+    await conn.execute(
+        update(Instance)
+        .where(Instance.name == name)
+        .values(
+            state=str(InstanceState.ACTIVE),
+            address=address,
+            location=location,
+            handle=handle,
+            time_activated=now,
+            last_heartbeat=now,
+        )
+    )
+
+
+async def set_instance_state(
+    conn: AsyncConnection, name: str, state: InstanceState, *, reason: str | None, now: float
+) -> None:
+    values: dict[str, Any] = {"state": str(state)}
+    if reason is not None:
+        values["reason"] = reason
+    if state in (InstanceState.INACTIVE, InstanceState.DELETED):
+        values["time_deactivated"] = now
+    await conn.execute(
+        update(Instance)
+        .where(Instance.name == name, Instance.time_deactivated.is_(None))
+        .values(**values)
+    )
+    if state == InstanceState.DELETED:
+        await conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
+
+
+async def live_instances(conn: AsyncConnection) -> list[Any]:
+    rows = await conn.execute(
+        select(Instance).where(Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]))
+    )
+    return list(rows.scalars())
+
+
+async def open_attempts(conn: AsyncConnection, instance_name: str) -> list[tuple[int, int, int]]:
+    rows = await conn.execute(
+        select(Attempt.batch_id, Attempt.job_id, Attempt.attempt).where(
+            Attempt.instance_name == instance_name, Attempt.end_time.is_(None)
+        )
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def requeue_attempts(
+    conn: AsyncConnection,
+    refs: Sequence[tuple[int, int, int]],
+    *,
+    reason: str,
+    now: float,
+    charge: bool = True,
+) -> Changes:
+    """End attempts that did not finish (worker lost, driver stopped); their jobs run again.
+
+    A job that has used all of its attempts ends Error instead. With ``charge=False`` the
+    attempt does not count toward ``n_max_attempts`` (the driver stopped on purpose).
+    """
+    await end_attempts(conn, refs, reason=reason, end_time=now)
+    by_batch: dict[int, dict[int, int]] = defaultdict(dict)
+    for b, j, a in refs:
+        by_batch[b][j] = a
+    back: list[dict[str, Any]] = []
+    errors: list[JobEnd] = []
+    for batch_id, attempts in by_batch.items():
+        for part in chunks(list(attempts)):
+            rows = await conn.execute(
+                select(Job.job_id, Job.last_attempt, Job.n_attempts, Job.n_max_attempts).where(
+                    Job.batch_id == batch_id,
+                    Job.job_id.in_(part),
+                    Job.state == JobState.RUNNING,
+                )
+            )
+            for job_id, last, n_attempts, n_max in rows:
+                if last != attempts[job_id]:
+                    continue  # a newer attempt is current
+                if charge and n_attempts >= n_max:
+                    errors.append(
+                        JobEnd(
+                            batch_id,
+                            job_id,
+                            JobState.ERROR,
+                            now,
+                            error=f"{reason}; gave up after {n_attempts} attempts",
+                        )
+                    )
+                else:
+                    back.append({"b_b": batch_id, "b_j": job_id, "b_n": 0 if charge else 1})
+    if back:
+        from sqlalchemy import bindparam
+
+        await conn.execute(
+            update(_jobs)
+            .where(_jobs.c.batch_id == bindparam("b_b"), _jobs.c.job_id == bindparam("b_j"))
+            .values(
+                state=str(JobState.READY),
+                time_ready=now,
+                instance_name=None,
+                n_attempts=_jobs.c.n_attempts - bindparam("b_n"),
+            ),
+            back,
+        )
+    changes = await end_jobs(conn, errors, now)
+    changes.n_ready += len(back)
+    changes.n_jobs_changed += len(back)
+    changes.batches |= set(by_batch)
+    return changes
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,62 @@
+"""The driver lease: one row says which process runs the driver loops."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+
+from sqlalchemy import or_, select, update
+
+from app.models.db import Database
+from app.models.tables import DriverLease
+
+LEASE_TTL_S = 6.0
+RENEW_EVERY_S = 2.0
+
+
+def new_holder_id() -> str:
+    """Names this process in the lease row: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def try_acquire(db: Database, holder: str) -> bool:
+    """Take the lease if it is free, lapsed or already ours; renew it if ours."""
+    now = time.time()
+    async with db.begin() as conn:
+        result = await conn.execute(
+            update(DriverLease)
+            .where(
+                DriverLease.id == 1,
+                or_(
+                    DriverLease.holder.is_(None),
+                    DriverLease.holder == holder,
+                    DriverLease.expires_at < now,
+                ),
+            )
+            .values(holder=holder, expires_at=now + LEASE_TTL_S, acquired_at=now)
+        )
+        return (result.rowcount or 0) == 1
+
+
+async def release(db: Database, holder: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(
+            update(DriverLease)
+            .where(DriverLease.id == 1, DriverLease.holder == holder)
+            .values(holder=None, expires_at=0.0)
+        )
+
+
+async def current_holder(db: Database) -> str | None:
+    """The process holding a live lease, or None."""
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                select(DriverLease.holder, DriverLease.expires_at).where(DriverLease.id == 1)
+            )
+        ).first()
+    if row is None or row.holder is None or row.expires_at < time.time():
+        return None
+    return row.holder

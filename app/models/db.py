@@ -1,0 +1,174 @@
+"""Opening the database: URL resolution, async engine, SQLite pragmas, schema migrations."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+from sqlalchemy import event, insert, select
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from app.errors import ConfigError
+from app.models.tables import BillingProject, ChangeMarker, DriverLease
+
+log = logging.getLogger("labbatch.db")
+
+DB_ENV = "LABBATCH_DB"
+DEFAULT_BILLING_PROJECT = "default"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def data_dir() -> Path:
+    """The per-user data directory (database, worker files, secret key)."""
+    override = os.environ.get("LABBATCH_HOME")
+    path = Path(override) if override else Path(platformdirs.user_data_dir("labbatch"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_url() -> str:
+    return f"sqlite:///{data_dir() / 'labbatch.db'}"
+
+
+def resolve_url(url: str | None) -> str:
+    """Turn a user's URL (or none) into an async SQLAlchemy URL.
+
+    Accepts ``sqlite:///path.db``, a plain file path, and ``postgresql://user@host/db``.
+    """
+    raw = url or os.environ.get(DB_ENV) or default_url()
+    if "://" not in raw:
+        raw = f"sqlite:///{Path(raw).expanduser().resolve()}"
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigError(f"database URL {raw!r} is not a valid URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ConfigError(
+                "an in-memory SQLite database cannot be shared with workers: name a file"
+            )
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ConfigError(
+        f"database URL {make_url(raw).render_as_string()!r}: use sqlite:///path.db or "
+        "postgresql://user@host/db"
+    )
+
+
+def describe_url(url: str) -> str:
+    """A URL fit for display: no password, no driver noise."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite {parsed.database}"
+    return f"PostgreSQL {parsed.username or ''}@{parsed.host or 'localhost'}/{parsed.database}"
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        # Take over transaction control so writers can BEGIN IMMEDIATE (see _on_begin).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that reads and then writes can fail with SQLITE_BUSY at once
+        # when another process writes; taking the write lock up front makes it wait instead.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass
+class Database:
+    """An open database: the async engine and how to describe it."""
+
+    engine: AsyncEngine
+    url: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def display(self) -> str:
+        return describe_url(self.url)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction, committed on success."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _run_migrations(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    if conn.dialect.name == "postgresql":
+        # Two processes starting at once on one lab database must not both create tables.
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411)")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+async def _seed(conn: AsyncConnection) -> None:
+    now = time.time()
+    if (await conn.execute(select(BillingProject.name).limit(1))).first() is None:
+        await conn.execute(
+            insert(BillingProject).values(name=DEFAULT_BILLING_PROJECT, time_created=now)
+        )
+    if (await conn.execute(select(DriverLease.id))).first() is None:
+        await conn.execute(insert(DriverLease).values(id=1, holder=None, expires_at=0.0))
+    if (await conn.execute(select(ChangeMarker.id))).first() is None:
+        await conn.execute(insert(ChangeMarker).values(id=1, seq=0))
+
+
+async def open_database(url: str | None = None, *, migrate: bool = True) -> Database:
+    """Open (and by default upgrade) the database named by ``url``, LABBATCH_DB or the default."""
+    resolved = resolve_url(url)
+    engine = create_async_engine(resolved, pool_pre_ping=False)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    db = Database(engine=engine, url=resolved)
+    try:
+        if migrate:
+            async with engine.begin() as conn:
+                await conn.run_sync(_run_migrations)
+                await _seed(conn)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        await engine.dispose()
+        raise ConfigError(
+            f"cannot open the database {describe_url(resolved)}: {_short(exc)}"
+        ) from exc
+    return db
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
