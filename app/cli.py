@@ -114,6 +114,7 @@ def _setup_logging(verbose: bool) -> Path | None:
     stderr.setLevel(logging.INFO if verbose else logging.ERROR)
     stderr.setFormatter(_NoTraceback("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         from app.models.db import data_dir
 

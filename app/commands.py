@@ -288,6 +288,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if started.done():
+                started.result()  # raise what went wrong while starting
                 print("labbatch serve: driver running; Ctrl-C stops it", file=sys.stderr)
                 await stopped
             started.cancel()

@@ -175,7 +175,7 @@ class Driver:
     async def _recover(self) -> None:
         """Rebuild from the database: adopt surviving workers, re-run what the lost ones had."""
         async with self.db.connect() as conn:
-            rows = await live_instances(conn)
+            rows = await live_instances(conn, self.size.pool)
         for row in rows:
             adopted = row.address is not None and await self.cloud.adopt_instance(
                 row.name, row.handle or {}

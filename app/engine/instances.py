@@ -104,11 +104,15 @@ async def set_instance_state(
         await conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
 
 
-async def live_instances(conn: AsyncConnection) -> list[Any]:
+async def live_instances(conn: AsyncConnection, pool: str) -> list[Any]:
+    """Rows of the pool's pending and active instances."""
     rows = await conn.execute(
-        select(Instance).where(Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]))
+        select(*Instance.__table__.c).where(
+            Instance.pool == pool,
+            Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]),
+        )
     )
-    return list(rows.scalars())
+    return list(rows)
 
 
 async def open_attempts(conn: AsyncConnection, instance_name: str) -> list[tuple[int, int, int]]:

@@ -12,8 +12,9 @@ from sqlalchemy import or_, select, update
 from app.models.db import Database
 from app.models.tables import DriverLease
 
-LEASE_TTL_S = 6.0
-RENEW_EVERY_S = 2.0
+# A lease lapses this long after its last renewal; another process may then take over.
+LEASE_TTL_S = float(os.environ.get("LABBATCH_LEASE_TTL_S", "6"))
+RENEW_EVERY_S = min(2.0, LEASE_TTL_S / 3)
 
 
 def new_holder_id() -> str:
