@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -66,9 +66,7 @@ async def engine(
 ) -> AsyncIterator[Engine]:
     db = await open_database(url)
     bus = EventBus()
-    runtime = LocalRuntime(
-        db, bus=bus, n_workers=n_workers, worker_cores_mcpu=int(cores * 1000)
-    )
+    runtime = LocalRuntime(db, bus=bus, n_workers=n_workers, worker_cores_mcpu=int(cores * 1000))
     try:
         if start:
             assert await runtime.start()

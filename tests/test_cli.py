@@ -76,8 +76,17 @@ def test_run_examples_exit_codes_and_json(db: str, lb_home: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     body = json.loads(ok.stdout)
     assert body["state"] == "success"
-    assert {"id", "name", "state", "n_jobs", "n_succeeded", "n_failed", "n_cancelled",
-            "duration", "jobs"} <= set(body)
+    assert {
+        "id",
+        "name",
+        "state",
+        "n_jobs",
+        "n_succeeded",
+        "n_failed",
+        "n_cancelled",
+        "duration",
+        "jobs",
+    } <= set(body)
     assert body["n_jobs"] == 4
     assert set(body["jobs"][0]) >= {"job_id", "name", "state", "exit_code", "attempts"}
 

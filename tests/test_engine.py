@@ -169,9 +169,7 @@ async def test_worker_killed_mid_job_reruns_on_another_worker(db_url: str, tmp_p
 
 async def test_job_bigger_than_any_worker_ends_error(db_url: str) -> None:
     async with engine(db_url, cores=1) as eng:
-        batch_id = await eng.submit(
-            "version: 1\njobs: [{name: huge, command: 'true', cpu: 8}]\n"
-        )
+        batch_id = await eng.submit("version: 1\njobs: [{name: huge, command: 'true', cpu: 8}]\n")
         await eng.wait(batch_id)
         job = (await eng.jobs(batch_id))["huge"]
         assert job.state == "Error"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Boolean, and_, bindparam, case, false, func, select, true, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Boolean, and_, bindparam, case, false, func, or_, select, true, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from app.engine.dag import batch_state
@@ -93,25 +93,84 @@ _set_final = (
     )
 )
 
+_B = bindparam("b_batch_id")
+_J = bindparam("b_job_id")
+_IDS = bindparam("b_ids", expanding=True)
+_FAILED = bindparam("b_failed", type_=Boolean)
+_LEFT = _jobs.c.n_pending_parents - bindparam("b_k")
+
+# A child's count drops; when it reaches 0 the child becomes Ready in the same statement,
+# unless a parent did not succeed (then it is doomed, below) and it is not always_run.
 _drop_pending = (
     update(_jobs)
-    .where(
-        _jobs.c.batch_id == bindparam("b_batch_id"),
-        _jobs.c.job_id == bindparam("b_job_id"),
-    )
+    .where(_jobs.c.batch_id == _B, _jobs.c.job_id == _J)
     .values(
-        n_pending_parents=_jobs.c.n_pending_parents - bindparam("b_k"),
-        cancelled=case((bindparam("b_failed", type_=Boolean), true()), else_=_jobs.c.cancelled),
+        n_pending_parents=_LEFT,
+        cancelled=case((_FAILED, true()), else_=_jobs.c.cancelled),
+        state=case(
+            (
+                and_(
+                    _LEFT == 0,
+                    or_(_jobs.c.always_run, and_(~_FAILED, _jobs.c.cancelled == false())),
+                ),
+                str(JobState.READY),
+            ),
+            else_=_jobs.c.state,
+        ),
+        time_ready=case((_LEFT == 0, bindparam("b_now")), else_=_jobs.c.time_ready),
     )
 )
+_children_of = select(JobParent.job_id, JobParent.parent_id).where(
+    JobParent.batch_id == _B, JobParent.parent_id.in_(_IDS)
+)
+# children released with a parent that did not succeed: they end without running
+_doomed = select(Job.job_id).where(
+    Job.batch_id == _B,
+    Job.job_id.in_(_IDS),
+    Job.n_pending_parents == 0,
+    Job.state == str(JobState.PENDING),
+)
+_cancel_now = (
+    update(_jobs)
+    .where(_jobs.c.batch_id == _B, _jobs.c.job_id.in_(_IDS))
+    .values(state=str(JobState.CANCELLED), time_ended=bindparam("b_now"))
+)
+_add_counts = (
+    update(_batches)
+    .where(_batches.c.id == _B)
+    .values(
+        n_completed=_batches.c.n_completed + bindparam("b_completed"),
+        n_succeeded=_batches.c.n_succeeded + bindparam("b_succeeded"),
+        n_failed=_batches.c.n_failed + bindparam("b_failed_n"),
+        n_cancelled=_batches.c.n_cancelled + bindparam("b_cancelled"),
+    )
+    .returning(
+        _batches.c.n_jobs,
+        _batches.c.n_completed,
+        _batches.c.n_failed,
+        _batches.c.n_cancelled,
+        _batches.c.cancelled,
+        _batches.c.cancel_after_n_failures,
+        _batches.c.complete,
+    )
+)
+_settle_row = select(
+    Batch.n_jobs,
+    Batch.n_completed,
+    Batch.n_failed,
+    Batch.n_cancelled,
+    Batch.cancelled,
+    Batch.cancel_after_n_failures,
+    Batch.complete,
+).where(Batch.id == _B)
 
 
-async def end_jobs(conn: AsyncConnection, ends: Sequence[JobEnd], now: float) -> Changes:
+def end_jobs(conn: Connection, ends: Sequence[JobEnd], now: float) -> Changes:
     """Put jobs in their final state and carry the consequences through the batch."""
     changes = Changes()
     if not ends:
         return changes
-    await conn.execute(
+    conn.execute(
         _set_final,
         [
             {
@@ -130,13 +189,13 @@ async def end_jobs(conn: AsyncConnection, ends: Sequence[JobEnd], now: float) ->
         counts[e.batch_id].add(e.state)
     changes.n_jobs_changed += len(ends)
     frontier = [(e.batch_id, e.job_id, e.state == JobState.SUCCESS) for e in ends]
-    await _propagate(conn, frontier, now, counts, changes)
-    await _apply_counts(conn, counts, now, changes)
+    _propagate(conn, frontier, now, counts, changes)
+    _apply_counts(conn, counts, now, changes)
     return changes
 
 
-async def _propagate(
-    conn: AsyncConnection,
+def _propagate(
+    conn: Connection,
     frontier: list[tuple[int, int, bool]],
     now: float,
     counts: dict[int, _Counts],
@@ -144,31 +203,33 @@ async def _propagate(
 ) -> None:
     """Decrement children's pending-parent counts; cascade cancellation without running."""
     while frontier:
-        decrements = await _child_decrements(conn, frontier)
+        decrements = _child_decrements(conn, frontier)
         if not decrements:
             return
-        await conn.execute(
+        conn.execute(
             _drop_pending,
             [
-                {"b_batch_id": b, "b_job_id": j, "b_k": k, "b_failed": failed}
+                {"b_batch_id": b, "b_job_id": j, "b_k": k, "b_failed": failed, "b_now": now}
                 for (b, j), (k, failed) in decrements.items()
             ],
         )
+        changes.n_jobs_changed += len(decrements)
         frontier = []
         for batch_id, children in _by_batch(decrements).items():
-            ready, doomed = await _released_children(conn, batch_id, children)
-            if ready:
-                await _set_state(conn, batch_id, ready, JobState.READY, now)
-                changes.n_ready += len(ready)
+            doomed = [
+                job_id
+                for part in chunks(children)
+                for (job_id,) in conn.execute(_doomed, {"b_batch_id": batch_id, "b_ids": part})
+            ]
+            for part in chunks(doomed):
+                conn.execute(_cancel_now, {"b_batch_id": batch_id, "b_ids": part, "b_now": now})
             if doomed:
-                await _set_state(conn, batch_id, doomed, JobState.CANCELLED, now)
                 counts[batch_id].add(JobState.CANCELLED, len(doomed))
                 frontier.extend((batch_id, j, False) for j in doomed)
-            changes.n_jobs_changed += len(ready) + len(doomed)
 
 
-async def _child_decrements(
-    conn: AsyncConnection, ended: list[tuple[int, int, bool]]
+def _child_decrements(
+    conn: Connection, ended: list[tuple[int, int, bool]]
 ) -> dict[tuple[int, int], tuple[int, bool]]:
     """For each child of the ended jobs: (how many parents ended, whether one did not succeed)."""
     succeeded: dict[tuple[int, int], bool] = {(b, j): ok for b, j, ok in ended}
@@ -178,11 +239,7 @@ async def _child_decrements(
     result: dict[tuple[int, int], tuple[int, bool]] = {}
     for batch_id, parent_ids in parents_by_batch.items():
         for part in chunks(parent_ids):
-            rows = await conn.execute(
-                select(JobParent.job_id, JobParent.parent_id).where(
-                    JobParent.batch_id == batch_id, JobParent.parent_id.in_(part)
-                )
-            )
+            rows = conn.execute(_children_of, {"b_batch_id": batch_id, "b_ids": list(part)})
             for child, parent in rows:
                 k, failed = result.get((batch_id, child), (0, False))
                 result[(batch_id, child)] = (k + 1, failed or not succeeded[(batch_id, parent)])
@@ -196,91 +253,34 @@ def _by_batch(keys: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
     return grouped
 
 
-async def _released_children(
-    conn: AsyncConnection, batch_id: int, children: list[int]
-) -> tuple[list[int], list[int]]:
-    """Children whose last parent just ended: (become Ready, end Cancelled)."""
-    ready: list[int] = []
-    doomed: list[int] = []
-    for part in chunks(children):
-        rows = await conn.execute(
-            select(Job.job_id, Job.cancelled, Job.always_run).where(
-                Job.batch_id == batch_id,
-                Job.job_id.in_(part),
-                Job.n_pending_parents == 0,
-                Job.state == JobState.PENDING,
-            )
-        )
-        for job_id, cancelled, always_run in rows:
-            (doomed if cancelled and not always_run else ready).append(job_id)
-    return ready, doomed
-
-
-async def _set_state(
-    conn: AsyncConnection, batch_id: int, job_ids: list[int], state: JobState, now: float
-) -> None:
-    values: dict[str, object] = {"state": str(state)}
-    if state == JobState.READY:
-        values["time_ready"] = now
-    else:
-        values["time_ended"] = now
-    for part in chunks(job_ids):
-        await conn.execute(
-            update(_jobs)
-            .where(_jobs.c.batch_id == batch_id, _jobs.c.job_id.in_(part))
-            .values(**values)
-        )
-
-
-async def _apply_counts(
-    conn: AsyncConnection, counts: dict[int, _Counts], now: float, changes: Changes
+def _apply_counts(
+    conn: Connection, counts: dict[int, _Counts], now: float, changes: Changes
 ) -> None:
     """Add the per-batch deltas, then cancel or complete the batches that crossed a line."""
-    if not counts:
-        return
-    await conn.execute(
-        update(_batches)
-        .where(_batches.c.id == bindparam("b_id"))
-        .values(
-            n_completed=_batches.c.n_completed + bindparam("b_completed"),
-            n_succeeded=_batches.c.n_succeeded + bindparam("b_succeeded"),
-            n_failed=_batches.c.n_failed + bindparam("b_failed"),
-            n_cancelled=_batches.c.n_cancelled + bindparam("b_cancelled"),
-        ),
-        [
+    for batch_id, c in sorted(counts.items()):
+        row = conn.execute(
+            _add_counts,
             {
-                "b_id": b,
+                "b_batch_id": batch_id,
                 "b_completed": c.completed,
                 "b_succeeded": c.succeeded,
-                "b_failed": c.failed,
+                "b_failed_n": c.failed,
                 "b_cancelled": c.cancelled,
-            }
-            for b, c in sorted(counts.items())
-        ],
-    )
-    changes.batches |= set(counts)
-    for batch_id in sorted(counts):
-        await settle_batch(conn, batch_id, now, changes)
+            },
+        ).one()
+        changes.batches.add(batch_id)
+        _settle(conn, batch_id, row, now, changes)
 
 
-async def settle_batch(conn: AsyncConnection, batch_id: int, now: float, changes: Changes) -> None:
+def settle_batch(conn: Connection, batch_id: int, now: float, changes: Changes) -> None:
     """Apply cancel_after_n_failures, then mark the batch complete if every job is."""
-    row = (
-        await conn.execute(
-            select(
-                Batch.n_jobs,
-                Batch.n_completed,
-                Batch.n_failed,
-                Batch.n_cancelled,
-                Batch.cancelled,
-                Batch.cancel_after_n_failures,
-                Batch.complete,
-            ).where(Batch.id == batch_id)
-        )
-    ).one()
+    _settle(conn, batch_id, conn.execute(_settle_row, {"b_batch_id": batch_id}).one(), now, changes)
+
+
+def _settle(conn: Connection, batch_id: int, row: Any, now: float, changes: Changes) -> None:
     limit = row.cancel_after_n_failures
     if not row.cancelled and limit is not None and row.n_failed >= limit:
-        await cancel_batch_jobs(conn, batch_id, now, changes)
+        cancel_batch_jobs(conn, batch_id, now, changes)
         return
     done = row.n_completed >= row.n_jobs
     if done == row.complete:
@@ -288,7 +288,7 @@ async def settle_batch(conn: AsyncConnection, batch_id: int, now: float, changes
     state = batch_state(
         complete=done, cancelled=row.cancelled, n_failed=row.n_failed, n_cancelled=row.n_cancelled
     )
-    await conn.execute(
+    conn.execute(
         update(_batches)
         .where(_batches.c.id == batch_id)
         .values(complete=done, state=str(state), time_completed=now if done else None)
@@ -298,17 +298,15 @@ async def settle_batch(conn: AsyncConnection, batch_id: int, now: float, changes
         changes.completed_batches.add(batch_id)
 
 
-async def cancel_batch_jobs(
-    conn: AsyncConnection, batch_id: int, now: float, changes: Changes
-) -> None:
+def cancel_batch_jobs(conn: Connection, batch_id: int, now: float, changes: Changes) -> None:
     """Cancel a batch: Pending and Ready jobs end at once; always_run jobs still run.
 
     Running jobs are left to the driver's canceller, which kills them on their workers.
     """
-    await conn.execute(update(_batches).where(_batches.c.id == batch_id).values(cancelled=True))
+    conn.execute(update(_batches).where(_batches.c.id == batch_id).values(cancelled=True))
     changes.cancelled_batches.add(batch_id)
     changes.batches.add(batch_id)
-    result = await conn.execute(
+    result = conn.execute(
         update(_jobs)
         .where(
             _jobs.c.batch_id == batch_id,
@@ -318,19 +316,17 @@ async def cancel_batch_jobs(
         .values(state=str(JobState.CANCELLED), time_ended=now)
     )
     n_cancelled = result.rowcount or 0
-    await _recount_pending(conn, batch_id, now, changes)
+    _recount_pending(conn, batch_id, now, changes)
     if n_cancelled:
         changes.n_jobs_changed += n_cancelled
         counts = {batch_id: _Counts()}
         counts[batch_id].add(JobState.CANCELLED, n_cancelled)
-        await _apply_counts(conn, counts, now, changes)
+        _apply_counts(conn, counts, now, changes)
     else:
-        await settle_batch(conn, batch_id, now, changes)
+        settle_batch(conn, batch_id, now, changes)
 
 
-async def _recount_pending(
-    conn: AsyncConnection, batch_id: int, now: float, changes: Changes
-) -> None:
+def _recount_pending(conn: Connection, batch_id: int, now: float, changes: Changes) -> None:
     """Recount the unfinished parents of the always_run jobs still Pending after a cancel."""
     parent = aliased(Job)
     unfinished = (
@@ -347,12 +343,12 @@ async def _recount_pending(
         )
         .scalar_subquery()
     )
-    await conn.execute(
+    conn.execute(
         update(_jobs)
         .where(_jobs.c.batch_id == batch_id, _jobs.c.state == JobState.PENDING)
         .values(n_pending_parents=unfinished, cancelled=True)
     )
-    result = await conn.execute(
+    result = conn.execute(
         update(_jobs)
         .where(
             _jobs.c.batch_id == batch_id,
@@ -364,14 +360,14 @@ async def _recount_pending(
     changes.n_ready += result.rowcount or 0
 
 
-async def end_attempts(
-    conn: AsyncConnection, refs: Iterable[tuple[int, int, int]], *, reason: str, end_time: float
+def end_attempts(
+    conn: Connection, refs: Iterable[tuple[int, int, int]], *, reason: str, end_time: float
 ) -> None:
     """Close open attempts with a reason (completed, cancelled, lost, …)."""
     rows = [{"b_b": b, "b_j": j, "b_a": a, "b_r": reason, "b_t": end_time} for b, j, a in refs]
     if not rows:
         return
-    await conn.execute(
+    conn.execute(
         update(_attempts)
         .where(
             _attempts.c.batch_id == bindparam("b_b"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
 from app.engine import lease
@@ -109,7 +110,6 @@ class Driver:
         self._stopping = False
         self._marker = -1
         self._scheduler: Trigger | None = None
-        self._writer: Trigger | None = None
         self._canceller: Trigger | None = None
         self._monitor: Trigger | None = None
         cloud.on_lost(self._on_instance_lost)
@@ -128,8 +128,7 @@ class Driver:
         await self._ensure_pool()
         await self._recover()
         t = self._tasks
-        self._writer = t.every("writer", self._write_reports, interval_s=0.5)
-        self._scheduler = t.every("scheduler", self._schedule, interval_s=1.0)
+        self._scheduler = t.every("pass", self._pass, interval_s=1.0)
         self._canceller = t.every("canceller", self._cancel_running, interval_s=2.0)
         self._monitor = t.every("monitor", self._watch_instances, interval_s=1.0)
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
@@ -151,15 +150,17 @@ class Driver:
                 await inst.conn.close()
         if self.has_lease:
             now = time.time()
-            async with self._write_lock, self.db.begin() as conn:
+
+            def put_back(conn: Connection) -> None:
                 for inst in instances:
-                    refs = await open_attempts(conn, inst.name)
-                    await requeue_attempts(
-                        conn, refs, reason="driver stopped", now=now, charge=False
-                    )
-                    await set_instance_state(
+                    refs = open_attempts(conn, inst.name)
+                    requeue_attempts(conn, refs, reason="driver stopped", now=now, charge=False)
+                    set_instance_state(
                         conn, inst.name, InstanceState.DELETED, reason="driver stopped", now=now
                     )
+
+            async with self._write_lock:
+                await self.db.run(put_back)
             await lease.release(self.db, self.holder)
             self.has_lease = False
         self.instances.clear()
@@ -174,8 +175,7 @@ class Driver:
 
     async def _recover(self) -> None:
         """Rebuild from the database: adopt surviving workers, re-run what the lost ones had."""
-        async with self.db.connect() as conn:
-            rows = await live_instances(conn, self.size.pool)
+        rows = await self.db.run(lambda conn: live_instances(conn, self.size.pool))
         for row in rows:
             adopted = row.address is not None and await self.cloud.adopt_instance(
                 row.name, row.handle or {}
@@ -198,12 +198,10 @@ class Driver:
             await self._retire(inst, reason="lost while no driver was running")
 
     async def _ensure_pool(self) -> None:
-        async with self.db.begin() as conn:
-            exists = (
-                await conn.execute(select(Pool.name).where(Pool.name == self.size.pool))
-            ).first()
+        def ensure(conn: Connection) -> None:
+            exists = conn.execute(select(Pool.name).where(Pool.name == self.size.pool)).first()
             if exists is None:
-                await conn.execute(
+                conn.execute(
                     insert(Pool).values(
                         name=self.size.pool,
                         cloud=self.cloud.kind,
@@ -214,6 +212,8 @@ class Driver:
                         config={},
                     )
                 )
+
+        await self.db.run(ensure)
 
     async def _load_assigned(self, inst: LiveInstance) -> None:
         async with self.db.connect() as conn:
@@ -255,7 +255,7 @@ class Driver:
             return
         if isinstance(message, Completed):
             self._results.extend((inst.name, r) for r in message.jobs)
-            self._poke(self._writer)
+            self._poke(self._scheduler)
         elif isinstance(message, Started):
             self._starts.extend(message.jobs)
         elif isinstance(message, Heartbeat):
@@ -273,7 +273,7 @@ class Driver:
         known = {s.ref.key() for s in hello.running} | {r.ref.key() for r in hello.finished}
         if hello.finished:
             self._results.extend((inst.name, r) for r in hello.finished)
-            self._poke(self._writer)
+            self._poke(self._scheduler)
         missing = [run for key, (run, _sent) in inst.assigned.items() if key not in known]
         if missing:
             self._tasks.spawn(f"resend-{inst.name}", self._send_runs(inst, missing))
@@ -327,10 +327,11 @@ class Driver:
         now = time.time()
         inst = LiveInstance(name, self.size.pool, cores, None, "local")
         try:
-            async with self.db.begin() as conn:
-                await insert_instance(
+            await self.db.run(
+                lambda conn: insert_instance(
                     conn, name=name, pool=self.size.pool, cores_mcpu=cores, now=now
                 )
+            )
             self.instances[name] = inst
             self.bus.publish(InstanceChanged(name, inst.pool, str(InstanceState.PENDING)))
             created = await self.cloud.create_instance(
@@ -340,8 +341,8 @@ class Driver:
             )
             inst.address = created.address
             inst.location = created.location
-            async with self.db.begin() as conn:
-                await activate_instance(
+            await self.db.run(
+                lambda conn: activate_instance(
                     conn,
                     name,
                     address=created.address,
@@ -349,6 +350,7 @@ class Driver:
                     handle=created.handle,
                     now=time.time(),
                 )
+            )
             if not await self._connect(inst):
                 raise DialError(f"worker {name} started but did not accept the driver")
             self.bus.publish(InstanceChanged(name, inst.pool, str(InstanceState.ACTIVE)))
@@ -380,86 +382,135 @@ class Driver:
         if inst.conn is not None:
             await inst.conn.close()
         now = time.time()
-        async with self._write_lock, self.db.begin() as conn:
-            refs = await open_attempts(conn, inst.name)
-            changes = await requeue_attempts(conn, refs, reason=reason, now=now)
-            await set_instance_state(
-                conn, inst.name, InstanceState.INACTIVE, reason=reason, now=now
-            )
+
+        def deactivate(conn: Connection) -> tuple[list[tuple[int, int, int]], Changes]:
+            refs = open_attempts(conn, inst.name)
+            changes = requeue_attempts(conn, refs, reason=reason, now=now)
+            set_instance_state(conn, inst.name, InstanceState.INACTIVE, reason=reason, now=now)
+            return refs, changes
+
+        async with self._write_lock:
+            refs, changes = await self.db.run(deactivate)
         if refs:
             log.warning("worker %s: %s; %d attempt(s) will run again", inst.name, reason, len(refs))
         self._publish(changes)
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.INACTIVE), reason))
         await self.cloud.delete_instance(inst.name)
-        async with self.db.begin() as conn:
-            await set_instance_state(conn, inst.name, InstanceState.DELETED, reason=None, now=now)
+        await self.db.run(
+            lambda conn: set_instance_state(
+                conn, inst.name, InstanceState.DELETED, reason=None, now=now
+            )
+        )
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETED), reason))
         self._poke(self._scheduler)
         self._poke(self._monitor)
 
-    # -- scheduling -----------------------------------------------------------------------
+    # -- the pass: reports in, jobs out ----------------------------------------------------
 
-    async def _schedule(self) -> None:
-        """One pass: place the head of the Ready queue on free cores, then dispatch."""
+    async def _pass(self) -> None:
+        """Store every report that arrived, then place Ready jobs on the free cores.
+
+        Both happen in one transaction: a finished job's child is placed in the same commit
+        that ends its parent, so a chain costs one commit per link and a burst of
+        completions costs one commit in all.
+        """
+        results, self._results = self._results, []
+        starts, self._starts = self._starts, []
+        released = self._release(results)
         healthy = [i for i in self.instances.values() if i.healthy]
-        free_mcpu = sum(max(0, i.free_mcpu) for i in healthy)
-        if free_mcpu < MIN_JOB_MCPU:
-            return
-        largest = max(i.cores_mcpu for i in healthy)
-        limit = min(free_mcpu // MIN_JOB_MCPU, MAX_JOBS_PER_PASS)
         now = time.time()
-        by_instance: dict[str, list[JobRun]] = defaultdict(list)
-        async with self._write_lock, self.db.begin() as conn:
-            query = (
-                select(*_RUN_COLUMNS)
-                .where(Job.state == JobState.READY)
-                .where((Job.pool.is_(None)) | (Job.pool == self.size.pool))
-                .order_by(Job.batch_id, Job.job_id)
-                .limit(limit)
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = list(await conn.execute(query))
-            too_big = [r for r in rows if r.cores_mcpu > largest]
-            fitting = {(r.batch_id, r.job_id): r for r in rows if r.cores_mcpu <= largest}
-            placed = place(
-                [Demand(key, r.cores_mcpu) for key, r in fitting.items()],
-                [Capacity(i.name, i.free_mcpu, i.location) for i in healthy],
-            )
-            for key, name in placed:
-                row = fitting[key]  # type: ignore[index]
-                by_instance[name].append(self._job_run(row, row.last_attempt + 1))
-            await self._mark_running(conn, by_instance, now)
-            changes = await end_jobs(
-                conn,
-                [
-                    JobEnd(
-                        r.batch_id,
-                        r.job_id,
-                        JobState.ERROR,
-                        now,
-                        error=f"needs {r.cores_mcpu / 1000:g} cores but the largest worker of "
-                        f"pool {self.size.pool} has {largest / 1000:g}",
-                    )
-                    for r in too_big
-                ],
-                now,
-            )
+        try:
+
+            def transaction(conn: Connection) -> tuple[Changes, dict[str, list[JobRun]]]:
+                record_starts(conn, starts)
+                changes = apply_results(conn, [r for _name, r in results], now)
+                by_instance, too_big = self._place_ready(conn, healthy, now)
+                changes.merge(end_jobs(conn, too_big, now))
+                return changes, by_instance
+
+            async with self._write_lock:
+                changes, by_instance = await self.db.run(transaction)
+        except BaseException:
+            for inst, key, entry in released:  # nothing was stored: try again next pass
+                inst.assigned[key] = entry
+            self._results[:0] = results
+            self._starts[:0] = starts
+            raise
         for name, runs in by_instance.items():
             inst = self.instances[name]
             for run in runs:
                 inst.assigned[run.ref.key()] = (run, None)
         await asyncio.gather(
-            *(self._send_runs(self.instances[n], runs) for n, runs in by_instance.items())
+            *(self._send_runs(self.instances[n], runs) for n, runs in by_instance.items()),
+            self._send_acks(results),
         )
-        if placed:
-            changes.n_jobs_changed += len(placed)
+        if by_instance:
+            changes.n_jobs_changed += sum(len(runs) for runs in by_instance.values())
             changes.batches |= {run.batch_id for runs in by_instance.values() for run in runs}
             self._poke(self._scheduler)  # there may be more Ready jobs than one pass took
         self._publish(changes)
+        if changes.cancelled_batches:
+            self._poke(self._canceller)
 
-    async def _mark_running(
-        self, conn: Any, by_instance: dict[str, list[JobRun]], now: float
+    def _release(
+        self, results: list[tuple[str, JobResult]]
+    ) -> list[tuple[LiveInstance, tuple[int, int, int], tuple[JobRun, int | None]]]:
+        """Give the cores of finished attempts back (returned so a failed pass can undo it)."""
+        released = []
+        for name, result in results:
+            inst = self.instances.get(name)
+            key = result.ref.key()
+            if inst is not None and key in inst.assigned:
+                released.append((inst, key, inst.assigned.pop(key)))
+            self._cancel_sent.discard(key)
+        return released
+
+    async def _send_acks(self, results: list[tuple[str, JobResult]]) -> None:
+        acks: dict[str, list[Any]] = defaultdict(list)
+        for name, result in results:
+            acks[name].append(result.ref)
+        for name, refs in acks.items():
+            inst = self.instances.get(name)
+            if inst is not None and inst.conn is not None:
+                await inst.conn.send(Ack(attempts=refs))
+
+    def _place_ready(
+        self, conn: Connection, healthy: list[LiveInstance], now: float
+    ) -> tuple[dict[str, list[JobRun]], list[JobEnd]]:
+        """Place the head of the Ready queue best-fit; jobs bigger than any worker end Error."""
+        by_instance: dict[str, list[JobRun]] = defaultdict(list)
+        free_mcpu = sum(max(0, i.free_mcpu) for i in healthy)
+        if free_mcpu < MIN_JOB_MCPU:
+            return by_instance, []
+        largest = max(i.cores_mcpu for i in healthy)
+        query = _READY_LOCKED if conn.dialect.name == "postgresql" else _READY
+        limit = min(free_mcpu // MIN_JOB_MCPU, MAX_JOBS_PER_PASS)
+        rows = list(conn.execute(query, {"b_pool": self.size.pool, "b_limit": limit}))
+        fitting = {(r.batch_id, r.job_id): r for r in rows if r.cores_mcpu <= largest}
+        placed = place(
+            [Demand(key, r.cores_mcpu) for key, r in fitting.items()],
+            [Capacity(i.name, i.free_mcpu, i.location) for i in healthy],
+        )
+        for key, name in placed:
+            row = fitting[key]  # type: ignore[index]
+            by_instance[name].append(self._job_run(row, row.last_attempt + 1))
+        self._mark_running(conn, by_instance, now)
+        too_big = [
+            JobEnd(
+                r.batch_id,
+                r.job_id,
+                JobState.ERROR,
+                now,
+                error=f"needs {r.cores_mcpu / 1000:g} cores but the largest worker of "
+                f"pool {self.size.pool} has {largest / 1000:g}",
+            )
+            for r in rows
+            if r.cores_mcpu > largest
+        ]
+        return by_instance, too_big
+
+    def _mark_running(
+        self, conn: Connection, by_instance: dict[str, list[JobRun]], now: float
     ) -> None:
         rows = [
             {"b_b": run.batch_id, "b_j": run.job_id, "b_a": run.attempt, "b_i": name}
@@ -468,19 +519,8 @@ class Driver:
         ]
         if not rows:
             return
-        await conn.execute(
-            update(_jobs)
-            .where(_jobs.c.batch_id == bindparam("b_b"), _jobs.c.job_id == bindparam("b_j"))
-            .values(
-                state=str(JobState.RUNNING),
-                n_attempts=_jobs.c.n_attempts + 1,
-                last_attempt=bindparam("b_a"),
-                instance_name=bindparam("b_i"),
-                time_started=now,
-            ),
-            rows,
-        )
-        await conn.execute(
+        conn.execute(_SET_RUNNING, [{**r, "b_now": now} for r in rows])
+        conn.execute(
             insert(Attempt),
             [
                 {
@@ -518,34 +558,6 @@ class Driver:
             key = run.ref.key()
             if key in inst.assigned:
                 inst.assigned[key] = (run, conn.id)
-
-    # -- results --------------------------------------------------------------------------
-
-    async def _write_reports(self) -> None:
-        """Store every report that arrived since the last pass in one transaction."""
-        results, self._results = self._results, []
-        starts, self._starts = self._starts, []
-        if not results and not starts:
-            return
-        now = time.time()
-        async with self._write_lock, self.db.begin() as conn:
-            await record_starts(conn, starts)
-            changes = await apply_results(conn, [r for _name, r in results], now)
-        acks: dict[str, list[Any]] = defaultdict(list)
-        for name, result in results:
-            inst = self.instances.get(name)
-            if inst is not None:
-                inst.assigned.pop(result.ref.key(), None)
-                acks[name].append(result.ref)
-            self._cancel_sent.discard(result.ref.key())
-        for name, refs in acks.items():
-            conn_ = self.instances[name].conn
-            if conn_ is not None:
-                await conn_.send(Ack(attempts=refs))
-        self._publish(changes)
-        self._poke(self._scheduler)
-        if changes.cancelled_batches:
-            self._poke(self._canceller)
 
     async def _cancel_running(self) -> None:
         """Kill the Running jobs of cancelled batches (always_run jobs keep running)."""
@@ -606,4 +618,24 @@ _RUN_COLUMNS = (
     Job.memory_bytes,
     Job.spec,
     Job.last_attempt,
+)
+# the head of the Ready queue of one pool, oldest batch first
+_READY = (
+    select(*_RUN_COLUMNS)
+    .where(Job.state == str(JobState.READY))
+    .where(Job.pool.is_(None) | (Job.pool == bindparam("b_pool")))
+    .order_by(Job.batch_id, Job.job_id)
+    .limit(bindparam("b_limit"))
+)
+_READY_LOCKED = _READY.with_for_update(skip_locked=True)
+_SET_RUNNING = (
+    update(_jobs)
+    .where(_jobs.c.batch_id == bindparam("b_b"), _jobs.c.job_id == bindparam("b_j"))
+    .values(
+        state=str(JobState.RUNNING),
+        n_attempts=_jobs.c.n_attempts + 1,
+        last_attempt=bindparam("b_a"),
+        instance_name=bindparam("b_i"),
+        time_started=bindparam("b_now"),
+    )
 )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, cancel_batch_jobs, chunks, settle_batch
 from app.engine.dag import initial_states
@@ -32,11 +32,9 @@ from app.models.tables import (
 )
 
 
-async def bump_marker(conn: AsyncConnection) -> None:
+def bump_marker(conn: Connection) -> None:
     """Tell a driver in another process that there is new work or a cancel."""
-    await conn.execute(
-        update(ChangeMarker).where(ChangeMarker.id == 1).values(seq=ChangeMarker.seq + 1)
-    )
+    conn.execute(update(ChangeMarker).where(ChangeMarker.id == 1).values(seq=ChangeMarker.seq + 1))
 
 
 async def read_marker(db: Database) -> int:
@@ -49,10 +47,11 @@ async def read_marker(db: Database) -> int:
 async def submit_batch(db: Database, spec: BatchSpec, *, user: str) -> int:
     """Store a validated batch and its jobs in one transaction; returns the batch id."""
     now = time.time()
-    async with db.begin() as conn:
-        await _check_billing_project(conn, spec.billing_project)
+
+    def store(conn: Connection) -> int:
+        _check_billing_project(conn, spec.billing_project)
         batch_id = (
-            await conn.execute(
+            conn.execute(
                 insert(Batch)
                 .values(
                     user=user,
@@ -69,16 +68,19 @@ async def submit_batch(db: Database, spec: BatchSpec, *, user: str) -> int:
                 .returning(Batch.id)
             )
         ).scalar_one()
-        await _insert_update(conn, batch_id, spec.jobs, user=user, now=now, start_job_id=1, old={})
-        await bump_marker(conn)
-    return batch_id
+        _insert_update(conn, batch_id, spec.jobs, user=user, now=now, start_job_id=1, old={})
+        bump_marker(conn)
+        return batch_id
+
+    return await db.run(store)
 
 
 async def append_update(db: Database, batch_id: int, spec: BatchSpec, *, user: str) -> int:
     """Add jobs to an existing batch (they may depend on its jobs); returns the update id."""
     now = time.time()
-    async with db.begin() as conn:
-        batch = await _locked_batch(conn, batch_id)
+
+    def store(conn: Connection) -> int:
+        batch = _locked_batch(conn, batch_id)
         if batch.user != user:
             raise UserError(f"batch {batch_id} belongs to {batch.user}, not {user}")
         if batch.cancelled:
@@ -86,19 +88,20 @@ async def append_update(db: Database, batch_id: int, spec: BatchSpec, *, user: s
         wanted = sorted({p for job in spec.jobs for p in job.depends_on})
         old: dict[str, tuple[int, str]] = {}
         for part in chunks(wanted):
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(Job.name, Job.job_id, Job.state).where(
                     Job.batch_id == batch_id, Job.name.in_(part)
                 )
             )
             old.update({name: (job_id, state) for name, job_id, state in rows})
-        update_id = await _insert_update(
+        update_id = _insert_update(
             conn, batch_id, spec.jobs, user=user, now=now, start_job_id=batch.n_jobs + 1, old=old
         )
-        changes = Changes()
-        await settle_batch(conn, batch_id, now, changes)
-        await bump_marker(conn)
-    return update_id
+        settle_batch(conn, batch_id, now, Changes())
+        bump_marker(conn)
+        return update_id
+
+    return await db.run(store)
 
 
 async def existing_job_names(db: Database, batch_id: int) -> list[str]:
@@ -108,28 +111,28 @@ async def existing_job_names(db: Database, batch_id: int) -> list[str]:
         )
 
 
-async def _check_billing_project(conn: AsyncConnection, name: str) -> None:
-    known = list((await conn.execute(select(BillingProject.name))).scalars())
+def _check_billing_project(conn: Connection, name: str) -> None:
+    known = list((conn.execute(select(BillingProject.name))).scalars())
     if name not in known:
         raise UserError(
             f"billing project {name!r} does not exist (known: {', '.join(sorted(known))})"
         )
 
 
-async def _locked_batch(conn: AsyncConnection, batch_id: int) -> Any:
+def _locked_batch(conn: Connection, batch_id: int) -> Any:
     query = select(Batch.user, Batch.cancelled, Batch.n_jobs, Batch.n_updates).where(
         Batch.id == batch_id
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    row = (conn.execute(query)).first()
     if row is None:
         raise NotFoundError(f"there is no batch {batch_id}")
     return row
 
 
-async def _insert_update(
-    conn: AsyncConnection,
+def _insert_update(
+    conn: Connection,
     batch_id: int,
     jobs: Sequence[JobSpec],
     *,
@@ -139,9 +142,7 @@ async def _insert_update(
     old: dict[str, tuple[int, str]],
 ) -> int:
     """Insert one committed update: its jobs and parents in bulk, counts on the batch."""
-    n_updates = (
-        await conn.execute(select(Batch.n_updates).where(Batch.id == batch_id))
-    ).scalar_one()
+    n_updates = (conn.execute(select(Batch.n_updates).where(Batch.id == batch_id))).scalar_one()
     update_id = n_updates + 1
     ids = {job.name: start_job_id + i for i, job in enumerate(jobs)}
     ids.update({name: job_id for name, (job_id, _state) in old.items() if name not in ids})
@@ -149,7 +150,7 @@ async def _insert_update(
     parent_ids = [[ids[p] for p in job.depends_on] for job in jobs]
     old_states = {job_id: state for job_id, state in old.values()}
     states = initial_states(job_ids, parent_ids, [j.always_run for j in jobs], old_states)
-    await conn.execute(
+    conn.execute(
         insert(Update).values(
             batch_id=batch_id,
             update_id=update_id,
@@ -161,7 +162,7 @@ async def _insert_update(
         )
     )
     if jobs:
-        await conn.execute(
+        conn.execute(
             insert(Job),
             [
                 _job_row(
@@ -184,9 +185,9 @@ async def _insert_update(
             for parent in parents
         ]
         if edges:
-            await conn.execute(insert(JobParent), edges)
+            conn.execute(insert(JobParent), edges)
     n_born_cancelled = sum(1 for st in states if st.state == JobState.CANCELLED)
-    await conn.execute(
+    conn.execute(
         update(Batch)
         .where(Batch.id == batch_id)
         .values(
@@ -246,13 +247,16 @@ def _job_row(
 async def cancel_batch(db: Database, batch_id: int, *, user: str | None = None) -> BatchInfo:
     """Cancel a batch: Ready and Pending jobs end now; the driver kills Running ones."""
     now = time.time()
-    async with db.begin() as conn:
-        batch = await _locked_batch(conn, batch_id)
+
+    def cancel(conn: Connection) -> None:
+        batch = _locked_batch(conn, batch_id)
         if user is not None and batch.user != user:
             raise UserError(f"batch {batch_id} belongs to {batch.user}; only they can cancel it")
         if not batch.cancelled:
-            await cancel_batch_jobs(conn, batch_id, now, Changes())
-            await bump_marker(conn)
+            cancel_batch_jobs(conn, batch_id, now, Changes())
+            bump_marker(conn)
+
+    await db.run(cancel)
     return await get_batch(db, batch_id)
 
 

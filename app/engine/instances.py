@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, JobEnd, chunks, end_attempts, end_jobs
 from app.engine.connection import WorkerConnection
@@ -49,10 +48,8 @@ class LiveInstance:
         return self.state == InstanceState.ACTIVE and self.conn is not None and not self.conn.closed
 
 
-async def insert_instance(
-    conn: AsyncConnection, *, name: str, pool: str, cores_mcpu: int, now: float
-) -> None:
-    await conn.execute(
+def insert_instance(conn: Connection, *, name: str, pool: str, cores_mcpu: int, now: float) -> None:
+    conn.execute(
         insert(Instance).values(
             name=name,
             pool=pool,
@@ -64,8 +61,8 @@ async def insert_instance(
     )
 
 
-async def activate_instance(
-    conn: AsyncConnection,
+def activate_instance(
+    conn: Connection,
     name: str,
     *,
     address: str,
@@ -73,7 +70,7 @@ async def activate_instance(
     handle: dict[str, Any],
     now: float,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         update(Instance)
         .where(Instance.name == name)
         .values(
@@ -87,26 +84,26 @@ async def activate_instance(
     )
 
 
-async def set_instance_state(
-    conn: AsyncConnection, name: str, state: InstanceState, *, reason: str | None, now: float
+def set_instance_state(
+    conn: Connection, name: str, state: InstanceState, *, reason: str | None, now: float
 ) -> None:
     values: dict[str, Any] = {"state": str(state)}
     if reason is not None:
         values["reason"] = reason
     if state in (InstanceState.INACTIVE, InstanceState.DELETED):
         values["time_deactivated"] = now
-    await conn.execute(
+    conn.execute(
         update(Instance)
         .where(Instance.name == name, Instance.time_deactivated.is_(None))
         .values(**values)
     )
     if state == InstanceState.DELETED:
-        await conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
+        conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
 
 
-async def live_instances(conn: AsyncConnection, pool: str) -> list[Any]:
+def live_instances(conn: Connection, pool: str) -> list[Any]:
     """Rows of the pool's pending and active instances."""
-    rows = await conn.execute(
+    rows = conn.execute(
         select(*Instance.__table__.c).where(
             Instance.pool == pool,
             Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]),
@@ -115,8 +112,8 @@ async def live_instances(conn: AsyncConnection, pool: str) -> list[Any]:
     return list(rows)
 
 
-async def open_attempts(conn: AsyncConnection, instance_name: str) -> list[tuple[int, int, int]]:
-    rows = await conn.execute(
+def open_attempts(conn: Connection, instance_name: str) -> list[tuple[int, int, int]]:
+    rows = conn.execute(
         select(Attempt.batch_id, Attempt.job_id, Attempt.attempt).where(
             Attempt.instance_name == instance_name, Attempt.end_time.is_(None)
         )
@@ -124,8 +121,8 @@ async def open_attempts(conn: AsyncConnection, instance_name: str) -> list[tuple
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-async def requeue_attempts(
-    conn: AsyncConnection,
+def requeue_attempts(
+    conn: Connection,
     refs: Sequence[tuple[int, int, int]],
     *,
     reason: str,
@@ -137,7 +134,7 @@ async def requeue_attempts(
     A job that has used all of its attempts ends Error instead. With ``charge=False`` the
     attempt does not count toward ``n_max_attempts`` (the driver stopped on purpose).
     """
-    await end_attempts(conn, refs, reason=reason, end_time=now)
+    end_attempts(conn, refs, reason=reason, end_time=now)
     by_batch: dict[int, dict[int, int]] = defaultdict(dict)
     for b, j, a in refs:
         by_batch[b][j] = a
@@ -145,7 +142,7 @@ async def requeue_attempts(
     errors: list[JobEnd] = []
     for batch_id, attempts in by_batch.items():
         for part in chunks(list(attempts)):
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(Job.job_id, Job.last_attempt, Job.n_attempts, Job.n_max_attempts).where(
                     Job.batch_id == batch_id,
                     Job.job_id.in_(part),
@@ -168,9 +165,7 @@ async def requeue_attempts(
                 else:
                     back.append({"b_b": batch_id, "b_j": job_id, "b_n": 0 if charge else 1})
     if back:
-        from sqlalchemy import bindparam
-
-        await conn.execute(
+        conn.execute(
             update(_jobs)
             .where(_jobs.c.batch_id == bindparam("b_b"), _jobs.c.job_id == bindparam("b_j"))
             .values(
@@ -181,12 +176,8 @@ async def requeue_attempts(
             ),
             back,
         )
-    changes = await end_jobs(conn, errors, now)
+    changes = end_jobs(conn, errors, now)
     changes.n_ready += len(back)
     changes.n_jobs_changed += len(back)
     changes.batches |= set(by_batch)
     return changes
-
-
-def now() -> float:
-    return time.time()

@@ -6,13 +6,33 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, JobEnd, chunks, end_jobs
 from app.models.tables import Attempt, Job, JobLog, JobState
 from app.protocol import JobResult, JobStart, Outcome
 
 _attempts = Attempt.__table__
+_THIS_ATTEMPT = (
+    _attempts.c.batch_id == bindparam("b_b"),
+    _attempts.c.job_id == bindparam("b_j"),
+    _attempts.c.attempt == bindparam("b_a"),
+)
+_set_start = (
+    update(_attempts)
+    .where(*_THIS_ATTEMPT, _attempts.c.start_time.is_(None))
+    .values(start_time=bindparam("b_t"))
+)
+_set_end = (
+    update(_attempts)
+    .where(*_THIS_ATTEMPT, _attempts.c.end_time.is_(None))
+    .values(start_time=bindparam("b_s"), end_time=bindparam("b_e"), end_reason=bindparam("b_r"))
+)
+_running_attempts = select(Job.job_id, Job.last_attempt).where(
+    Job.batch_id == bindparam("b_b"),
+    Job.job_id.in_(bindparam("b_ids", expanding=True)),
+    Job.state == str(JobState.RUNNING),
+)
 
 OUTCOME_STATE = {
     Outcome.SUCCESS: JobState.SUCCESS,
@@ -28,19 +48,12 @@ OUTCOME_REASON = {
 }
 
 
-async def record_starts(conn: AsyncConnection, starts: Sequence[JobStart]) -> None:
+def record_starts(conn: Connection, starts: Sequence[JobStart]) -> None:
     """Set the start time of attempts that began running on their worker."""
     if not starts:
         return
-    await conn.execute(
-        update(_attempts)
-        .where(
-            _attempts.c.batch_id == bindparam("b_b"),
-            _attempts.c.job_id == bindparam("b_j"),
-            _attempts.c.attempt == bindparam("b_a"),
-            _attempts.c.start_time.is_(None),
-        )
-        .values(start_time=bindparam("b_t")),
+    conn.execute(
+        _set_start,
         [
             {"b_b": s.batch_id, "b_j": s.job_id, "b_a": s.attempt, "b_t": s.start_time}
             for s in starts
@@ -48,9 +61,7 @@ async def record_starts(conn: AsyncConnection, starts: Sequence[JobStart]) -> No
     )
 
 
-async def _current_attempts(
-    conn: AsyncConnection, results: Sequence[JobResult]
-) -> dict[tuple[int, int], int]:
+def _current_attempts(conn: Connection, results: Sequence[JobResult]) -> dict[tuple[int, int], int]:
     """(batch, job) -> current attempt, for the jobs among ``results`` that are Running."""
     by_batch: dict[int, list[int]] = defaultdict(list)
     for r in results:
@@ -58,33 +69,18 @@ async def _current_attempts(
     current: dict[tuple[int, int], int] = {}
     for batch_id, job_ids in by_batch.items():
         for part in chunks(sorted(set(job_ids))):
-            rows = await conn.execute(
-                select(Job.job_id, Job.last_attempt).where(
-                    Job.batch_id == batch_id,
-                    Job.job_id.in_(part),
-                    Job.state == JobState.RUNNING,
-                )
-            )
+            rows = conn.execute(_running_attempts, {"b_b": batch_id, "b_ids": list(part)})
             current.update({(batch_id, job_id): last for job_id, last in rows})
     return current
 
 
-async def apply_results(conn: AsyncConnection, results: Sequence[JobResult], now: float) -> Changes:
+def apply_results(conn: Connection, results: Sequence[JobResult], now: float) -> Changes:
     """End attempts and jobs from workers' results; stale or repeated ones only close attempts."""
     results = list({r.ref.key(): r for r in results}.values())
     if not results:
         return Changes()
-    await conn.execute(
-        update(_attempts)
-        .where(
-            _attempts.c.batch_id == bindparam("b_b"),
-            _attempts.c.job_id == bindparam("b_j"),
-            _attempts.c.attempt == bindparam("b_a"),
-            _attempts.c.end_time.is_(None),
-        )
-        .values(
-            start_time=bindparam("b_s"), end_time=bindparam("b_e"), end_reason=bindparam("b_r")
-        ),
+    conn.execute(
+        _set_end,
         [
             {
                 "b_b": r.batch_id,
@@ -97,7 +93,7 @@ async def apply_results(conn: AsyncConnection, results: Sequence[JobResult], now
             for r in results
         ],
     )
-    current = await _current_attempts(conn, results)
+    current = _current_attempts(conn, results)
     fresh = [r for r in results if current.get((r.batch_id, r.job_id)) == r.attempt]
     logs = [
         {"batch_id": r.batch_id, "job_id": r.job_id, "attempt": r.attempt, "text": r.log}
@@ -105,7 +101,7 @@ async def apply_results(conn: AsyncConnection, results: Sequence[JobResult], now
         if r.log
     ]
     if logs:
-        await conn.execute(insert(JobLog), logs)
+        conn.execute(insert(JobLog), logs)
     ends = [
         JobEnd(
             r.batch_id,
@@ -117,4 +113,4 @@ async def apply_results(conn: AsyncConnection, results: Sequence[JobResult], now
         )
         for r in fresh
     ]
-    return await end_jobs(conn, ends, now)
+    return end_jobs(conn, ends, now)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import platformdirs
-from sqlalchemy import event, insert, select
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import create_engine, event, insert, select
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -20,6 +23,7 @@ from app.errors import ConfigError
 from app.models.tables import BillingProject, ChangeMarker, DriverLease
 
 log = logging.getLogger("labbatch.db")
+T = TypeVar("T")
 
 DB_ENV = "LABBATCH_DB"
 DEFAULT_BILLING_PROJECT = "default"
@@ -74,8 +78,8 @@ def describe_url(url: str) -> str:
     return f"PostgreSQL {parsed.username or ''}@{parsed.host or 'localhost'}/{parsed.database}"
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         # Take over transaction control so writers can BEGIN IMMEDIATE (see _on_begin).
         dbapi_conn.isolation_level = None
@@ -86,7 +90,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A deferred transaction that reads and then writes can fail with SQLITE_BUSY at once
         # when another process writes; taking the write lock up front makes it wait instead.
@@ -95,10 +99,32 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 @dataclass
 class Database:
-    """An open database: the async engine and how to describe it."""
+    """An open database: the async engine and how to describe it.
+
+    ``run`` executes a synchronous function in one transaction. On SQLite it runs on a
+    private writer thread with the plain sqlite3 driver (one thread hop per transaction,
+    instead of one per statement); on PostgreSQL it runs through asyncpg with ``run_sync``.
+    Engine logic is therefore written once, as plain SQLAlchemy Core over a Connection.
+    """
 
     engine: AsyncEngine
     url: str
+    sync_engine: Engine | None = None
+    _writer: ThreadPoolExecutor | None = None
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(conn)`` inside one transaction and commit it."""
+        if self.sync_engine is None:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+        assert self._writer is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_here, work)
+
+    def _run_here(self, work: Callable[[Connection], T]) -> T:
+        assert self.sync_engine is not None
+        with self.sync_engine.begin() as conn:
+            return work(conn)
 
     @property
     def is_sqlite(self) -> bool:
@@ -122,6 +148,10 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.sync_engine is not None:
+            assert self._writer is not None
+            await asyncio.get_running_loop().run_in_executor(self._writer, self.sync_engine.dispose)
+            self._writer.shutdown(wait=True)
 
 
 def _run_migrations(conn: Connection) -> None:
@@ -153,9 +183,12 @@ async def open_database(url: str | None = None, *, migrate: bool = True) -> Data
     """Open (and by default upgrade) the database named by ``url``, LABBATCH_DB or the default."""
     resolved = resolve_url(url)
     engine = create_async_engine(resolved, pool_pre_ping=False)
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
     db = Database(engine=engine, url=resolved)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine.sync_engine)
+        db.sync_engine = create_engine(make_url(resolved).set(drivername="sqlite"))
+        _configure_sqlite(db.sync_engine)
+        db._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labbatch-db")
     try:
         if migrate:
             async with engine.begin() as conn:

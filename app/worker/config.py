@@ -1,0 +1,107 @@
+"""Command-line settings and the secret token of one worker agent."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.protocol import TOKEN_ENV
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How one agent listens, names itself and sizes its job slots."""
+
+    port: int
+    host: str
+    name: str
+    cores_mcpu: int
+    work_dir: Path
+    heartbeat_s: float
+    idle_timeout_s: float | None
+    orphan_timeout_s: float
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.work_dir / "scratch"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.work_dir / "logs"
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.work_dir / "batches"
+
+
+class MissingTokenError(RuntimeError):
+    """The agent was started without its secret in the environment."""
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.worker",
+        description=f"LabBatch worker agent; the secret token is read from ${TOKEN_ENV}.",
+    )
+    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--name", required=True, help="instance name sent in hello")
+    parser.add_argument("--cores", type=_positive, required=True, help="cores to offer (float)")
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--heartbeat-s", type=_positive, default=2.0)
+    parser.add_argument("--idle-timeout-s", type=_positive, default=None)
+    parser.add_argument("--orphan-timeout-s", type=_positive, default=60.0)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> WorkerConfig:
+    """Parse the command line into a WorkerConfig (argparse exits 2 on bad flags)."""
+    args = _parser().parse_args(argv)
+    return WorkerConfig(
+        port=args.port,
+        host=args.host,
+        name=args.name,
+        cores_mcpu=round(args.cores * 1000),
+        work_dir=args.work_dir.resolve(),
+        heartbeat_s=args.heartbeat_s,
+        idle_timeout_s=args.idle_timeout_s,
+        orphan_timeout_s=args.orphan_timeout_s,
+    )
+
+
+def take_token() -> str:
+    """Remove the token from the environment (so jobs never inherit it) and return it."""
+    _scrub_initial_environ(TOKEN_ENV)
+    token = os.environ.pop(TOKEN_ENV, "")
+    if not token:
+        raise MissingTokenError(
+            f"the worker needs its secret token in ${TOKEN_ENV}; refusing to start without it"
+        )
+    return token
+
+
+def _scrub_initial_environ(name: str) -> None:
+    """Zero the variable's value where the kernel placed it at exec.
+
+    unsetenv only drops the pointer; /proc/<pid>/environ keeps showing the original bytes to
+    any process of the same user, a job included.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_void_p
+        address = libc.getenv(name.encode())
+        if address:
+            ctypes.memset(address, 0, len(ctypes.string_at(address)))
+    except (ImportError, OSError, AttributeError):
+        pass  # best effort: Python's copy in os.environ is what jobs would inherit

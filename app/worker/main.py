@@ -1,0 +1,65 @@
+"""Start the agent: read the token, listen, say READY, run until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+
+from aiohttp import web
+
+from app.worker.agent import WorkerAgent
+from app.worker.config import MissingTokenError, WorkerConfig, parse_args, take_token
+from app.worker.server import build_app
+
+log = logging.getLogger("labbatch.worker")
+
+READY_LINE = "LABBATCH-WORKER READY port={port}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the agent; the exit code is 0 after any orderly stop, 2 on bad setup."""
+    try:
+        token = take_token()  # first of all, so nothing started later can inherit it
+    except MissingTokenError as exc:
+        print(f"labbatch worker: {exc}", file=sys.stderr)
+        return 2
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    bash_path = shutil.which("bash")
+    if bash_path is None:
+        print("labbatch worker: bash is not on PATH; jobs run with bash", file=sys.stderr)
+        return 2
+    for directory in (config.scratch_dir, config.logs_dir, config.batches_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    try:
+        asyncio.run(_serve(config, token, bash_path=bash_path))
+    except OSError as exc:
+        log.error("could not listen on %s:%s: %s", config.host, config.port, exc)
+        return 1
+    return 0
+
+
+async def _serve(config: WorkerConfig, token: str, *, bash_path: str) -> None:
+    agent = WorkerAgent(config, bash_path=bash_path)
+    runner = web.AppRunner(build_app(agent, token), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, agent.request_stop, f"got {signum.name}")
+        agent.start()
+        log.info("worker %s listening on %s:%s", config.name, config.host, port)
+        print(READY_LINE.format(port=port), flush=True)
+        await agent.run_until_stopped()
+    finally:
+        await runner.cleanup()

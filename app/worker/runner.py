@@ -1,0 +1,205 @@
+"""Starts attempts as process groups, enforces timeouts, kills them, reports how they ended."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import shutil
+import signal
+import time
+from collections.abc import Callable
+
+from app.protocol import JobResult, JobRun, Outcome
+from app.worker import container
+from app.worker.attempt import Attempt, KillReason, judge_exit, read_log_tail
+from app.worker.config import WorkerConfig
+from app.worker.spawn import ExitWatch, kill_group, spawn
+
+log = logging.getLogger("labbatch.worker")
+
+KILL_GRACE_S = 1.0
+
+
+class JobRunner:
+    """Runs one attempt per process group and calls ``on_end`` with its JobResult."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        bash_path: str,
+        on_end: Callable[[Attempt, JobResult], None],
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._bash_path = bash_path
+        self._on_end = on_end
+        self._scratch_root = str(config.scratch_dir)
+        self._logs_root = str(config.logs_dir)
+        self._batches_root = str(config.batches_dir)
+        self._made_batch_dirs: set[str] = set()
+        self._cleanups: set[asyncio.Future[None]] = set()
+        # os.environ no longer holds the token: main() popped it before building the runner.
+        self._base_env = dict(os.environ)
+
+    def log_path(self, batch_id: int, job_id: int, attempt: int) -> str:
+        """Where an attempt's stdout and stderr go."""
+        return f"{self._logs_root}/{batch_id}-{job_id}-{attempt}.log"
+
+    def start(self, attempt: Attempt) -> JobResult | None:
+        """Spawn the attempt; None once it runs, or the ERROR result if it could not start."""
+        run = attempt.run
+        scratch = self._scratch_path(run)
+        try:
+            executable, argv, env = self._prepare(attempt, scratch)
+            pid = spawn(executable, argv, env, log_path=self.log_path(*attempt.key))
+        except _NoRuntimeError as exc:
+            return _could_not_start(run, str(exc))
+        except OSError as exc:
+            self._remove_scratch(scratch)
+            return _could_not_start(run, f"could not start the job: {exc}")
+        try:
+            attempt.watch = ExitWatch(self._loop, pid, lambda st: self._exited(attempt, st))
+        except OSError as exc:  # out of file descriptors for the pidfd
+            kill_group(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self._remove_scratch(scratch)
+            return _could_not_start(run, f"could not watch the job: {exc}")
+        attempt.start_time = time.time()
+        if run.timeout_s is not None:
+            attempt.timeout = self._loop.call_later(run.timeout_s, self._time_out, attempt)
+        return None
+
+    def kill(self, attempt: Attempt, reason: KillReason) -> None:
+        """Kill a running attempt's process group: SIGKILL on timeout, else SIGTERM first."""
+        watch = attempt.watch
+        if watch is None or not watch.alive:
+            return
+        if attempt.kill_reason is None:
+            attempt.kill_reason = reason
+        if reason is KillReason.TIMEOUT:
+            kill_group(watch.pid, signal.SIGKILL)
+        else:
+            kill_group(watch.pid, signal.SIGTERM)
+            self._loop.call_later(KILL_GRACE_S, self._force_kill, watch)
+        if attempt.runtime:
+            self._kill_container(attempt)
+
+    async def wait_cleanups(self) -> None:
+        """Wait for scratch directories still being removed in threads."""
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+
+    def _scratch_path(self, run: JobRun) -> str:
+        return f"{self._scratch_root}/{run.batch_id}-{run.job_id}-{run.attempt}"
+
+    def _prepare(self, attempt: Attempt, scratch: str) -> tuple[str, list[str], dict[str, str]]:
+        """Make the attempt's directories; return the executable, argv and env to spawn."""
+        run = attempt.run
+        if run.image is not None:
+            attempt.runtime = container.find_runtime()
+            if attempt.runtime is None:
+                raise _NoRuntimeError(container.no_runtime_error(run.image))
+        batch_dir = self._batch_dir(run)
+        try:
+            os.mkdir(scratch)
+        except FileExistsError:  # left by an earlier agent with the same work dir
+            pass
+        if attempt.runtime is None:
+            env = self._base_env | _labbatch_env(run, scratch, batch_dir) | run.env
+            # posix_spawn has no cwd: cd first, on the same line so $LINENO and messages match
+            # plain `bash -c`; bash still execs the last command without an extra fork.
+            script = f"cd -- {shlex.quote(scratch)} || exit 1; {run.command}"
+            return self._bash_path, ["bash", "-c", script], env  # $0 is "bash", as usual
+        runtime = attempt.runtime
+        inside = _labbatch_env(run, container.SCRATCH_MOUNT, container.BATCH_MOUNT) | run.env
+        argv = container.container_argv(
+            runtime, run, scratch_dir=scratch, batch_dir=batch_dir, job_env=inside
+        )
+        return runtime, argv, self._base_env
+
+    def _batch_dir(self, run: JobRun) -> str:
+        batch_dir = run.batch_dir or f"{self._batches_root}/{run.batch_id}"
+        if batch_dir not in self._made_batch_dirs:
+            os.makedirs(batch_dir, exist_ok=True)
+            self._made_batch_dirs.add(batch_dir)
+        return batch_dir
+
+    def _exited(self, attempt: Attempt, wait_status: int) -> None:
+        end_time = time.time()
+        if attempt.timeout is not None:
+            attempt.timeout.cancel()
+        run = attempt.run
+        self._remove_scratch(self._scratch_path(run))
+        verdict = judge_exit(attempt, os.waitstatus_to_exitcode(wait_status))
+        result = JobResult(
+            batch_id=run.batch_id,
+            job_id=run.job_id,
+            attempt=run.attempt,
+            outcome=verdict.outcome,
+            exit_code=verdict.exit_code,
+            start_time=attempt.start_time,
+            end_time=end_time,
+            error=verdict.error,
+            log=read_log_tail(self.log_path(*attempt.key)),
+        )
+        self._on_end(attempt, result)
+
+    def _time_out(self, attempt: Attempt) -> None:
+        log.info("attempt %s timed out after %ss", attempt.key, attempt.run.timeout_s)
+        self.kill(attempt, KillReason.TIMEOUT)
+
+    def _force_kill(self, watch: ExitWatch) -> None:
+        if watch.alive:
+            kill_group(watch.pid, signal.SIGKILL)
+
+    def _kill_container(self, attempt: Attempt) -> None:
+        assert attempt.runtime is not None
+        argv = container.kill_argv(attempt.runtime, attempt.run)
+        try:
+            pid = spawn(argv[0], argv, self._base_env, log_path=os.devnull)
+        except OSError as exc:
+            log.warning("could not run %s: %s", shlex.join(argv), exc)
+            return
+        ExitWatch(self._loop, pid, lambda _status: None)
+
+    def _remove_scratch(self, scratch: str) -> None:
+        try:
+            os.rmdir(scratch)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            cleanup = asyncio.ensure_future(
+                asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
+            )
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+
+
+def _could_not_start(run: JobRun, error: str) -> JobResult:
+    return JobResult(
+        batch_id=run.batch_id,
+        job_id=run.job_id,
+        attempt=run.attempt,
+        outcome=Outcome.ERROR,
+        exit_code=None,
+        start_time=None,
+        end_time=time.time(),
+        error=error,
+    )
+
+
+class _NoRuntimeError(Exception):
+    """An image job on a worker without docker or podman."""
+
+
+def _labbatch_env(run: JobRun, scratch: str, batch_dir: str) -> dict[str, str]:
+    return {
+        "LABBATCH_BATCH_ID": str(run.batch_id),
+        "LABBATCH_JOB_ID": str(run.job_id),
+        "LABBATCH_JOB_NAME": run.name,
+        "LABBATCH_ATTEMPT_ID": str(run.attempt),
+        "LABBATCH_SCRATCH": scratch,
+        "LABBATCH_BATCH_DIR": batch_dir,
+    }
