@@ -15,15 +15,25 @@ from typing import Any, TypeVar
 from sqlalchemy import Boolean, and_, bindparam, case, false, func, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from app.engine.dag import batch_state
-from app.models.tables import COMPLETE_STATES, Attempt, Batch, Job, JobParent, JobState
+from app.models.tables import (
+    COMPLETE_STATES,
+    Batch,
+    Job,
+    JobParent,
+    JobState,
+    attempts_table,
+    batches_table,
+    jobs_table,
+)
 
 T = TypeVar("T")
 CHUNK = 2000
-_jobs = Job.__table__
-_batches = Batch.__table__
-_attempts = Attempt.__table__
+_jobs = jobs_table
+_batches = batches_table
+_attempts = attempts_table
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -93,9 +103,9 @@ _set_final = (
     )
 )
 
-_B = bindparam("b_batch_id")
-_J = bindparam("b_job_id")
-_IDS = bindparam("b_ids", expanding=True)
+_B: BindParameter[int] = bindparam("b_batch_id")
+_J: BindParameter[int] = bindparam("b_job_id")
+_IDS: BindParameter[list[int]] = bindparam("b_ids", expanding=True)
 _FAILED = bindparam("b_failed", type_=Boolean)
 _LEFT = _jobs.c.n_pending_parents - bindparam("b_k")
 

@@ -41,9 +41,10 @@ from app.engine.secrets import worker_token
 from app.engine.tasks import TaskManager, Trigger
 from app.errors import LabBatchError
 from app.models.db import Database
-from app.models.tables import Attempt, Batch, InstanceState, Job, JobState, Pool
+from app.models.tables import Attempt, Batch, InstanceState, Job, JobState, Pool, jobs_table
 from app.protocol import (
     Ack,
+    AttemptRef,
     Cancel,
     Completed,
     Heartbeat,
@@ -59,7 +60,7 @@ from app.protocol import (
 )
 
 log = logging.getLogger("labbatch.driver")
-_jobs = Job.__table__
+_jobs = jobs_table
 
 MIN_JOB_MCPU = 250
 MAX_JOBS_PER_PASS = 5000
@@ -574,9 +575,8 @@ class Driver:
             )
             targets: dict[str, list[Any]] = defaultdict(list)
             for b, j, a, name in rows:
-                if (b, j, a) not in self._cancel_sent:
+                if name is not None and (b, j, a) not in self._cancel_sent:
                     targets[name].append((b, j, a))
-        from app.protocol import AttemptRef
 
         for name, keys in targets.items():
             inst = self.instances.get(name)

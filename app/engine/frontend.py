@@ -14,9 +14,10 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, cancel_batch_jobs, chunks, settle_batch
-from app.engine.dag import initial_states
+from app.engine.dag import InitialState, initial_states
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
 from app.errors import NotFoundError, UserError
+from app.models.bulk import bulk_insert, json_text
 from app.models.db import Database
 from app.models.spec import BatchSpec, JobSpec
 from app.models.tables import (
@@ -29,6 +30,8 @@ from app.models.tables import (
     JobParent,
     JobState,
     Update,
+    job_parents_table,
+    jobs_table,
 )
 
 
@@ -162,30 +165,21 @@ def _insert_update(
         )
     )
     if jobs:
-        conn.execute(
-            insert(Job),
+        bulk_insert(
+            conn,
+            jobs_table,
+            JOB_COLUMNS,
             [
-                _job_row(
-                    batch_id,
-                    job_id,
-                    update_id,
-                    job,
-                    st.state,
-                    st.n_pending_parents,
-                    st.cancelled,
-                    user,
-                    now,
-                )
+                _job_row(batch_id, job_id, update_id, job, st, user, now)
                 for job_id, job, st in zip(job_ids, jobs, states, strict=True)
             ],
         )
         edges = [
-            {"batch_id": batch_id, "job_id": job_id, "parent_id": parent}
+            (batch_id, job_id, parent)
             for job_id, parents in zip(job_ids, parent_ids, strict=True)
             for parent in parents
         ]
-        if edges:
-            conn.execute(insert(JobParent), edges)
+        bulk_insert(conn, job_parents_table, ("batch_id", "job_id", "parent_id"), edges)
     n_born_cancelled = sum(1 for st in states if st.state == JobState.CANCELLED)
     conn.execute(
         update(Batch)
@@ -200,48 +194,74 @@ def _insert_update(
     return update_id
 
 
+JOB_COLUMNS = (
+    "batch_id",
+    "job_id",
+    "update_id",
+    "name",
+    "user",
+    "state",
+    "n_pending_parents",
+    "cancelled",
+    "always_run",
+    "n_max_attempts",
+    "n_attempts",
+    "last_attempt",
+    "cores_mcpu",
+    "memory_bytes",
+    "storage_bytes",
+    "pool",
+    "preemptible",
+    "regions",
+    "machine_type",
+    "spec",
+    "time_ready",
+    "time_ended",
+)
+
+
 def _job_row(
     batch_id: int,
     job_id: int,
     update_id: int,
     job: JobSpec,
-    state: JobState,
-    n_pending: int,
-    cancelled: bool,
+    st: InitialState,
     user: str,
     now: float,
-) -> dict[str, Any]:
-    return {
-        "batch_id": batch_id,
-        "job_id": job_id,
-        "update_id": update_id,
-        "name": job.name,
-        "user": user,
-        "state": str(state),
-        "n_pending_parents": n_pending,
-        "cancelled": cancelled,
-        "always_run": job.always_run,
-        "n_max_attempts": job.n_max_attempts,
-        "n_attempts": 0,
-        "last_attempt": 0,
-        "cores_mcpu": job.cores_mcpu,
-        "memory_bytes": job.memory_bytes,
-        "storage_bytes": job.storage_bytes,
-        "pool": job.pool,
-        "preemptible": job.preemptible,
-        "regions": list(job.regions) if job.regions else None,
-        "machine_type": job.machine_type,
-        "spec": {
-            "command": job.command,
-            "env": dict(job.env),
-            "image": job.image,
-            "timeout_s": job.timeout_s,
-            "attributes": dict(job.attributes),
-            "memory_class": job.memory_class,
-        },
-        "time_ready": now if state == JobState.READY else None,
-        "time_ended": now if state == JobState.CANCELLED else None,
+) -> tuple[Any, ...]:
+    """One jobs row, in JOB_COLUMNS order."""
+    spec = {
+        "command": job.command,
+        "env": dict(job.env),
+        "image": job.image,
+        "timeout_s": job.timeout_s,
+        "attributes": dict(job.attributes),
+        "memory_class": job.memory_class,
     }
+    return (
+        batch_id,
+        job_id,
+        update_id,
+        job.name,
+        user,
+        str(st.state),
+        st.n_pending_parents,
+        st.cancelled,
+        job.always_run,
+        job.n_max_attempts,
+        0,
+        0,
+        job.cores_mcpu,
+        job.memory_bytes,
+        job.storage_bytes,
+        job.pool,
+        job.preemptible,
+        json_text(list(job.regions)) if job.regions else None,
+        job.machine_type,
+        json_text(spec),
+        now if st.state == JobState.READY else None,
+        now if st.state == JobState.CANCELLED else None,
+    )
 
 
 async def cancel_batch(db: Database, batch_id: int, *, user: str | None = None) -> BatchInfo:

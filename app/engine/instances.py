@@ -12,10 +12,10 @@ from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, JobEnd, chunks, end_attempts, end_jobs
 from app.engine.connection import WorkerConnection
-from app.models.tables import Attempt, Instance, InstanceState, Job, JobState
+from app.models.tables import Attempt, Instance, InstanceState, Job, JobState, jobs_table
 from app.protocol import JobRun
 
-_jobs = Job.__table__
+_jobs = jobs_table
 
 
 @dataclass(eq=False)

@@ -9,10 +9,10 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, JobEnd, chunks, end_jobs
-from app.models.tables import Attempt, Job, JobLog, JobState
+from app.models.tables import Job, JobLog, JobState, attempts_table
 from app.protocol import JobResult, JobStart, Outcome
 
-_attempts = Attempt.__table__
+_attempts = attempts_table
 _THIS_ATTEMPT = (
     _attempts.c.batch_id == bindparam("b_b"),
     _attempts.c.job_id == bindparam("b_j"),

@@ -7,7 +7,7 @@ job ids reserved per update, so a whole update is inserted in bulk without RETUR
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     text,
 )
@@ -296,3 +297,10 @@ class ChangeMarker(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# Core tables, typed as such for statements built once at import time.
+jobs_table = cast(Table, Job.__table__)
+batches_table = cast(Table, Batch.__table__)
+attempts_table = cast(Table, Attempt.__table__)
+job_parents_table = cast(Table, JobParent.__table__)
