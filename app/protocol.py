@@ -15,7 +15,7 @@ This module imports nothing from the rest of ``app``: the worker ships with it a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -112,7 +112,7 @@ class Message:
     type: ClassVar[str] = ""
 
     def to_json(self) -> str:
-        body = asdict(self)
+        body = _plain(self)
         body["type"] = self.type
         return json.dumps(body, separators=(",", ":"))
 
@@ -194,6 +194,37 @@ class Retiring(Message):
 
     type: ClassVar[str] = "retiring"
     idle_s: float
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form of a message: a shallow walk (dataclasses.asdict deep-copies everything
+    and was the top cost per job on the hot path)."""
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    names = _FIELDS.get(type(value))
+    if names is None:
+        return value
+    return {name: _plain(getattr(value, name)) for name in names}
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls))
+    for cls in (
+        AttemptRef,
+        JobRun,
+        JobStart,
+        JobResult,
+        Hello,
+        Schedule,
+        Cancel,
+        Ack,
+        Shutdown,
+        Started,
+        Completed,
+        Heartbeat,
+        Retiring,
+    )
+}
 
 
 class ProtocolError(ValueError):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter
 
 from app.engine.dag import batch_state
+from app.models.prepared import Prepared
 from app.models.tables import (
     COMPLETE_STATES,
     Batch,
@@ -89,7 +90,7 @@ class _Counts:
             self.failed += n
 
 
-_set_final = (
+_set_final = Prepared(
     update(_jobs)
     .where(
         _jobs.c.batch_id == bindparam("b_batch_id"),
@@ -111,7 +112,7 @@ _LEFT = _jobs.c.n_pending_parents - bindparam("b_k")
 
 # A child's count drops; when it reaches 0 the child becomes Ready in the same statement,
 # unless a parent did not succeed (then it is doomed, below) and it is not always_run.
-_drop_pending = (
+_drop_pending = Prepared(
     update(_jobs)
     .where(_jobs.c.batch_id == _B, _jobs.c.job_id == _J)
     .values(
@@ -130,22 +131,26 @@ _drop_pending = (
         time_ready=case((_LEFT == 0, bindparam("b_now")), else_=_jobs.c.time_ready),
     )
 )
-_children_of = select(JobParent.job_id, JobParent.parent_id).where(
-    JobParent.batch_id == _B, JobParent.parent_id.in_(_IDS)
+_children_of = Prepared(
+    select(JobParent.job_id, JobParent.parent_id).where(
+        JobParent.batch_id == _B, JobParent.parent_id.in_(_IDS)
+    )
 )
 # children released with a parent that did not succeed: they end without running
-_doomed = select(Job.job_id).where(
-    Job.batch_id == _B,
-    Job.job_id.in_(_IDS),
-    Job.n_pending_parents == 0,
-    Job.state == str(JobState.PENDING),
+_doomed = Prepared(
+    select(Job.job_id).where(
+        Job.batch_id == _B,
+        Job.job_id.in_(_IDS),
+        Job.n_pending_parents == 0,
+        Job.state == str(JobState.PENDING),
+    )
 )
 _cancel_now = (
     update(_jobs)
     .where(_jobs.c.batch_id == _B, _jobs.c.job_id.in_(_IDS))
     .values(state=str(JobState.CANCELLED), time_ended=bindparam("b_now"))
 )
-_add_counts = (
+_add_counts = Prepared(
     update(_batches)
     .where(_batches.c.id == _B)
     .values(
@@ -180,8 +185,8 @@ def end_jobs(conn: Connection, ends: Sequence[JobEnd], now: float) -> Changes:
     changes = Changes()
     if not ends:
         return changes
-    conn.execute(
-        _set_final,
+    _set_final.executemany(
+        conn,
         [
             {
                 "b_batch_id": e.batch_id,
@@ -216,8 +221,8 @@ def _propagate(
         decrements = _child_decrements(conn, frontier)
         if not decrements:
             return
-        conn.execute(
-            _drop_pending,
+        _drop_pending.executemany(
+            conn,
             [
                 {"b_batch_id": b, "b_job_id": j, "b_k": k, "b_failed": failed, "b_now": now}
                 for (b, j), (k, failed) in decrements.items()
@@ -229,7 +234,9 @@ def _propagate(
             doomed = [
                 job_id
                 for part in chunks(children)
-                for (job_id,) in conn.execute(_doomed, {"b_batch_id": batch_id, "b_ids": part})
+                for (job_id,) in _doomed.execute(
+                    conn, {"b_batch_id": batch_id, "b_ids": list(part)}
+                )
             ]
             for part in chunks(doomed):
                 conn.execute(_cancel_now, {"b_batch_id": batch_id, "b_ids": part, "b_now": now})
@@ -249,7 +256,7 @@ def _child_decrements(
     result: dict[tuple[int, int], tuple[int, bool]] = {}
     for batch_id, parent_ids in parents_by_batch.items():
         for part in chunks(parent_ids):
-            rows = conn.execute(_children_of, {"b_batch_id": batch_id, "b_ids": list(part)})
+            rows = _children_of.execute(conn, {"b_batch_id": batch_id, "b_ids": list(part)})
             for child, parent in rows:
                 k, failed = result.get((batch_id, child), (0, False))
                 result[(batch_id, child)] = (k + 1, failed or not succeeded[(batch_id, parent)])
@@ -268,8 +275,8 @@ def _apply_counts(
 ) -> None:
     """Add the per-batch deltas, then cancel or complete the batches that crossed a line."""
     for batch_id, c in sorted(counts.items()):
-        row = conn.execute(
-            _add_counts,
+        (row,) = _add_counts.execute(
+            conn,
             {
                 "b_batch_id": batch_id,
                 "b_completed": c.completed,
@@ -277,7 +284,7 @@ def _apply_counts(
                 "b_failed_n": c.failed,
                 "b_cancelled": c.cancelled,
             },
-        ).one()
+        )
         changes.batches.add(batch_id)
         _settle(conn, batch_id, row, now, changes)
 

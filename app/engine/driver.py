@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -41,6 +42,7 @@ from app.engine.secrets import worker_token
 from app.engine.tasks import TaskManager, Trigger
 from app.errors import LabBatchError
 from app.models.db import Database
+from app.models.prepared import Prepared
 from app.models.tables import Attempt, Batch, InstanceState, Job, JobState, Pool, jobs_table
 from app.protocol import (
     Ack,
@@ -68,6 +70,9 @@ HELLO_TIMEOUT_S = 10.0
 RECONNECT_GRACE_S = 10.0
 HEARTBEAT_STALE_S = 15.0
 MARKER_POLL_S = 0.2
+# A pass has a fixed cost (one transaction); waiting this long after one lets reports pile up
+# so the next pass carries several. A chain's next report comes later than this anyway.
+PASS_MIN_INTERVAL_S = float(os.environ.get("LABBATCH_PASS_INTERVAL_S", "0.002"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +134,9 @@ class Driver:
         await self._ensure_pool()
         await self._recover()
         t = self._tasks
-        self._scheduler = t.every("pass", self._pass, interval_s=1.0)
+        self._scheduler = t.every(
+            "pass", self._pass, interval_s=1.0, min_interval_s=PASS_MIN_INTERVAL_S
+        )
         self._canceller = t.every("canceller", self._cancel_running, interval_s=2.0)
         self._monitor = t.every("monitor", self._watch_instances, interval_s=1.0)
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
@@ -486,7 +493,7 @@ class Driver:
         largest = max(i.cores_mcpu for i in healthy)
         query = _READY_LOCKED if conn.dialect.name == "postgresql" else _READY
         limit = min(free_mcpu // MIN_JOB_MCPU, MAX_JOBS_PER_PASS)
-        rows = list(conn.execute(query, {"b_pool": self.size.pool, "b_limit": limit}))
+        rows = query.execute(conn, {"b_pool": self.size.pool, "b_limit": limit})
         fitting = {(r.batch_id, r.job_id): r for r in rows if r.cores_mcpu <= largest}
         placed = place(
             [Demand(key, r.cores_mcpu) for key, r in fitting.items()],
@@ -520,7 +527,7 @@ class Driver:
         ]
         if not rows:
             return
-        conn.execute(_SET_RUNNING, [{**r, "b_now": now} for r in rows])
+        _SET_RUNNING.executemany(conn, [{**r, "b_now": now} for r in rows])
         conn.execute(
             insert(Attempt),
             [
@@ -620,15 +627,16 @@ _RUN_COLUMNS = (
     Job.last_attempt,
 )
 # the head of the Ready queue of one pool, oldest batch first
-_READY = (
+_READY_QUERY = (
     select(*_RUN_COLUMNS)
     .where(Job.state == str(JobState.READY))
     .where(Job.pool.is_(None) | (Job.pool == bindparam("b_pool")))
     .order_by(Job.batch_id, Job.job_id)
     .limit(bindparam("b_limit"))
 )
-_READY_LOCKED = _READY.with_for_update(skip_locked=True)
-_SET_RUNNING = (
+_READY = Prepared(_READY_QUERY, json_columns=["spec"])
+_READY_LOCKED = Prepared(_READY_QUERY.with_for_update(skip_locked=True))
+_SET_RUNNING = Prepared(
     update(_jobs)
     .where(_jobs.c.batch_id == bindparam("b_b"), _jobs.c.job_id == bindparam("b_j"))
     .values(

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, JobEnd, chunks, end_jobs
+from app.models.prepared import Prepared
 from app.models.tables import Job, JobLog, JobState, attempts_table
 from app.protocol import JobResult, JobStart, Outcome
 
@@ -18,20 +19,22 @@ _THIS_ATTEMPT = (
     _attempts.c.job_id == bindparam("b_j"),
     _attempts.c.attempt == bindparam("b_a"),
 )
-_set_start = (
+_set_start = Prepared(
     update(_attempts)
     .where(*_THIS_ATTEMPT, _attempts.c.start_time.is_(None))
     .values(start_time=bindparam("b_t"))
 )
-_set_end = (
+_set_end = Prepared(
     update(_attempts)
     .where(*_THIS_ATTEMPT, _attempts.c.end_time.is_(None))
     .values(start_time=bindparam("b_s"), end_time=bindparam("b_e"), end_reason=bindparam("b_r"))
 )
-_running_attempts = select(Job.job_id, Job.last_attempt).where(
-    Job.batch_id == bindparam("b_b"),
-    Job.job_id.in_(bindparam("b_ids", expanding=True)),
-    Job.state == str(JobState.RUNNING),
+_running_attempts = Prepared(
+    select(Job.job_id, Job.last_attempt).where(
+        Job.batch_id == bindparam("b_b"),
+        Job.job_id.in_(bindparam("b_ids", expanding=True)),
+        Job.state == str(JobState.RUNNING),
+    )
 )
 
 OUTCOME_STATE = {
@@ -52,8 +55,8 @@ def record_starts(conn: Connection, starts: Sequence[JobStart]) -> None:
     """Set the start time of attempts that began running on their worker."""
     if not starts:
         return
-    conn.execute(
-        _set_start,
+    _set_start.executemany(
+        conn,
         [
             {"b_b": s.batch_id, "b_j": s.job_id, "b_a": s.attempt, "b_t": s.start_time}
             for s in starts
@@ -69,9 +72,15 @@ def _current_attempts(conn: Connection, results: Sequence[JobResult]) -> dict[tu
     current: dict[tuple[int, int], int] = {}
     for batch_id, job_ids in by_batch.items():
         for part in chunks(sorted(set(job_ids))):
-            rows = conn.execute(_running_attempts, {"b_b": batch_id, "b_ids": list(part)})
+            rows = _running_attempts.execute(conn, {"b_b": batch_id, "b_ids": list(part)})
             current.update({(batch_id, job_id): last for job_id, last in rows})
     return current
+
+
+def _fresh_results(conn: Connection, results: Sequence[JobResult]) -> list[JobResult]:
+    """The results that end their job's current attempt (others are stale or repeated)."""
+    current = _current_attempts(conn, results)
+    return [r for r in results if current.get((r.batch_id, r.job_id)) == r.attempt]
 
 
 def apply_results(conn: Connection, results: Sequence[JobResult], now: float) -> Changes:
@@ -79,8 +88,8 @@ def apply_results(conn: Connection, results: Sequence[JobResult], now: float) ->
     results = list({r.ref.key(): r for r in results}.values())
     if not results:
         return Changes()
-    conn.execute(
-        _set_end,
+    _set_end.executemany(
+        conn,
         [
             {
                 "b_b": r.batch_id,
@@ -93,8 +102,7 @@ def apply_results(conn: Connection, results: Sequence[JobResult], now: float) ->
             for r in results
         ],
     )
-    current = _current_attempts(conn, results)
-    fresh = [r for r in results if current.get((r.batch_id, r.job_id)) == r.attempt]
+    fresh = _fresh_results(conn, results)
     logs = [
         {"batch_id": r.batch_id, "job_id": r.job_id, "attempt": r.attempt, "text": r.log}
         for r in fresh

@@ -111,6 +111,7 @@ class Database:
     url: str
     sync_engine: Engine | None = None
     _writer: ThreadPoolExecutor | None = None
+    _writer_conn: Connection | None = None
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work(conn)`` inside one transaction and commit it."""
@@ -122,9 +123,26 @@ class Database:
         return await loop.run_in_executor(self._writer, self._run_here, work)
 
     def _run_here(self, work: Callable[[Connection], T]) -> T:
+        # The writer thread keeps one connection open: a pool checkout per transaction
+        # cost as much as the transaction's own statements.
+        if self._writer_conn is None or self._writer_conn.closed:
+            assert self.sync_engine is not None
+            self._writer_conn = self.sync_engine.connect()
+        conn = self._writer_conn
+        try:
+            with conn.begin():
+                return work(conn)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                self._writer_conn = None
+            raise
+
+    def _close_here(self) -> None:
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
         assert self.sync_engine is not None
-        with self.sync_engine.begin() as conn:
-            return work(conn)
+        self.sync_engine.dispose()
 
     @property
     def is_sqlite(self) -> bool:
@@ -150,7 +168,7 @@ class Database:
         await self.engine.dispose()
         if self.sync_engine is not None:
             assert self._writer is not None
-            await asyncio.get_running_loop().run_in_executor(self._writer, self.sync_engine.dispose)
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._close_here)
             self._writer.shutdown(wait=True)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import shlex
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -39,7 +41,7 @@ class JobRunner:
         self._logs_root = str(config.logs_dir)
         self._batches_root = str(config.batches_dir)
         self._made_batch_dirs: set[str] = set()
-        self._cleanups: set[asyncio.Future[None]] = set()
+        self._cleaner = _ScratchCleaner()
         # os.environ no longer holds the token: main() popped it before building the runner.
         self._base_env = dict(os.environ)
 
@@ -87,9 +89,8 @@ class JobRunner:
             self._kill_container(attempt)
 
     async def wait_cleanups(self) -> None:
-        """Wait for scratch directories still being removed in threads."""
-        if self._cleanups:
-            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        """Wait until every scratch directory handed to the cleaner is gone."""
+        await asyncio.to_thread(self._cleaner.drain)
 
     def _scratch_path(self, run: JobRun) -> str:
         return f"{self._scratch_root}/{run.batch_id}-{run.job_id}-{run.attempt}"
@@ -165,16 +166,48 @@ class JobRunner:
         ExitWatch(self._loop, pid, lambda _status: None)
 
     def _remove_scratch(self, scratch: str) -> None:
-        try:
-            os.rmdir(scratch)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            cleanup = asyncio.ensure_future(
-                asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
-            )
-            self._cleanups.add(cleanup)
-            cleanup.add_done_callback(self._cleanups.discard)
+        self._cleaner.remove(scratch)
+
+
+class _ScratchCleaner:
+    """Removes scratch directories on one background thread.
+
+    rmdir cost ~170 us per job on the event loop, a fifth of the agent's own time per no-op
+    job; a queue hand-off costs a microsecond.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="scratch-cleaner", daemon=True)
+        self._thread.start()
+
+    def remove(self, path: str) -> None:
+        with self._idle:
+            self._pending += 1
+        self._queue.put(path)
+
+    def drain(self) -> None:
+        """Block until every directory queued so far is removed."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending == 0)
+
+    def _run(self) -> None:
+        while True:
+            path = self._queue.get()
+            if path is None:
+                return
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                shutil.rmtree(path, ignore_errors=True)
+            with self._idle:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._idle.notify_all()
 
 
 def _could_not_start(run: JobRun, error: str) -> JobResult:
