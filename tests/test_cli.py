@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -169,8 +170,9 @@ def _job_state(db: str, batch: int, name: str) -> str | None:
 
 
 def test_driver_killed_mid_batch_resumes_without_rerunning(
-    db: str, lb_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, lb_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    db = db_url
     monkeypatch.setenv("LABBATCH_LEASE_TTL_S", "1.5")
     ran = tmp_path / "ran.txt"
     jobs = "\n".join(
@@ -202,3 +204,32 @@ def test_driver_killed_mid_batch_resumes_without_rerunning(
     assert body["state"] == "success"
     assert ran.read_text().split() == [f"j{i}" for i in range(8)]  # each job ran exactly once
     wait_for(lambda: worker_pids(lb_home) == [], timeout_s=10, what="workers to exit")
+
+
+def test_run_shows_progress_on_a_terminal(db: str) -> None:
+    """On a terminal `run` redraws `done / total`; piped, it prints only the summary."""
+    main_fd, tty_fd = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "run", str(EXAMPLES / "diamond.yaml"), "--db", db],
+            stdout=subprocess.PIPE,
+            stderr=tty_fd,
+            text=True,
+            env=os.environ.copy(),
+        )
+        os.close(tty_fd)
+        out, _ = proc.communicate(timeout=60)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main_fd)
+    assert proc.returncode == 0
+    assert b"4/4 jobs done" in shown
+    assert "jobs done" not in out
