@@ -114,6 +114,7 @@ class Driver:
         self._create_failures = 0
         self.problem: str | None = None  # why the pool cannot run anything, for the user
         self._stopping = False
+        self._abdication: asyncio.Future[None] | None = None
         self._marker = -1
         self._scheduler: Trigger | None = None
         self._canceller: Trigger | None = None
@@ -146,6 +147,9 @@ class Driver:
 
     async def stop(self) -> None:
         """Stop the loops and the workers; unfinished attempts go back to Ready for later."""
+        if self._abdication is not None:
+            await self._abdication
+            return
         self._stopping = True
         await self._tasks.stop()
         instances = list(self.instances.values())
@@ -599,11 +603,23 @@ class Driver:
             self.notify_changed()
 
     async def _renew_lease(self) -> None:
-        if not await lease.try_acquire(self.db, self.holder):
-            log.error("lost the driver lease to another process; stopping the driver loops")
-            self.has_lease = False
-            self.bus.publish(LeaseChanged(held=False))
-            self._tasks.spawn("stop", self.stop())
+        if await lease.try_acquire(self.db, self.holder):
+            return
+        log.error("lost the driver lease to another process; this one stops driving")
+        # Not through the task manager: abdicating cancels every task it owns, this one too.
+        self._abdication = asyncio.ensure_future(self._abdicate())
+
+    async def _abdicate(self) -> None:
+        """Stop the loops and drop the connections; the database and the workers now belong
+        to the new lease holder, so nothing is written and no worker is stopped."""
+        self._stopping = True
+        self.has_lease = False
+        await self._tasks.stop()
+        for inst in list(self.instances.values()):
+            if inst.conn is not None:
+                await inst.conn.close()
+        self.instances.clear()
+        self.bus.publish(LeaseChanged(held=False))
 
     def _publish(self, changes: Changes) -> None:
         for batch_id in sorted(changes.batches):
