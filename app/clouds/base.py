@@ -19,6 +19,7 @@ class InstanceRequest:
     location: str | None = None
     preemptible: bool = False
     idle_timeout_s: float | None = None
+    boot_delay_s: float = 0.0  # the local cloud waits this long, standing in for VM boot
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from app.engine.dag import InitialState, initial_states
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
 from app.errors import NotFoundError, UserError
 from app.models.bulk import bulk_insert, json_text
-from app.models.db import Database
+from app.models.db import DEFAULT_POOL_NAME, Database
 from app.models.spec import BatchSpec, JobSpec
 from app.models.tables import (
     Attempt,
@@ -29,6 +29,7 @@ from app.models.tables import (
     JobLog,
     JobParent,
     JobState,
+    Pool,
     Update,
     job_parents_table,
     jobs_table,
@@ -53,6 +54,7 @@ async def submit_batch(db: Database, spec: BatchSpec, *, user: str) -> int:
 
     def store(conn: Connection) -> int:
         _check_billing_project(conn, spec.billing_project)
+        _check_pools(conn, spec.jobs)
         batch_id = (
             conn.execute(
                 insert(Batch)
@@ -88,6 +90,7 @@ async def append_update(db: Database, batch_id: int, spec: BatchSpec, *, user: s
             raise UserError(f"batch {batch_id} belongs to {batch.user}, not {user}")
         if batch.cancelled:
             raise UserError(f"batch {batch_id} was cancelled; updates to it are refused")
+        _check_pools(conn, spec.jobs)
         wanted = sorted({p for job in spec.jobs for p in job.depends_on})
         old: dict[str, tuple[int, str]] = {}
         for part in chunks(wanted):
@@ -119,6 +122,21 @@ def _check_billing_project(conn: Connection, name: str) -> None:
     if name not in known:
         raise UserError(
             f"billing project {name!r} does not exist (known: {', '.join(sorted(known))})"
+        )
+
+
+def _check_pools(conn: Connection, jobs: Sequence[JobSpec]) -> None:
+    wanted = {job.pool for job in jobs if job.pool}
+    if not wanted:
+        return
+    known = set(conn.execute(select(Pool.name)).scalars())
+    missing = sorted(wanted - known)
+    if missing:
+        users = {m: next(j.name for j in jobs if j.pool == m) for m in missing}
+        listed = ", ".join(f"{m!r} (job {users[m]!r})" for m in missing)
+        raise UserError(
+            f"unknown pool {listed}; pools: {', '.join(sorted(known))}; "
+            "create one with `labbatch pool create`"
         )
 
 
@@ -254,7 +272,7 @@ def _job_row(
         job.cores_mcpu,
         job.memory_bytes,
         job.storage_bytes,
-        job.pool,
+        job.pool or DEFAULT_POOL_NAME,
         job.preemptible,
         json_text(list(job.regions)) if job.regions else None,
         job.machine_type,

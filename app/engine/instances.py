@@ -18,6 +18,16 @@ from app.protocol import JobRun
 _jobs = jobs_table
 
 
+@dataclass(slots=True)
+class Assignment:
+    """An attempt placed on an instance: what to send, whose it is, and on which connection
+    it went (None: not sent yet, or to be sent again after a reconnect)."""
+
+    run: JobRun
+    user: str
+    sent_on: int | None = None
+
+
 @dataclass(eq=False)
 class LiveInstance:
     """A pending or active worker: its capacity and the attempts it was given."""
@@ -28,33 +38,57 @@ class LiveInstance:
     address: str | None
     location: str
     state: InstanceState = InstanceState.PENDING
+    standing: bool = False
+    draining: bool = False  # takes no new jobs; retires when empty
     conn: WorkerConnection | None = None
     last_heartbeat: float = 0.0
     disconnected_since: float | None = None
-    # attempts placed here and not yet reported finished: key -> (run, id of the connection
-    # that carried the schedule frame, or None if it has not been sent)
-    assigned: dict[tuple[int, int, int], tuple[JobRun, int | None]] = field(default_factory=dict)
+    idle_since: float | None = None
+    assigned: dict[tuple[int, int, int], Assignment] = field(default_factory=dict)
 
     @property
     def used_mcpu(self) -> int:
-        return sum(run.cores_mcpu for run, _sent in self.assigned.values())
+        return sum(a.run.cores_mcpu for a in self.assigned.values())
 
     @property
     def free_mcpu(self) -> int:
         return self.cores_mcpu - self.used_mcpu
 
     @property
+    def live(self) -> bool:
+        return self.state in (InstanceState.PENDING, InstanceState.ACTIVE)
+
+    @property
     def healthy(self) -> bool:
-        return self.state == InstanceState.ACTIVE and self.conn is not None and not self.conn.closed
+        """Active, connected and taking jobs."""
+        return (
+            self.state == InstanceState.ACTIVE
+            and not self.draining
+            and self.conn is not None
+            and not self.conn.closed
+        )
+
+    def assign(self, assignment: Assignment) -> None:
+        self.assigned[assignment.run.ref.key()] = assignment
+        self.idle_since = None
+
+    def release(self, key: tuple[int, int, int], now: float) -> Assignment | None:
+        assignment = self.assigned.pop(key, None)
+        if not self.assigned and self.idle_since is None:
+            self.idle_since = now
+        return assignment
 
 
-def insert_instance(conn: Connection, *, name: str, pool: str, cores_mcpu: int, now: float) -> None:
+def insert_instance(
+    conn: Connection, *, name: str, pool: str, cores_mcpu: int, standing: bool, now: float
+) -> None:
     conn.execute(
         insert(Instance).values(
             name=name,
             pool=pool,
             state=str(InstanceState.PENDING),
             cores_mcpu=cores_mcpu,
+            standing=standing,
             time_created=now,
             handle={},
         )
@@ -101,11 +135,11 @@ def set_instance_state(
         conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
 
 
-def live_instances(conn: Connection, pool: str) -> list[Any]:
-    """Rows of the pool's pending and active instances."""
+def live_instances(conn: Connection, pools: Sequence[str]) -> list[Any]:
+    """Rows of the pools' pending and active instances."""
     rows = conn.execute(
         select(*Instance.__table__.c).where(
-            Instance.pool == pool,
+            Instance.pool.in_(list(pools)),
             Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]),
         )
     )

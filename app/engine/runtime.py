@@ -2,38 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.clouds.local import LocalCloud
 from app.engine import lease
-from app.engine.driver import Driver, PoolSize
+from app.engine.driver import Driver
 from app.engine.events import EventBus
+from app.engine.pools import DEFAULT_POOL
 from app.models.db import Database, data_dir
 
 
 class LocalRuntime:
-    """A driver whose pool is local worker processes under the user data dir."""
+    """A driver with the local cloud: pools of worker processes under the user data dir.
+
+    ``n_workers`` / ``worker_cores_mcpu`` size the default pool for this process only (what
+    `labbatch run --workers N --cores C` asks for); without them the stored settings apply.
+    """
 
     def __init__(
         self,
         db: Database,
         *,
         bus: EventBus,
-        n_workers: int,
-        worker_cores_mcpu: int,
-        start_delay_s: float = 0.0,
+        n_workers: int | None = None,
+        worker_cores_mcpu: int | None = None,
         orphan_timeout_s: float = 60.0,
     ) -> None:
         root = data_dir()
         self.db = db
-        self.cloud = LocalCloud(
-            root / "workers", start_delay_s=start_delay_s, orphan_timeout_s=orphan_timeout_s
-        )
+        self.cloud = LocalCloud(root / "workers", orphan_timeout_s=orphan_timeout_s)
         batches = root / "batches"
+        override: dict[str, Any] = {}
+        if n_workers is not None:
+            override.update(
+                min_instances=n_workers, max_instances=n_workers, max_live_instances=n_workers
+            )
+        if worker_cores_mcpu is not None:
+            override.update(worker_cores_mcpu=worker_cores_mcpu, standing_worker_cores_mcpu=0)
         self.driver = Driver(
             db,
-            self.cloud,
-            size=PoolSize(n_workers=n_workers, worker_cores_mcpu=worker_cores_mcpu),
+            {"local": self.cloud},
             bus=bus,
             batch_dir=lambda batch_id: str(batches / str(batch_id)),
+            pool_overrides={DEFAULT_POOL: override} if override else None,
         )
 
     async def start(self, *, wait_for_lease: bool = False) -> bool:

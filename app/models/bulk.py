@@ -24,11 +24,23 @@ def bulk_insert(
     compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
     order = compiled.positiontup
     if order is not None and list(order) != list(columns):
-        index = [list(columns).index(name) for name in order]
-        rows = [tuple(row[i] for i in index) for row in rows]
+        # columns left out get their scalar defaults (SQLAlchemy adds them to the INSERT)
+        defaults = {name: _scalar_default(table, name) for name in order if name not in columns}
+        index = {name: i for i, name in enumerate(columns)}
+        rows = [
+            tuple(row[index[name]] if name in index else defaults[name] for name in order)
+            for row in rows
+        ]
     elif order is None:  # a named paramstyle: hand over dicts
         rows = [dict(zip(columns, row, strict=True)) for row in rows]  # type: ignore[misc]
     conn.exec_driver_sql(str(compiled), rows)  # type: ignore[arg-type]
+
+
+def _scalar_default(table: Table, name: str) -> Any:
+    default = table.c[name].default
+    if default is None or not default.is_scalar:
+        raise ValueError(f"bulk insert into {table.name} must give a value for {name}")
+    return default.arg  # type: ignore[attr-defined]
 
 
 def json_text(value: Any) -> str:

@@ -20,13 +20,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.errors import ConfigError
-from app.models.tables import BillingProject, ChangeMarker, DriverLease
+from app.models.tables import BillingProject, ChangeMarker, DriverLease, Pool
 
 log = logging.getLogger("labbatch.db")
 T = TypeVar("T")
 
 DB_ENV = "LABBATCH_DB"
 DEFAULT_BILLING_PROJECT = "default"
+DEFAULT_POOL_NAME = "local"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -190,6 +191,21 @@ async def _seed(conn: AsyncConnection) -> None:
     if (await conn.execute(select(BillingProject.name).limit(1))).first() is None:
         await conn.execute(
             insert(BillingProject).values(name=DEFAULT_BILLING_PROJECT, time_created=now)
+        )
+    default_pool = select(Pool.name).where(Pool.name == DEFAULT_POOL_NAME)
+    if (await conn.execute(default_pool)).first() is None:
+        # one local worker with every core of this machine, kept running
+        cores_mcpu = (os.cpu_count() or 1) * 1000
+        await conn.execute(
+            insert(Pool).values(
+                name=DEFAULT_POOL_NAME,
+                cloud="local",
+                worker_cores_mcpu=cores_mcpu,
+                min_instances=1,
+                max_instances=1,
+                max_live_instances=1,
+                config={},
+            )
         )
     if (await conn.execute(select(DriverLease.id))).first() is None:
         await conn.execute(insert(DriverLease).values(id=1, holder=None, expires_at=0.0))

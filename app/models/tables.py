@@ -6,6 +6,7 @@ job ids reserved per update, so a whole update is inserted in bulk without RETUR
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, cast
 
@@ -155,6 +156,7 @@ class Job(Base):
     # attempts that count toward n_max_attempts; last_attempt numbers them
     n_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_attempt: Mapped[int] = mapped_column(Integer, default=0)
+    n_preemptions: Mapped[int] = mapped_column(Integer, default=0)
     cores_mcpu: Mapped[int] = mapped_column(Integer)
     memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     storage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -174,13 +176,26 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_batch_name", "batch_id", "name", unique=True),
         Index("ix_jobs_batch_state", "batch_id", "state"),
-        # the scheduler's queue: only Ready jobs, in FIFO order
+        # the scheduler's queues: Ready jobs per pool and user, oldest batch first; covering
+        # cores so the per-user demand is an index-only scan
         Index(
-            "ix_jobs_ready",
+            "ix_jobs_ready_queue",
+            "pool",
+            "user",
             "batch_id",
             "job_id",
+            "cores_mcpu",
             sqlite_where=text("state = 'Ready'"),
             postgresql_where=text("state = 'Ready'"),
+        ),
+        Index(
+            "ix_jobs_ready_always",
+            "pool",
+            "user",
+            "batch_id",
+            "job_id",
+            sqlite_where=text("state = 'Ready' AND always_run"),
+            postgresql_where=text("state = 'Ready' AND always_run"),
         ),
     )
 
@@ -255,6 +270,8 @@ class Pool(Base):
     price_per_core_hour_usd: Mapped[float | None] = mapped_column(Numeric(18, 8), nullable=True)
     # cloud-specific settings (project, zones, image …); never credentials
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # a one-off "scale to N now" request, consumed by the driver
+    scale_target: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Instance(Base):
@@ -275,8 +292,36 @@ class Instance(Base):
     time_deactivated: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # standing instances keep the pool's minimum and do not retire when idle
+    standing: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_instances_pool_state", "pool", "state"),)
+
+
+class Resource(Base):
+    """A billed resource's price; a price change adds a version, old attempts keep theirs."""
+
+    __tablename__ = "resources"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    usd_per_unit_hour: Mapped[Decimal] = mapped_column(Numeric(24, 12))
+    time_created: Mapped[float] = mapped_column(Float)
+
+
+class AttemptResource(Base):
+    """How much of a resource (per hour) one attempt uses, at which price version."""
+
+    __tablename__ = "attempt_resources"
+
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True
+    )
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resource: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[Decimal] = mapped_column(Numeric(24, 12))
 
 
 class DriverLease(Base):
@@ -304,3 +349,4 @@ jobs_table = cast(Table, Job.__table__)
 batches_table = cast(Table, Batch.__table__)
 attempts_table = cast(Table, Attempt.__table__)
 job_parents_table = cast(Table, JobParent.__table__)
+attempt_resources_table = cast(Table, AttemptResource.__table__)

@@ -50,8 +50,9 @@ class LocalCloud:
         self._lost = callback
 
     async def create_instance(self, request: InstanceRequest) -> CreatedInstance:
-        if self.start_delay_s:
-            await asyncio.sleep(self.start_delay_s)  # a demo/test stand-in for VM boot time
+        delay_s = request.boot_delay_s or self.start_delay_s
+        if delay_s:
+            await asyncio.sleep(delay_s)  # a demo/test stand-in for VM boot time
         work_dir = self.work_root / request.name
         work_dir.mkdir(parents=True, exist_ok=True)
         argv = [

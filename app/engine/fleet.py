@@ -1,0 +1,392 @@
+"""The driver's workers across pools: connect, create, watch, scale and retire them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Connection
+
+from app.clouds.base import CloudDriver, InstanceRequest
+from app.engine.completion import Changes
+from app.engine.connection import DialError, WorkerConnection
+from app.engine.events import EventBus, InstanceChanged
+from app.engine.instances import (
+    Assignment,
+    LiveInstance,
+    activate_instance,
+    insert_instance,
+    live_instances,
+    open_attempts,
+    requeue_attempts,
+    set_instance_state,
+)
+from app.engine.pools import PoolConfig
+from app.engine.secrets import worker_token
+from app.engine.tasks import TaskManager
+from app.errors import LabBatchError
+from app.models.db import Database
+from app.models.tables import Attempt, InstanceState, Job, JobState
+from app.protocol import JobRun, Message, Shutdown
+
+log = logging.getLogger("labbatch.fleet")
+
+HELLO_TIMEOUT_S = 10.0
+RECONNECT_GRACE_S = 10.0
+HEARTBEAT_STALE_S = 15.0
+
+MessageHandler = Callable[[WorkerConnection, Message], None]
+RunBuilder = Callable[[Any, int], JobRun]
+
+
+class Fleet:
+    """Every live instance of the pools this driver runs, and the rules that size them."""
+
+    def __init__(
+        self,
+        db: Database,
+        clouds: Mapping[str, CloudDriver],
+        *,
+        bus: EventBus,
+        tasks: TaskManager,
+        write_lock: asyncio.Lock,
+        on_changes: Callable[[Changes], None],
+        on_capacity: Callable[[], None],
+    ) -> None:
+        self.db = db
+        self.clouds = clouds
+        self.bus = bus
+        self.instances: dict[str, LiveInstance] = {}
+        self.pools: dict[str, PoolConfig] = {}
+        self.problems: dict[str, str] = {}  # pool -> why it cannot start workers
+        self._tasks = tasks
+        self._write_lock = write_lock
+        self._on_changes = on_changes
+        self._on_capacity = on_capacity
+        self._on_message: MessageHandler | None = None
+        self._hello: dict[int, asyncio.Event] = {}
+        self._creating: dict[str, int] = defaultdict(int)
+        self._failures: dict[str, int] = defaultdict(int)
+        self._scale_targets: dict[str, int] = {}
+        self._stopping = False
+        for cloud in clouds.values():
+            cloud.on_lost(self._on_lost)
+
+    # -- connections ----------------------------------------------------------------------
+
+    def handle_messages(self, handler: MessageHandler) -> None:
+        self._on_message = handler
+
+    async def connect(self, inst: LiveInstance) -> bool:
+        """Dial a worker and wait for its hello; True once it is usable."""
+        assert inst.address is not None and self._on_message is not None
+        try:
+            conn = await WorkerConnection.dial(inst.name, inst.address, worker_token(inst.name))
+        except DialError as exc:
+            log.info("%s", exc)
+            return False
+        hello = asyncio.Event()
+        self._hello[conn.id] = hello
+        conn.start(self._on_message, self._on_closed)
+        try:
+            await asyncio.wait_for(hello.wait(), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("worker %s did not say hello", inst.name)
+            await conn.close()
+            return False
+        finally:
+            self._hello.pop(conn.id, None)
+        return True
+
+    def said_hello(self, inst: LiveInstance, conn: WorkerConnection) -> None:
+        """A worker's hello arrived: it is active and usable."""
+        inst.conn = conn
+        inst.state = InstanceState.ACTIVE
+        inst.last_heartbeat = time.time()
+        inst.disconnected_since = None
+        event = self._hello.get(conn.id)
+        if event is not None:
+            event.set()
+
+    def _on_closed(self, conn: WorkerConnection) -> None:
+        inst = self.instances.get(conn.instance_name)
+        if inst is not None and inst.conn is conn:
+            inst.conn = None
+            inst.disconnected_since = time.time()
+
+    def _on_lost(self, name: str, reason: str) -> None:
+        inst = self.instances.get(name)
+        if inst is not None and not self._stopping:
+            self._tasks.spawn(f"lost-{name}", self.retire(inst, reason=reason))
+
+    # -- recovery -------------------------------------------------------------------------
+
+    async def recover(self, build_run: RunBuilder) -> None:
+        """Adopt the workers an earlier driver left running; retire the ones that are gone."""
+        rows = await self.db.run(lambda conn: live_instances(conn, list(self.pools)))
+        for row in rows:
+            cloud = self.clouds.get(self.pools[row.pool].cloud)
+            inst = LiveInstance(
+                name=row.name,
+                pool=row.pool,
+                cores_mcpu=row.cores_mcpu,
+                address=row.address,
+                location=row.location or "local",
+                state=InstanceState.ACTIVE,
+                standing=row.standing,
+                idle_since=time.time(),
+            )
+            adopted = (
+                cloud is not None
+                and row.address is not None
+                and await cloud.adopt_instance(row.name, row.handle or {})
+            )
+            if adopted:
+                await self._load_assigned(inst, build_run)
+                self.instances[inst.name] = inst
+                if await self.connect(inst):
+                    log.info("adopted worker %s from an earlier driver", inst.name)
+                    continue
+                self.instances.pop(inst.name, None)
+            await self.retire(inst, reason="lost while no driver was running")
+
+    async def _load_assigned(self, inst: LiveInstance, build_run: RunBuilder) -> None:
+        def read(conn: Connection) -> list[Any]:
+            return list(
+                conn.execute(
+                    select(Attempt.attempt, Job.user, *RUN_COLUMNS)
+                    .join(Job, and_(Job.batch_id == Attempt.batch_id, Job.job_id == Attempt.job_id))
+                    .where(Attempt.instance_name == inst.name, Attempt.end_time.is_(None))
+                )
+            )
+
+        for row in await self.db.run(read):
+            inst.assign(Assignment(build_run(row, row.attempt), row.user))
+
+    # -- watching and sizing --------------------------------------------------------------
+
+    def request_scale(self, targets: Mapping[str, int]) -> None:
+        """`pool scale`: reach these instance counts now, within the pools' limits."""
+        self._scale_targets.update(targets)
+
+    async def watch(self) -> None:
+        """Reconnect dropped workers, retire dead and idle ones, size each pool."""
+        now = time.time()
+        for inst in list(self.instances.values()):
+            if inst.state == InstanceState.ACTIVE:
+                await self._check_health(inst, now)
+        demand = await self.db.run(_ready_demand)
+        for pool in self.pools.values():
+            if pool.cloud in self.clouds:
+                await self._size(pool, demand.get(pool.name, 0), now)
+
+    async def _check_health(self, inst: LiveInstance, now: float) -> None:
+        if inst.conn is not None and now - inst.last_heartbeat > HEARTBEAT_STALE_S:
+            log.warning("worker %s missed its heartbeats", inst.name)
+            await inst.conn.close()
+        if inst.conn is None:
+            since = inst.disconnected_since or now
+            if now - since > RECONNECT_GRACE_S:
+                await self.retire(inst, reason="worker stopped answering")
+            elif not await self.connect(inst):
+                inst.disconnected_since = since
+
+    def live(self, pool: str) -> list[LiveInstance]:
+        return [i for i in self.instances.values() if i.pool == pool and i.live]
+
+    async def _size(self, pool: PoolConfig, ready_mcpu: int, now: float) -> None:
+        live = self.live(pool.name)
+        n_live = len(live) + self._creating[pool.name]
+        target = self._scale_targets.pop(pool.name, None)
+        if target is not None:
+            await self._drain(live, n_live - target, now)
+            self._create(pool, target - n_live, standing=False)
+            return
+        new = max(_demand_instances(pool, live, ready_mcpu), pool.min_instances - n_live)
+        new = min(new, pool.max_live_instances - n_live, pool.max_instances - n_live)
+        new = min(new, pool.max_new_instances_per_loop)
+        standing_short = max(0, pool.min_instances - sum(i.standing for i in live))
+        self._create(pool, min(new, standing_short), standing=True)
+        self._create(pool, new - min(new, standing_short), standing=False)
+        await self._retire_idle(pool, live, now)
+
+    def _create(self, pool: PoolConfig, count: int, *, standing: bool) -> None:
+        for _ in range(max(0, count)):
+            self._creating[pool.name] += 1
+            self._tasks.spawn(f"create-{pool.name}", self._create_instance(pool, standing))
+
+    async def _drain(self, live: list[LiveInstance], count: int, now: float) -> None:
+        """Take ``count`` instances out: idle ones at once, busy ones once they are empty."""
+        for inst in sorted(live, key=lambda i: (bool(i.assigned), i.used_mcpu))[: max(0, count)]:
+            inst.draining = True
+            if not inst.assigned:
+                await self.retire(inst, reason="scaled down")
+
+    async def _retire_idle(self, pool: PoolConfig, live: list[LiveInstance], now: float) -> None:
+        n_live = len(live)
+        for inst in live:
+            if inst.draining and not inst.assigned:
+                await self.retire(inst, reason="drained")
+                n_live -= 1
+                continue
+            idle_s = now - inst.idle_since if inst.idle_since is not None else 0.0
+            if inst.standing or inst.assigned or idle_s < pool.idle_timeout_s:
+                continue
+            if n_live > pool.min_instances:
+                await self.retire(inst, reason=f"idle for {idle_s:.0f}s")
+                n_live -= 1
+
+    async def _create_instance(self, pool: PoolConfig, standing: bool) -> None:
+        name = f"{pool.name}-{uuid.uuid4().hex[:8]}"
+        cores = pool.worker_cores_mcpu
+        if standing and pool.standing_worker_cores_mcpu:
+            cores = pool.standing_worker_cores_mcpu
+        now = time.time()
+        inst = LiveInstance(name, pool.name, cores, None, "local", standing=standing)
+        cloud = self.clouds[pool.cloud]
+        try:
+            await self.db.run(
+                lambda conn: insert_instance(
+                    conn, name=name, pool=pool.name, cores_mcpu=cores, standing=standing, now=now
+                )
+            )
+            self.instances[name] = inst
+            self.bus.publish(InstanceChanged(name, pool.name, str(InstanceState.PENDING)))
+            request = InstanceRequest(
+                name=name,
+                pool=pool.name,
+                cores_mcpu=cores,
+                token=worker_token(name),
+                machine_type=pool.machine_type,
+                preemptible=pool.preemptible,
+                boot_delay_s=pool.boot_time_s,
+            )
+            created = await cloud.create_instance(request)
+            inst.address, inst.location = created.address, created.location
+            await self.db.run(
+                lambda conn: activate_instance(
+                    conn,
+                    name,
+                    address=created.address,
+                    location=created.location,
+                    handle=created.handle,
+                    now=time.time(),
+                )
+            )
+            if not await self.connect(inst):
+                raise DialError(f"worker {name} started but did not accept the driver")
+            inst.idle_since = time.time()
+            self.bus.publish(InstanceChanged(name, pool.name, str(InstanceState.ACTIVE)))
+            self._failures[pool.name] = 0
+            self.problems.pop(pool.name, None)
+            self._on_capacity()
+        except Exception as exc:
+            await self._creation_failed(pool, inst, exc)
+        finally:
+            self._creating[pool.name] -= 1
+
+    async def _creation_failed(self, pool: PoolConfig, inst: LiveInstance, exc: Exception) -> None:
+        self._failures[pool.name] += 1
+        failures = self._failures[pool.name]
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.error(
+            "could not create worker %s: %s",
+            inst.name,
+            reason,
+            exc_info=not isinstance(exc, LabBatchError),
+        )
+        if failures >= 3 and not any(i.healthy for i in self.live(pool.name)):
+            self.problems[pool.name] = f"pool {pool.name} cannot start workers: {reason}"
+        await self.retire(inst, reason=f"could not start: {reason}")
+        # back off: 1, 2, 4 … 30 s between attempts while workers cannot start
+        await asyncio.sleep(min(30.0, 2.0 ** (failures - 1)))
+
+    async def retire(self, inst: LiveInstance, *, reason: str) -> None:
+        """Deactivate an instance: its unfinished attempts run again elsewhere; then delete it."""
+        if inst.state == InstanceState.INACTIVE:
+            return
+        inst.state = InstanceState.INACTIVE
+        self.instances.pop(inst.name, None)
+        if inst.conn is not None:
+            await inst.conn.send(Shutdown(reason=reason))
+            await inst.conn.close()
+        now = time.time()
+
+        def deactivate(conn: Connection) -> tuple[list[tuple[int, int, int]], Changes]:
+            refs = open_attempts(conn, inst.name)
+            changes = requeue_attempts(conn, refs, reason=reason, now=now)
+            set_instance_state(conn, inst.name, InstanceState.INACTIVE, reason=reason, now=now)
+            return refs, changes
+
+        async with self._write_lock:
+            refs, changes = await self.db.run(deactivate)
+        if refs:
+            log.warning("worker %s: %s; %d attempt(s) will run again", inst.name, reason, len(refs))
+        self._on_changes(changes)
+        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.INACTIVE), reason))
+        cloud = self.clouds.get(self.pools[inst.pool].cloud) if inst.pool in self.pools else None
+        if cloud is not None:
+            await cloud.delete_instance(inst.name)
+        await self.db.run(
+            lambda conn: set_instance_state(
+                conn, inst.name, InstanceState.DELETED, reason=None, now=now
+            )
+        )
+        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETED), reason))
+        self._on_capacity()
+
+    async def stop(self, db_now: float) -> list[LiveInstance]:
+        """Shut every worker down; returns them so the caller can put their jobs back."""
+        self._stopping = True
+        instances = list(self.instances.values())
+        for inst in instances:
+            if inst.conn is not None:
+                await inst.conn.send(Shutdown(reason="driver stopping"))
+        await asyncio.gather(*(cloud.close() for cloud in self.clouds.values()))
+        for inst in instances:
+            if inst.conn is not None:
+                await inst.conn.close()
+        self.instances.clear()
+        return instances
+
+    async def drop(self) -> None:
+        """Forget the workers without stopping them (another driver takes them over)."""
+        self._stopping = True
+        for inst in list(self.instances.values()):
+            if inst.conn is not None:
+                await inst.conn.close()
+        self.instances.clear()
+
+
+def _demand_instances(pool: PoolConfig, live: list[LiveInstance], ready_mcpu: int) -> int:
+    """New workers needed for the Ready cores that the live (and booting) ones cannot take."""
+    spare = sum(max(0, i.free_mcpu) for i in live if not i.draining)
+    return max(0, math.ceil((ready_mcpu - spare) / pool.worker_cores_mcpu))
+
+
+def _ready_demand(conn: Connection) -> dict[str, int]:
+    """Ready cores per pool (an index-only scan of the Ready queue index)."""
+    rows = conn.execute(
+        select(Job.pool, func.sum(Job.cores_mcpu))
+        .where(Job.state == str(JobState.READY))
+        .group_by(Job.pool)
+    )
+    return {pool: int(total or 0) for pool, total in rows if pool is not None}
+
+
+RUN_COLUMNS = (
+    Job.batch_id,
+    Job.job_id,
+    Job.name,
+    Job.cores_mcpu,
+    Job.memory_bytes,
+    Job.spec,
+    Job.last_attempt,
+)

@@ -1,0 +1,151 @@
+"""The thin loop around the pure scheduler: load each user's queue, plan, build assignments."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
+
+from app.engine.completion import JobEnd
+from app.engine.fleet import RUN_COLUMNS
+from app.engine.instances import Assignment, LiveInstance
+from app.engine.placement import Capacity
+from app.engine.pools import PoolConfig
+from app.engine.scheduling import (
+    MAX_HEAD_JOBS,
+    PendingReason,
+    QueuedJob,
+    UserQueue,
+    cut_head,
+    head_budget_mcpu,
+    plan_pass,
+)
+from app.models.prepared import Prepared
+from app.models.tables import Job, JobState
+from app.protocol import JobRun
+
+MIN_JOB_MCPU = 250
+_POOL: BindParameter[str] = bindparam("b_pool")
+_USER: BindParameter[str] = bindparam("b_user")
+
+# Ready cores per user in a pool: an index-only scan of ix_jobs_ready_queue
+_READY_BY_USER = Prepared(
+    select(Job.user, func.sum(Job.cores_mcpu))
+    .where(Job.state == str(JobState.READY), Job.pool == _POOL)
+    .group_by(Job.user)
+)
+_HEAD_COLUMNS = (*RUN_COLUMNS, Job.user, Job.always_run, Job.regions)
+_HEAD = Prepared(
+    select(*_HEAD_COLUMNS)
+    .where(Job.state == str(JobState.READY), Job.pool == _POOL, Job.user == _USER)
+    .order_by(Job.batch_id, Job.job_id)
+    .limit(bindparam("b_limit")),
+    json_columns=["spec", "regions"],
+)
+# always_run jobs go first within their batch (ix_jobs_ready_always keeps this cheap)
+_HEAD_ALWAYS = Prepared(
+    select(*_HEAD_COLUMNS)
+    .where(
+        Job.state == str(JobState.READY),
+        Job.pool == _POOL,
+        Job.user == _USER,
+        Job.always_run.is_(True),
+    )
+    .order_by(Job.batch_id, Job.job_id)
+    .limit(bindparam("b_limit")),
+    json_columns=["spec", "regions"],
+)
+_HEAD_LOCKED = Prepared(_HEAD.statement.with_for_update(skip_locked=True))  # type: ignore[attr-defined]
+
+
+@dataclass
+class PoolPlan:
+    """What one pass does in one pool."""
+
+    placed: dict[str, list[Assignment]] = field(default_factory=lambda: defaultdict(list))
+    unplaceable: list[JobEnd] = field(default_factory=list)
+    pending: dict[Hashable, PendingReason] = field(default_factory=dict)
+
+
+def plan_pool(
+    conn: Connection,
+    pool: PoolConfig,
+    instances: Sequence[LiveInstance],
+    deficits: dict[str, int],
+    *,
+    running_mcpu: dict[str, int],
+    build_run: Callable[[Any, int], JobRun],
+    now: float,
+) -> PoolPlan:
+    """Fair share among the pool's users, best fit on its healthy instances."""
+    result = PoolPlan()
+    free_mcpu = sum(max(0, i.free_mcpu) for i in instances)
+    if free_mcpu < MIN_JOB_MCPU:
+        return result
+    ready = {u: int(total) for u, total in _READY_BY_USER.execute(conn, {"b_pool": pool.name})}
+    if not ready:
+        deficits.clear()
+        return result
+    demand = {u: (running_mcpu.get(u, 0), r) for u, r in ready.items()}
+    budgets = head_budget_mcpu(free_mcpu, demand, deficits)
+    rows: dict[Hashable, Any] = {}
+    queues: dict[str, UserQueue] = {}
+    largest_mcpu = max(pool.worker_cores_mcpu, pool.standing_worker_cores_mcpu)
+    for user, budget in budgets.items():
+        head = []
+        for r in _load_head(conn, pool, user, budget):
+            if r.cores_mcpu > largest_mcpu:  # no worker of this pool will ever fit it
+                result.unplaceable.append(_too_big(r, pool, largest_mcpu, now))
+            else:
+                head.append(r)
+        rows.update({(r.batch_id, r.job_id): r for r in head})
+        jobs = [QueuedJob((r.batch_id, r.job_id), r.cores_mcpu, _regions(pool, r)) for r in head]
+        queues[user] = UserQueue(demand[user][0], demand[user][1], cut_head(jobs, budget))
+    capacities = [Capacity(i.name, max(0, i.free_mcpu), i.location) for i in instances]
+    plan = plan_pass(queues, capacities, deficits)
+    deficits.clear()
+    deficits.update(plan.deficits_mcpu)
+    for key, instance_name in plan.placements.items():
+        row = rows[key]
+        result.placed[instance_name].append(
+            Assignment(build_run(row, row.last_attempt + 1), row.user)
+        )
+    result.pending.update(plan.pending)
+    return result
+
+
+def _load_head(conn: Connection, pool: PoolConfig, user: str, budget_mcpu: int) -> list[Any]:
+    """The user's Ready jobs in priority order: oldest batch first, always_run first."""
+    limit = min(MAX_HEAD_JOBS, budget_mcpu // MIN_JOB_MCPU + 8)
+    params = {"b_pool": pool.name, "b_user": user, "b_limit": limit}
+    query = _HEAD_LOCKED if conn.dialect.name == "postgresql" else _HEAD
+    regular = query.execute(conn, params)
+    always = _HEAD_ALWAYS.execute(conn, params) if regular else []
+    if not always:
+        return regular
+    merged = {(r.batch_id, r.job_id): r for r in [*always, *regular]}
+    ordered = sorted(merged.values(), key=lambda r: (r.batch_id, not r.always_run, r.job_id))
+    return ordered[:limit]
+
+
+def _regions(pool: PoolConfig, row: Any) -> frozenset[str] | None:
+    """Regions only constrain pools that have them; a local pool runs anything."""
+    if pool.cloud == "local" or not row.regions:
+        return None
+    return frozenset(row.regions)
+
+
+def _too_big(row: Any, pool: PoolConfig, largest_mcpu: int, now: float) -> JobEnd:
+    return JobEnd(
+        row.batch_id,
+        row.job_id,
+        JobState.ERROR,
+        now,
+        error=f"needs {row.cores_mcpu / 1000:g} cores but the largest worker of pool "
+        f"{pool.name} has {largest_mcpu / 1000:g}",
+    )

@@ -1,0 +1,213 @@
+"""Pools: their autoscaler configuration, and what the front end may change about them."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from app.engine.frontend import bump_marker
+from app.errors import ConfigError, NotFoundError
+from app.models.db import DEFAULT_POOL_NAME, Database
+from app.models.tables import Instance, InstanceState, Pool
+
+DEFAULT_POOL = DEFAULT_POOL_NAME
+CLOUDS = ("local",)  # gcp and azure come with their cloud drivers
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """A pool's settings, as stored."""
+
+    name: str
+    cloud: str = "local"
+    worker_cores_mcpu: int = 1000
+    machine_type: str | None = None
+    preemptible: bool = False
+    min_instances: int = 0
+    max_instances: int = 1
+    max_live_instances: int = 1
+    max_new_instances_per_loop: int = 10
+    standing_worker_cores_mcpu: int = 0
+    idle_timeout_s: float = 300.0
+    boot_time_s: float = 0.0
+    regions: tuple[str, ...] | None = None
+    price_per_core_hour_usd: Decimal | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, with a message that says which and why."""
+        problems = []
+        if not NAME.match(self.name):
+            problems.append(f"name {self.name!r}: use lowercase letters, digits and '-'")
+        if self.cloud not in CLOUDS:
+            problems.append(f"cloud {self.cloud!r}: one of {', '.join(CLOUDS)}")
+        if self.worker_cores_mcpu < 250:
+            problems.append("worker cores must be at least 0.25")
+        if not 0 <= self.min_instances <= self.max_live_instances <= self.max_instances:
+            problems.append(
+                "need 0 <= min instances <= max live instances <= max instances "
+                f"(got {self.min_instances}, {self.max_live_instances}, {self.max_instances})"
+            )
+        if self.max_new_instances_per_loop < 1:
+            problems.append("max new instances per loop must be at least 1")
+        if self.idle_timeout_s < 0 or self.boot_time_s < 0:
+            problems.append("idle timeout and boot time cannot be negative")
+        if self.price_per_core_hour_usd is not None and self.price_per_core_hour_usd < 0:
+            problems.append("price per core-hour cannot be negative")
+        if problems:
+            raise ConfigError(f"pool {self.name}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """An instance as the pool view shows it."""
+
+    name: str
+    state: str
+    cores_mcpu: int
+    location: str | None
+    standing: bool
+    time_created: float
+    time_activated: float | None
+    reason: str | None
+
+    @property
+    def uptime_s(self) -> float:
+        return time.time() - self.time_activated if self.time_activated else 0.0
+
+
+_COLUMNS = [f.name for f in fields(PoolConfig)]
+
+
+def _from_row(row: Any) -> PoolConfig:
+    values = {name: getattr(row, name) for name in _COLUMNS}
+    values["regions"] = tuple(values["regions"]) if values["regions"] else None
+    price = values["price_per_core_hour_usd"]
+    values["price_per_core_hour_usd"] = None if price is None else Decimal(str(price))
+    values["config"] = dict(values["config"] or {})
+    return PoolConfig(**values)
+
+
+def _to_row(pool: PoolConfig) -> dict[str, Any]:
+    row = {name: getattr(pool, name) for name in _COLUMNS}
+    row["regions"] = list(pool.regions) if pool.regions else None
+    return row
+
+
+def read_pools(conn: Connection) -> dict[str, PoolConfig]:
+    return {row.name: _from_row(row) for row in conn.execute(select(*Pool.__table__.c))}
+
+
+async def list_pools(db: Database) -> list[PoolConfig]:
+    pools = await db.run(read_pools)
+    return [pools[name] for name in sorted(pools)]
+
+
+async def get_pool(db: Database, name: str) -> PoolConfig:
+    pools = await db.run(read_pools)
+    if name not in pools:
+        raise NotFoundError(f"there is no pool {name!r} (pools: {', '.join(sorted(pools))})")
+    return pools[name]
+
+
+async def create_pool(db: Database, pool: PoolConfig) -> PoolConfig:
+    pool.check()
+
+    def store(conn: Connection) -> None:
+        if conn.execute(select(Pool.name).where(Pool.name == pool.name)).first() is not None:
+            raise ConfigError(f"pool {pool.name!r} exists already; change it with `pool set`")
+        conn.execute(insert(Pool).values(**_to_row(pool)))
+        bump_marker(conn)
+
+    await db.run(store)
+    return pool
+
+
+async def set_pool(db: Database, name: str, **changes: Any) -> PoolConfig:
+    """Change some settings of a pool; the driver applies them at its next look."""
+    unknown = set(changes) - set(_COLUMNS) - {"name"}
+    if unknown:
+        raise ConfigError(f"unknown pool setting(s): {', '.join(sorted(unknown))}")
+
+    def store(conn: Connection) -> PoolConfig:
+        pools = read_pools(conn)
+        if name not in pools:
+            raise NotFoundError(f"there is no pool {name!r}")
+        new = replace(pools[name], **changes)
+        new.check()
+        conn.execute(update(Pool).where(Pool.name == name).values(**_to_row(new)))
+        bump_marker(conn)
+        return new
+
+    return await db.run(store)
+
+
+async def scale_pool(db: Database, name: str, target: int) -> PoolConfig:
+    """Ask the driver to create or drain instances until the pool has ``target``, now."""
+    pool = await get_pool(db, name)
+    if not 0 <= target <= pool.max_live_instances:
+        raise ConfigError(
+            f"pool {name}: can scale to 0 … {pool.max_live_instances} instances "
+            f"(max live instances), not {target}"
+        )
+
+    def store(conn: Connection) -> None:
+        conn.execute(update(Pool).where(Pool.name == name).values(scale_target=target))
+        bump_marker(conn)
+
+    await db.run(store)
+    return pool
+
+
+def take_scale_targets(conn: Connection) -> dict[str, int]:
+    """Read and clear the pending scale requests (the driver calls this)."""
+    rows = conn.execute(select(Pool.name, Pool.scale_target).where(Pool.scale_target.is_not(None)))
+    targets = {name: target for name, target in rows if target is not None}
+    if targets:
+        conn.execute(update(Pool).where(Pool.name.in_(list(targets))).values(scale_target=None))
+    return targets
+
+
+async def pool_instances(db: Database, name: str, *, live_only: bool = True) -> list[InstanceInfo]:
+    def read(conn: Connection) -> list[InstanceInfo]:
+        query = (
+            select(*Instance.__table__.c)
+            .where(Instance.pool == name)
+            .order_by(Instance.time_created)
+        )
+        if live_only:
+            query = query.where(Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]))
+        return [
+            InstanceInfo(
+                name=row.name,
+                state=row.state,
+                cores_mcpu=row.cores_mcpu,
+                location=row.location,
+                standing=row.standing,
+                time_created=row.time_created,
+                time_activated=row.time_activated,
+                reason=row.reason,
+            )
+            for row in conn.execute(query)
+        ]
+
+    return await db.run(read)
+
+
+async def count_live(db: Database, name: str) -> int:
+    def read(conn: Connection) -> int:
+        return conn.execute(
+            select(func.count()).where(
+                Instance.pool == name,
+                Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]),
+            )
+        ).scalar_one()
+
+    return await db.run(read)
