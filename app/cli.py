@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", parents=[common], help="cancel a batch")
     p.add_argument("batch", type=int)
 
+    p = sub.add_parser("why", parents=[common], help="why a job is not running (yet)")
+    p.add_argument("batch", type=int)
+    p.add_argument("job", help="job id or name")
+
+    from app.pool_commands import add_pool_parser
+
+    add_pool_parser(sub, common)
+
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")
     p.add_argument("--limit", type=int, default=20)

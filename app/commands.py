@@ -17,10 +17,12 @@ from app.engine import frontend
 from app.engine.events import BatchChanged, EventBus
 from app.engine.records import BatchInfo, JobInfo
 from app.engine.runtime import LocalRuntime
+from app.engine.why import explain
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
 from app.models.spec import load_dag_file
 from app.models.units import format_duration
+from app.pool_commands import cmd_pool  # noqa: F401  (dispatched by name from app.cli)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -295,4 +297,10 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             await runtime.stop()
     print("labbatch serve: stopped", file=sys.stderr)
+    return EXIT_OK
+
+
+async def cmd_why(args: argparse.Namespace) -> int:
+    async with _database(args) as db:
+        print(await explain(db, args.batch, args.job))
     return EXIT_OK

@@ -21,6 +21,7 @@ from app.models.spec import (
     DagFileError,
     JobSpec,
     Problem,
+    RetryPolicy,
     load_dag_file,
     parse_dag,
     parse_dag_text,
@@ -130,6 +131,8 @@ def test_every_field_and_the_round_trip(tmp_path: Path) -> None:
             machine_type: n2-standard-4
             pool: big
             attributes: {step: one}
+            expected_duration: 20m
+            retry: {on: [oom, failure], max: 4, memory_factor: 1.5, fallback_to_standard: true}
           - name: b
             command: echo b
             depends_on: a
@@ -163,6 +166,8 @@ def test_every_field_and_the_round_trip(tmp_path: Path) -> None:
         machine_type="n2-standard-4",
         pool="big",
         attributes={"team": "bio", "step": "one"},
+        expected_duration_s=1200.0,
+        retry=RetryPolicy(frozenset({"oom", "failure"}), 4, 1.5, 2),
     )
     assert (b.depends_on, b.cores_mcpu, b.memory_bytes, b.memory_class) == (
         ("a",),
@@ -501,6 +506,13 @@ def test_update_may_not_reuse_an_existing_name() -> None:
         ("n_max_attempts", 1),
         ("regions", ["us-central1"]),
         ("attributes", {"k": "v"}),
+        ("expected_duration", 90),
+        ("expected_duration", "2h"),
+        ("expected_duration", None),
+        ("retry", {"on": "failure"}),
+        ("retry", {True: ["oom"], "memory_factor": 2}),  # YAML's unquoted on
+        ("retry", {"on": ["preemption"], "max": 1, "fallback_to_standard": True}),
+        ("retry", None),
     ],
 )
 def test_validate_job_field_accepts(field: str, value: object) -> None:
@@ -519,10 +531,267 @@ def test_validate_job_field_accepts(field: str, value: object) -> None:
         ("always_run", "true", "expected true or false, got 'true'"),
         ("n_max_attempts", 1.5, "expected a whole number, got the number 1.5"),
         ("cpus", 2, "unknown key 'cpus' (did you mean 'cpu'?)"),
+        ("expected_duration", "soon", "'soon' is not a valid duration"),
+        ("retry", "failure", "expected a mapping like {on: [failure, oom], max: 3}"),
+        ("retry", {"max": 2}, "missing required key 'on'"),
+        (
+            "retry",
+            {"on": "oom", "max": 0, "memory_factor": 20},
+            "'max': must be at least 1, got 0; 'memory_factor': must be from 1 to 16, got 20",
+        ),
+        ("retry", {"on": "failure", "memory_factor": 2}, "memory_factor needs 'oom' in 'on'"),
+        ("retries", {}, "unknown key 'retries' (did you mean 'retry'?)"),
     ],
 )
 def test_validate_job_field_refuses(field: str, value: object, message: str) -> None:
     assert (validate_job_field(field, value) or "").startswith(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# expected_duration and retry
+
+
+def job_a_with(fields: str) -> str:
+    """A one-job file; `fields` are lines of job `a`, indented by 4."""
+    return JOB_A + textwrap.indent(textwrap.dedent(fields), "    ")
+
+
+def only_job(text: str) -> JobSpec:
+    (job,) = parse_dag_text(text, source="t.yaml").jobs
+    return job
+
+
+@pytest.mark.parametrize(
+    ("value", "expected_s"),
+    [("90", 90.0), ("2.5", 2.5), ("1h30m", 5400.0), ("'45s'", 45.0), ("null", None)],
+)
+def test_expected_duration_takes_seconds_or_a_duration(
+    value: str, expected_s: float | None
+) -> None:
+    assert only_job(JOB_A + f"    expected_duration: {value}\n").expected_duration_s == expected_s
+
+
+def test_new_fields_default_to_none() -> None:
+    job = only_job(JOB_A)
+    assert (job.expected_duration_s, job.retry) == (None, None)
+    assert JobSpec(name="a", command="x", cores_mcpu=500).retry is None  # keywords, as before
+
+
+ANY = frozenset({"failure", "preemption", "oom"})
+
+RETRY_CASES = [
+    # (id, the retry value as YAML, the policy)
+    ("one reason", "{on: failure}", RetryPolicy(frozenset({"failure"}), 3)),
+    ("everything", "{on: [failure, preemption, oom], max: 5, memory_factor: 2, "
+     "fallback_to_standard: true}", RetryPolicy(ANY, 5, 2.0, 2)),
+    ("block style", "\n  on:\n    - oom\n  max: 100\n  memory_factor: 16",
+     RetryPolicy(frozenset({"oom"}), 100, 16.0)),
+    ("quoted on", "{'on': [oom], memory_factor: 1.5}", RetryPolicy(frozenset({"oom"}), 3, 1.5)),
+    ("on read as true", "{true: failure}", RetryPolicy(frozenset({"failure"}), 3)),
+    ("fallback count", "{on: preemption, fallback_to_standard: 4}",
+     RetryPolicy(frozenset({"preemption"}), 3, 1.0, 4)),
+    ("fallback without preemption", "{on: failure, fallback_to_standard: 1}",
+     RetryPolicy(frozenset({"failure"}), 3, 1.0, 1)),
+    ("fallback false", "{on: failure, fallback_to_standard: false}",
+     RetryPolicy(frozenset({"failure"}), 3)),
+    ("fallback null", "{on: failure, fallback_to_standard: null}",
+     RetryPolicy(frozenset({"failure"}), 3)),
+    ("factor 1 without oom", "{on: [preemption], memory_factor: 1}",
+     RetryPolicy(frozenset({"preemption"}), 3)),
+    ("repeated reason", "{on: [oom, oom], max: 1}", RetryPolicy(frozenset({"oom"}), 1)),
+    ("null", "null", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "policy"), [case[1:] for case in RETRY_CASES], ids=[case[0] for case in RETRY_CASES]
+)
+def test_retry_valid_forms(value: str, policy: RetryPolicy | None) -> None:
+    assert only_job(job_a_with(f"retry: {value}")).retry == policy
+
+
+RETRY_PROBLEM_CASES = [
+    # (id, lines of job `a`, fragment of the message, line, field)
+    ("not a mapping", "retry: [failure]", "expected a mapping like {on: [failure, oom], max: 3}, "
+     "got a list", 5, "retry"),
+    ("missing on", "retry: {max: 2}", "missing required key 'on'", 5, "retry"),
+    ("empty mapping", "retry: {}", "missing required key 'on'", 5, "retry"),
+    ("on empty", "retry:\n  on: []", "'on': expected failure, preemption or oom, or a non-empty "
+     "list of them, got a list", 6, "retry"),
+    ("on a mapping", "retry:\n  on: {failure: 1}", "'on': expected failure, preemption or oom",
+     6, "retry"),
+    ("on unknown", "retry:\n  on: preemtion", "'on': 'preemtion' is not a reason to retry (did you "
+     "mean 'preemption'?): use failure, preemption or oom", 6, "retry"),
+    ("on unknown item", "retry:\n  on:\n    - failure\n    - oops", "'on': 'oops' is not a reason "
+     "to retry: use", 8, "retry"),
+    ("on item a number", "retry:\n  on:\n    - 3", "'on': expected failure, preemption or oom, "
+     "got the number 3", 7, "retry"),
+    ("on twice", "retry:\n  on: failure\n  'on': oom", "'on' is given twice", 7, "retry"),
+    ("max zero", "retry:\n  on: failure\n  max: 0", "'max': must be at least 1, got 0", 7, "retry"),
+    ("max too big", "retry:\n  on: failure\n  max: 101", "'max': must be at most 100, got 101", 7,
+     "retry"),
+    ("max fraction", "retry:\n  on: failure\n  max: 2.5", "'max': expected a whole number, got "
+     "the number 2.5", 7, "retry"),
+    ("max boolean", "retry:\n  on: failure\n  max: true", "'max': expected a whole number, got "
+     "true", 7, "retry"),
+    ("factor below 1", "retry:\n  on: oom\n  memory_factor: 0.5", "'memory_factor': must be from "
+     "1 to 16, got 0.5", 7, "retry"),
+    ("factor above 16", "retry:\n  on: oom\n  memory_factor: 17", "'memory_factor': must be from "
+     "1 to 16, got 17", 7, "retry"),
+    ("factor infinite", "retry:\n  on: oom\n  memory_factor: .inf", "must be from 1 to 16, got inf",
+     7, "retry"),
+    ("factor nan", "retry:\n  on: oom\n  memory_factor: .nan", "must be from 1 to 16, got nan", 7,
+     "retry"),
+    ("factor text", "retry:\n  on: oom\n  memory_factor: '2'", "'memory_factor': expected a "
+     "number, got '2'", 7, "retry"),
+    ("factor boolean", "retry:\n  on: oom\n  memory_factor: true", "'memory_factor': expected a "
+     "number, got true", 7, "retry"),
+    ("factor without oom", "retry:\n  on: [failure, preemption]\n  memory_factor: 2",
+     "memory_factor needs 'oom' in 'on'", 7, "retry"),
+    ("fallback zero", "retry:\n  on: preemption\n  fallback_to_standard: 0", "'fallback_to_standard"
+     "': must be at least 1, got 0", 7, "retry"),
+    ("fallback negative", "retry:\n  on: preemption\n  fallback_to_standard: -1", "must be at "
+     "least 1, got -1", 7, "retry"),
+    ("fallback text", "retry:\n  on: preemption\n  fallback_to_standard: 'yes'", "'fallback_to_"
+     "standard': expected true, false or a number of preemptions, got 'yes'", 7, "retry"),
+    ("fallback fraction", "retry:\n  on: preemption\n  fallback_to_standard: 1.5", "expected true, "
+     "false or a number of preemptions, got the number 1.5", 7, "retry"),
+    ("unknown retry key", "retry:\n  on: failure\n  maxx: 2", "unknown key 'maxx' (did you mean "
+     "'max'?)", 7, "retry"),
+    ("bad expected duration", "expected_duration: soon", "'soon' is not a valid duration", 5,
+     "expected_duration"),
+    ("zero expected duration", "expected_duration: 0", "0 is not a valid duration", 5,
+     "expected_duration"),
+    ("negative expected duration", "expected_duration: -5m", "'-5m' is not a valid duration", 5,
+     "expected_duration"),
+    ("boolean expected duration", "expected_duration: true", "True is not a valid duration", 5,
+     "expected_duration"),
+    ("mistyped expected duration", "expected_duraton: 5m", "unknown key 'expected_duraton' (did "
+     "you mean 'expected_duration'?)", 5, "expected_duraton"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment", "line", "field"),
+    [case[1:] for case in RETRY_PROBLEM_CASES],
+    ids=[case[0] for case in RETRY_PROBLEM_CASES],
+)
+def test_new_field_problems_name_file_line_job_and_field(
+    tmp_path: Path, fields: str, fragment: str, line: int, field: str
+) -> None:
+    path = write(tmp_path, job_a_with(fields))
+    problem = the_problem(problems_of(path), fragment)
+    assert (problem.source, problem.line, problem.job, problem.field) == (
+        str(path),
+        line,
+        "a",
+        field,
+    )
+
+
+def test_every_problem_of_a_retry_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        jobs:
+          - name: a
+            command: echo
+            retry:
+              on: [failure, oops]
+              max: 0
+              memory_factor: 99
+              fallback_to_standard: 0
+              tries: 2
+          - name: b
+            command: echo
+            retry: {max: 2}
+        """,
+    )
+    problems = problems_of(path)
+    assert [(p.line, p.job, p.field, p.message.split(":")[0]) for p in problems] == [
+        (6, "a", "retry", "'on'"),
+        (7, "a", "retry", "'max'"),
+        (8, "a", "retry", "'memory_factor'"),
+        (9, "a", "retry", "'fallback_to_standard'"),
+        (10, "a", "retry", "unknown key 'tries'"),
+        (13, "b", "retry", "missing required key 'on' (failure, preemption and/or oom)"),
+    ]
+
+
+def test_retry_problems_in_defaults_name_no_job(tmp_path: Path) -> None:
+    text = "version: 1\ndefaults:\n  retry:\n    on: failure\n    memory_factor: 2\n"
+    path = write(tmp_path, text + "jobs: [{name: a, command: x}]\n")
+    problem = the_problem(problems_of(path), "memory_factor needs 'oom' in 'on'")
+    assert (problem.line, problem.job, problem.field) == (5, None, "retry")
+
+
+def test_retry_problems_in_json_have_lines(tmp_path: Path) -> None:
+    job = '{"name": "a", "command": "x",\n "retry": {"on": ["failure"],\n "max": 0}}'
+    path = write(tmp_path, '{"version": 1, "jobs": [\n' + job + "]}\n", name="dag.json")
+    problem = the_problem(problems_of(path), "'max': must be at least 1")
+    assert (problem.line, problem.job, problem.field) == (4, "a", "retry")
+
+
+def test_new_fields_in_defaults_apply_and_jobs_replace_them() -> None:
+    text = """\
+        version: 1
+        defaults:
+          expected_duration: 10m
+          retry: {on: [failure, oom], max: 2, memory_factor: 2}
+        jobs:
+          - {name: inherits, command: x}
+          - {name: replaces, command: x, expected_duration: 30, retry: {on: preemption}}
+          - {name: clears, command: x, expected_duration: null, retry: null}
+        """
+    jobs = jobs_by_name(parse_dag_text(textwrap.dedent(text), source="t.yaml"))
+    assert (jobs["inherits"].expected_duration_s, jobs["inherits"].retry) == (
+        600.0,
+        RetryPolicy(frozenset({"failure", "oom"}), 2, 2.0),
+    )
+    # a job's retry replaces the default's whole: its max is 3 again, not the defaults' 2
+    assert (jobs["replaces"].expected_duration_s, jobs["replaces"].retry) == (
+        30.0,
+        RetryPolicy(frozenset({"preemption"}), 3),
+    )
+    assert (jobs["clears"].expected_duration_s, jobs["clears"].retry) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RetryPolicy(frozenset({"failure"}), 3),
+        RetryPolicy(ANY, 100, 16.0, 1),
+        RetryPolicy(frozenset({"oom"}), 1, 1.25),
+        RetryPolicy(frozenset({"preemption"}), 7, 1.0, 2),
+    ],
+)
+@pytest.mark.parametrize("expected_duration_s", [None, 0.5, 90.0, 86_400.0])
+def test_new_fields_round_trip(
+    tmp_path: Path, policy: RetryPolicy, expected_duration_s: float | None
+) -> None:
+    job = JobSpec(name="a", command="x", memory_bytes=4 * GIB, retry=policy,
+                  expected_duration_s=expected_duration_s)  # fmt: skip
+    spec = BatchSpec(name="b", jobs=(job,), source=str(tmp_path / "dag.yaml"))
+    data = spec_to_dict(spec)
+    assert parse_dag(data, source=spec.source) == spec
+    path = write(tmp_path, yaml.safe_dump(data, sort_keys=False))
+    assert load_dag_file(path) == spec
+    json_path = tmp_path / "dag.json"
+    json_path.write_text(json.dumps(data))
+    assert load_dag_file(json_path) == dataclasses.replace(spec, source=str(json_path))
+
+
+def test_retry_is_written_in_a_stable_order() -> None:
+    policy = RetryPolicy(ANY, 5, 2.0, 3)
+    data = spec_to_dict(BatchSpec(name="b", jobs=(JobSpec(name="a", command="x", retry=policy),)))
+    assert data["jobs"][0]["retry"] == {
+        "on": ["failure", "preemption", "oom"],
+        "max": 5,
+        "memory_factor": 2,
+        "fallback_to_standard": 3,
+    }
+    assert "expected_duration" not in data["jobs"][0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -18,11 +18,99 @@ class Demand:
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """An instance's free cores and where it runs."""
+    """An instance's free cores, where it runs and (when known) its total cores."""
 
     name: str
     free_mcpu: int
     location: str = "local"
+    cores_mcpu: int | None = None
+
+
+class FreeCores:
+    """Free cores of instances, one sorted (free_mcpu, name) list per location.
+
+    A best-fit lookup costs one bisect per allowed location, so region-constrained jobs never
+    walk past instances in other regions.
+    """
+
+    __slots__ = ("_free", "_holes", "_where", "locations", "total_mcpu")
+
+    def __init__(self, capacities: Iterable[Capacity] = ()) -> None:
+        self._holes: dict[str, list[tuple[int, str]]] = {}
+        self._where: dict[str, str] = {}
+        self._free: dict[str, int] = {}
+        self.locations: set[str] = set()
+        self.total_mcpu = 0
+        for c in capacities:
+            self.add(c.name, c.free_mcpu, c.location)
+
+    def add(self, name: str, free_mcpu: int, location: str) -> None:
+        """Index one more instance."""
+        free_mcpu = max(0, free_mcpu)
+        self._where[name] = location
+        self._free[name] = free_mcpu
+        self.locations.add(location)
+        self.total_mcpu += free_mcpu
+        if free_mcpu > 0:
+            bisect.insort(self._holes.setdefault(location, []), (free_mcpu, name))
+
+    def _lists(self, regions: Collection[str] | None) -> Iterable[list[tuple[int, str]]]:
+        if regions is None:
+            return self._holes.values()
+        return [self._holes[r] for r in regions if r in self._holes]
+
+    def best_fit(self, cores_mcpu: int, regions: Collection[str] | None = None) -> str | None:
+        """The instance with the least free cores that fits, in an allowed location."""
+        best: tuple[int, str] | None = None
+        probe = (cores_mcpu, "")
+        for holes in self._lists(regions):
+            i = bisect.bisect_left(holes, probe)
+            if i < len(holes) and (best is None or holes[i] < best):
+                best = holes[i]
+        return None if best is None else best[1]
+
+    def place(self, cores_mcpu: int, regions: Collection[str] | None = None) -> str | None:
+        """Best-fit one job and take its cores; None when no allowed instance fits."""
+        best: tuple[int, str] | None = None
+        where: list[tuple[int, str]] = []
+        at = 0
+        probe = (cores_mcpu, "")
+        for holes in self._lists(regions):
+            i = bisect.bisect_left(holes, probe)
+            if i < len(holes) and (best is None or holes[i] < best):
+                best, where, at = holes[i], holes, i
+        if best is None:
+            return None
+        free, name = best
+        del where[at]
+        left = free - cores_mcpu
+        self._free[name] = left
+        self.total_mcpu -= cores_mcpu
+        if left > 0:
+            bisect.insort(where, (left, name))
+        return name
+
+    def largest(self, regions: Collection[str] | None = None) -> tuple[int, str] | None:
+        """The (free_mcpu, name) of the biggest hole in the allowed locations."""
+        tops = [holes[-1] for holes in self._lists(regions) if holes]
+        return max(tops) if tops else None
+
+    def take(self, name: str, cores_mcpu: int) -> None:
+        """Use cores of an instance (its free cores must cover them)."""
+        free = self._free[name]
+        holes = self._holes[self._where[name]]
+        del holes[bisect.bisect_left(holes, (free, name))]
+        left = free - cores_mcpu
+        self._free[name] = left
+        self.total_mcpu -= cores_mcpu
+        if left > 0:
+            bisect.insort(holes, (left, name))
+
+    def withdraw(self, name: str) -> None:
+        """Hide an instance's free cores from later lookups (a reservation)."""
+        free = self._free[name]
+        if free > 0:
+            self.take(name, free)
 
 
 def place(demands: Sequence[Demand], capacities: Sequence[Capacity]) -> list[tuple[Hashable, str]]:
@@ -30,21 +118,10 @@ def place(demands: Sequence[Demand], capacities: Sequence[Capacity]) -> list[tup
 
     A demand that fits nowhere is skipped; later, smaller ones may still fit.
     """
-    holes = sorted((c.free_mcpu, c.name) for c in capacities if c.free_mcpu > 0)
-    where = {c.name: c.location for c in capacities}
+    index = FreeCores(capacities)
     placed: list[tuple[Hashable, str]] = []
     for demand in demands:
-        i = bisect.bisect_left(holes, (demand.cores_mcpu, ""))
-        while i < len(holes):
-            free, name = holes[i]
-            if demand.regions is None or where[name] in demand.regions:
-                break
-            i += 1
-        else:
-            continue
-        del holes[i]
-        placed.append((demand.key, name))
-        left = free - demand.cores_mcpu
-        if left > 0:
-            bisect.insort(holes, (left, name))
+        name = index.place(demand.cores_mcpu, demand.regions)
+        if name is not None:
+            placed.append((demand.key, name))
     return placed

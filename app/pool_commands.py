@@ -1,0 +1,175 @@
+"""`labbatch pool list|show|create|set|scale`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from app.cli import print_json
+from app.engine import pools
+from app.errors import ConfigError
+from app.models.db import open_database
+from app.models.units import format_duration, format_mcpu
+
+_SETTINGS = {
+    # flag: (PoolConfig field, parser, help)
+    "worker_cores": ("worker_cores_mcpu", "cores", "cores per worker"),
+    "min": ("min_instances", "int", "instances kept running even when idle"),
+    "max": ("max_instances", "int", "most instances the pool may have"),
+    "max_live": ("max_live_instances", "int", "most instances booting or running at once"),
+    "max_new": ("max_new_instances_per_loop", "int", "most instances created per autoscaler loop"),
+    "standing_cores": ("standing_worker_cores_mcpu", "cores", "cores of the standing workers"),
+    "idle_timeout": ("idle_timeout_s", "float", "seconds before an idle worker retires"),
+    "boot_time": ("boot_time_s", "float", "seconds a worker takes to start (local: a delay)"),
+    "price": ("price_per_core_hour_usd", "usd", "USD per core-hour (local pools; default 0)"),
+    "machine_type": ("machine_type", "str", "the cloud's machine type"),
+    "regions": ("regions", "list", "comma-separated regions or zones"),
+}
+
+
+def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    pool = sub.add_parser("pool", parents=[common], help="list, show, create, change, scale pools")
+    actions = pool.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
+    actions.add_parser("list", parents=[common], help="every pool").add_argument(
+        "--json", action="store_true"
+    )
+    show = actions.add_parser("show", parents=[common], help="a pool and its instances")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    for action, help_text in (("create", "a new pool"), ("set", "change a pool's settings")):
+        p = actions.add_parser(action, parents=[common], help=help_text)
+        p.add_argument("name")
+        if action == "create":
+            p.add_argument("--cloud", default="local", help="local (gcp and azure: soon)")
+        for flag, (_field, _kind, text) in _SETTINGS.items():
+            p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=text)
+        p.add_argument("--preemptible", action=argparse.BooleanOptionalAction, default=None)
+    scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
+    scale.add_argument("name")
+    scale.add_argument("instances", type=int)
+
+
+def _value(flag: str, kind: str, text: str) -> Any:
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "cores":
+            return round(float(text) * 1000)
+        if kind == "usd":
+            return Decimal(text)
+        if kind == "list":
+            return tuple(part.strip() for part in text.split(",") if part.strip()) or None
+        return text
+    except (ValueError, InvalidOperation) as exc:
+        raise ConfigError(f"--{flag.replace('_', '-')} {text!r}: not a valid {kind}") from exc
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {
+        field: _value(flag, kind, getattr(args, flag))
+        for flag, (field, kind, _text) in _SETTINGS.items()
+        if getattr(args, flag) is not None
+    }
+    if args.preemptible is not None:
+        changes["preemptible"] = args.preemptible
+    return changes
+
+
+async def cmd_pool(args: argparse.Namespace) -> int:
+    db = await open_database(args.db)
+    try:
+        action = args.pool_command
+        if action == "list":
+            listed = await pools.list_pools(db)
+            if args.json:
+                print_json([_pool_json(p, await pools.count_live(db, p.name)) for p in listed])
+            for p in [] if args.json else listed:
+                print(_pool_line(p, await pools.count_live(db, p.name)))
+        elif action == "show":
+            await _show(db, args.name, as_json=args.json)
+        elif action == "create":
+            changes = _changes(args)
+            changes.setdefault("max_live_instances", changes.get("max_instances", 1))
+            created = await pools.create_pool(
+                db, pools.PoolConfig(name=args.name, cloud=args.cloud, **changes)
+            )
+            print(f"created {_pool_line(created, 0)}")
+        elif action == "set":
+            changed = await pools.set_pool(db, args.name, **_changes(args))
+            print(f"changed {_pool_line(changed, await pools.count_live(db, args.name))}")
+        elif action == "scale":
+            await pools.scale_pool(db, args.name, args.instances)
+            print(
+                f"pool {args.name}: scaling to {args.instances} instance(s) now "
+                "(the driver applies it within a second)",
+                file=sys.stderr,
+            )
+    finally:
+        await db.close()
+    return 0
+
+
+async def _show(db: Any, name: str, *, as_json: bool) -> None:
+    pool = await pools.get_pool(db, name)
+    instances = await pools.pool_instances(db, name)
+    if as_json:
+        body = _pool_json(pool, len(instances))
+        body["instances"] = [
+            {
+                "name": i.name,
+                "state": i.state,
+                "cores": i.cores_mcpu / 1000,
+                "standing": i.standing,
+                "uptime_s": round(i.uptime_s, 1),
+                "location": i.location,
+            }
+            for i in instances
+        ]
+        print_json(body)
+        return
+    print(_pool_line(pool, len(instances)))
+    print(
+        f"  min {pool.min_instances}, max {pool.max_instances} "
+        f"(live {pool.max_live_instances}, {pool.max_new_instances_per_loop} new per loop), "
+        f"idle timeout {format_duration(pool.idle_timeout_s)}, "
+        f"boot {format_duration(pool.boot_time_s)}"
+    )
+    for i in instances:
+        kind = "standing" if i.standing else "autoscaled"
+        print(
+            f"  {i.name:<20} {i.state:<8} {format_mcpu(i.cores_mcpu):>5} cores  {kind:<10} "
+            f"up {format_duration(i.uptime_s)}"
+        )
+
+
+def _pool_line(pool: pools.PoolConfig, n_live: int) -> str:
+    price = f", ${pool.price_per_core_hour_usd}/core-hour" if pool.price_per_core_hour_usd else ""
+    return (
+        f"{pool.name} ({pool.cloud}): {n_live} live of max {pool.max_instances} workers x "
+        f"{format_mcpu(pool.worker_cores_mcpu)} cores{price}"
+    )
+
+
+def _pool_json(pool: pools.PoolConfig, n_live: int) -> dict[str, Any]:
+    return {
+        "name": pool.name,
+        "cloud": pool.cloud,
+        "worker_cores": pool.worker_cores_mcpu / 1000,
+        "min_instances": pool.min_instances,
+        "max_instances": pool.max_instances,
+        "max_live_instances": pool.max_live_instances,
+        "max_new_instances_per_loop": pool.max_new_instances_per_loop,
+        "standing_worker_cores": pool.standing_worker_cores_mcpu / 1000,
+        "idle_timeout_s": pool.idle_timeout_s,
+        "boot_time_s": pool.boot_time_s,
+        "preemptible": pool.preemptible,
+        "price_per_core_hour_usd": (
+            None if pool.price_per_core_hour_usd is None else str(pool.price_per_core_hour_usd)
+        ),
+        "regions": list(pool.regions) if pool.regions else None,
+        "live_instances": n_live,
+    }
