@@ -251,6 +251,7 @@ class Fleet:
         now = time.time()
         inst = LiveInstance(name, pool.name, cores, None, "local", standing=standing)
         cloud = self.clouds[pool.cloud]
+        registered = False  # counted in _creating until it is in self.instances
         try:
             await self.db.run(
                 lambda conn: insert_instance(
@@ -258,6 +259,8 @@ class Fleet:
                 )
             )
             self.instances[name] = inst
+            self._creating[pool.name] -= 1
+            registered = True
             self.bus.publish(InstanceChanged(name, pool.name, str(InstanceState.PENDING)))
             request = InstanceRequest(
                 name=name,
@@ -288,9 +291,13 @@ class Fleet:
             self.problems.pop(pool.name, None)
             self._on_capacity()
         except Exception as exc:
+            if not registered:
+                self._creating[pool.name] -= 1
+                registered = True
             await self._creation_failed(pool, inst, exc)
         finally:
-            self._creating[pool.name] -= 1
+            if not registered:
+                self._creating[pool.name] -= 1
 
     async def _creation_failed(self, pool: PoolConfig, inst: LiveInstance, exc: Exception) -> None:
         self._failures[pool.name] += 1

@@ -42,7 +42,15 @@ class FreeCores:
         self.locations: set[str] = set()
         self.total_mcpu = 0
         for c in capacities:
-            self.add(c.name, c.free_mcpu, c.location)
+            free = max(0, c.free_mcpu)
+            self._where[c.name] = c.location
+            self._free[c.name] = free
+            self.locations.add(c.location)
+            self.total_mcpu += free
+            if free > 0:
+                self._holes.setdefault(c.location, []).append((free, c.name))
+        for holes in self._holes.values():
+            holes.sort()
 
     def add(self, name: str, free_mcpu: int, location: str) -> None:
         """Index one more instance."""
@@ -75,10 +83,13 @@ class FreeCores:
         where: list[tuple[int, str]] = []
         at = 0
         probe = (cores_mcpu, "")
-        for holes in self._lists(regions):
+        lists = self._holes.values() if regions is None else self._lists(regions)
+        for holes in lists:
             i = bisect.bisect_left(holes, probe)
-            if i < len(holes) and (best is None or holes[i] < best):
-                best, where, at = holes[i], holes, i
+            if i < len(holes):
+                hole = holes[i]
+                if best is None or hole < best:
+                    best, where, at = hole, holes, i
         if best is None:
             return None
         free, name = best

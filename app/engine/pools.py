@@ -152,10 +152,11 @@ async def set_pool(db: Database, name: str, **changes: Any) -> PoolConfig:
 async def scale_pool(db: Database, name: str, target: int) -> PoolConfig:
     """Ask the driver to create or drain instances until the pool has ``target``, now."""
     pool = await get_pool(db, name)
-    if not 0 <= target <= pool.max_live_instances:
+    if not pool.min_instances <= target <= pool.max_live_instances:
         raise ConfigError(
-            f"pool {name}: can scale to 0 … {pool.max_live_instances} instances "
-            f"(max live instances), not {target}"
+            f"pool {name}: can scale to {pool.min_instances} … {pool.max_live_instances} "
+            f"instances (its min and max live instances), not {target}; change the limits "
+            "with `labbatch pool set` first"
         )
 
     def store(conn: Connection) -> None:

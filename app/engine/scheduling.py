@@ -5,10 +5,11 @@ queue in priority order (oldest batch first, always_run jobs first, then job id)
 decides which of those jobs go where; the caller applies the result and keeps `deficits_mcpu`
 for the next pass.
 
-How much of each queue to pass: `head_budget_mcpu` gives, per user, the cores a pass can use
-at most in its first round plus one grant more for the second; `cut_head` takes jobs in order until
-their cores reach that budget, then HEAD_EXTRA_JOBS more (room to skip jobs that fit nowhere),
-never more than MAX_HEAD_JOBS. A user's jobs beyond its head wait for the next pass.
+How much of each queue to pass: `head_budget_mcpu` gives, per user, the cores its first round
+can place at most (carried deficit + grant); `cut_head` takes jobs in order until their cores reach
+that budget, then HEAD_EXTRA_JOBS more (to skip jobs that fit nowhere and to use cores re-offered
+in later rounds), never more than MAX_HEAD_JOBS. A user's jobs beyond its head wait for the next
+pass; deficits carry at most max(grant, the size of the user's next job).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.engine.placement import Capacity, FreeCores
 
 HEAD_EXTRA_JOBS = 4
 MAX_HEAD_JOBS = 300
+REOFFER_ROUNDS = 3
 _NEVER = 1 << 62
 
 
@@ -70,6 +72,7 @@ class _Cursor:
     name: str
     head: Sequence[QueuedJob]
     level_mcpu: int
+    ready_mcpu: int
     deficit_mcpu: int
     pos: int = 0
     placed_mcpu: int = 0
@@ -79,10 +82,10 @@ class _Cursor:
 def head_budget_mcpu(
     free_mcpu: int, users: Mapping[str, tuple[int, int]], deficits_mcpu: Mapping[str, int]
 ) -> dict[str, int]:
-    """Cores of Ready jobs to load per user: deficit plus two grants, at most its Ready cores."""
+    """Cores of Ready jobs to load per user: its deficit plus its grant, at most its Ready cores."""
     grants = allocate(free_mcpu, users)
     return {
-        name: min(ready, deficits_mcpu.get(name, 0) + 2 * grants[name])
+        name: min(ready, deficits_mcpu.get(name, 0) + grants[name])
         for name, (_, ready) in users.items()
     }
 
@@ -112,8 +115,8 @@ def plan_pass(
     job's cores fit in its deficit (carried deficit + this pass's grant). A job that cannot fit
     anywhere is skipped; if it is within the deficit and blocked only by fragmentation, the
     biggest hole in its regions is reserved for it (kept empty for the rest of the pass, so it
-    drains) and its user stops. Round 2 re-offers the cores still free by water-filling among the
-    users with untried jobs, each placing while its round-2 grant is positive.
+    drains) and its user stops. Later rounds re-offer the cores still free by water-filling among
+    the users with untried jobs, each placing while its share of them is positive.
     """
     state = _Pass(instances)
     demand = {n: (q.running_mcpu, q.ready_mcpu) for n, q in users.items()}
@@ -126,17 +129,17 @@ def plan_pass(
             # the carry only lets a user reach a next job bigger than its grant, never burst
             reach = max(grants[name], queue.head[0].cores_mcpu)
             deficit = min(max(0, carried.get(name, 0)) + grants[name], reach)
-            cursors.append(_Cursor(name, queue.head, queue.running_mcpu, deficit))
+            cursors.append(_Cursor(name, queue.head, queue.running_mcpu, queue.ready_mcpu, deficit))
     # lowest first; at equal levels, whoever has waited longest (the bigger deficit)
     cursors.sort(key=lambda c: (c.level_mcpu, -c.deficit_mcpu, c.name))
     for cur in cursors:
         cur.deficit_mcpu -= state.serve(cur, cur.deficit_mcpu, strict=True)
-    state.second_round(cursors)
+    state.reoffer(cursors)
     for cur in cursors:
         for job in cur.head[cur.pos :]:
             plan.pending[job.key] = state.untried_reason(job)
-        if demand[cur.name][1] > cur.placed_mcpu:
-            plan.deficits_mcpu[cur.name] = _carry_mcpu(cur)
+        if cur.ready_mcpu > cur.placed_mcpu:
+            plan.deficits_mcpu[cur.name] = cur.deficit_mcpu
     return plan
 
 
@@ -158,63 +161,68 @@ class _Pass:
         self.tops: dict[str, int] = {}  # the biggest hole per location at the start
         for c in instances:
             self.tops[c.location] = max(self.tops.get(c.location, 0), c.free_mcpu)
+        self.top_mcpu = max(self.tops.values(), default=0)
         self.failed_mcpu: dict[frozenset[str] | None, int] = {}  # smallest size that fit nowhere
 
-    def second_round(self, cursors: list[_Cursor]) -> None:
-        """Offer the cores left free to users with untried jobs, water-filling on their levels."""
-        waiting = [c for c in cursors if c.pos < len(c.head) and not c.reserved]
-        if self.index.total_mcpu <= 0 or not waiting:
-            return
-        shares = allocate(
-            self.index.total_mcpu,
-            {c.name: (c.level_mcpu, _head_mcpu(c.head[c.pos :])) for c in waiting},
-        )
-        waiting.sort(key=lambda c: (c.level_mcpu, c.name))
-        for cur in waiting:
-            if shares[cur.name] > 0:
-                used = self.serve(cur, shares[cur.name], strict=False)
-                cur.deficit_mcpu = max(0, cur.deficit_mcpu - used)
+    def reoffer(self, cursors: list[_Cursor]) -> None:
+        """Offer the cores left free to users with untried jobs, water-filling on their levels.
+
+        Repeated while jobs get tried (at most REOFFER_ROUNDS times): a user whose jobs fit
+        nowhere leaves its share to the next round instead of keeping cores idle.
+        """
+        for _ in range(REOFFER_ROUNDS):
+            waiting = [c for c in cursors if c.pos < len(c.head) and not c.reserved]
+            if self.index.total_mcpu <= 0 or not waiting:
+                return
+            shares = allocate(
+                self.index.total_mcpu,
+                {c.name: (c.level_mcpu, c.ready_mcpu - c.placed_mcpu) for c in waiting},
+            )
+            waiting.sort(key=lambda c: (c.level_mcpu, c.name))
+            tried = sum(c.pos for c in waiting)
+            for cur in waiting:
+                if shares[cur.name] > 0:
+                    used = self.serve(cur, shares[cur.name], strict=False)
+                    cur.deficit_mcpu = max(0, cur.deficit_mcpu - used)
+            if sum(c.pos for c in waiting) == tried:
+                return
 
     def serve(self, cur: _Cursor, budget_mcpu: int, *, strict: bool) -> int:
         """Place cur's jobs in order within budget_mcpu; return the cores placed.
 
         strict: a job must fit in what is left of the budget (round 1); otherwise a positive rest
-        suffices, so the last job may overshoot (round 2: rounding must not leave cores idle).
+        suffices, so the last job may overshoot (re-offers: rounding must not leave cores idle).
         """
-        used, head, index, failed = 0, cur.head, self.index, self.failed_mcpu
-        placements, pending, max_worker = (
-            self.plan.placements,
-            self.plan.pending,
-            self.max_worker_mcpu,
-        )
-        pos = cur.pos
-        while pos < len(head):
+        used, head, failed, place = 0, cur.head, self.failed_mcpu, self.index.place
+        placements, pending = self.plan.placements, self.plan.pending
+        max_worker, pos, end = self.max_worker_mcpu, cur.pos, len(cur.head)
+        while pos < end:
             job = head[pos]
-            cores = job.cores_mcpu
-            pos += 1
-            reason = None
-            if job.regions is not None or cores > max_worker:
+            cores, regions = job.cores_mcpu, job.regions
+            if regions is not None or cores > max_worker:
                 reason = self.never_fits(job)
-            if reason is None:
-                left = budget_mcpu - used
-                if (cores > left) if strict else (left <= 0):
-                    pos -= 1
-                    break
-                if cores < failed.get(job.regions, _NEVER):
-                    name = index.place(cores, job.regions)
-                    if name is not None:
-                        placements[job.key] = name
-                        used += cores
-                        continue
-                    # holes only shrink during a pass: no later job this big will fit either
-                    failed[job.regions] = cores
-                if strict or job.regions is not None:
-                    reason = self.no_room(cur, job, strict=strict)
-                else:
-                    reason = PendingReason.NO_CAPACITY
-            pending[job.key] = reason
-            if cur.reserved:
+                if reason is not None:
+                    pending[job.key] = reason
+                    pos += 1
+                    continue
+            left = budget_mcpu - used
+            if (cores > left) if strict else (left <= 0):
                 break
+            pos += 1
+            if cores < failed.get(regions, _NEVER):
+                name = place(cores, regions)
+                if name is not None:
+                    placements[job.key] = name
+                    used += cores
+                    continue
+                # holes only shrink during a pass: no later job this big will fit either
+                failed[regions] = cores
+            if strict or regions is not None:
+                pending[job.key] = self.no_room(cur, job, strict=strict)
+                if cur.reserved:
+                    break
+            else:
+                pending[job.key] = PendingReason.NO_CAPACITY
         cur.pos = pos
         cur.level_mcpu += used
         cur.placed_mcpu += used
@@ -242,7 +250,7 @@ class _Pass:
     def start_top_mcpu(self, regions: frozenset[str] | None) -> int:
         """The biggest hole in the regions when the pass began."""
         if regions is None:
-            return max(self.tops.values(), default=0)
+            return self.top_mcpu
         return max((self.tops.get(r, 0) for r in regions), default=0)
 
     def never_fits(self, job: QueuedJob) -> PendingReason | None:
@@ -264,18 +272,3 @@ class _Pass:
         self.plan.reservations[top[1]] = cur.name
         self.reservations_left -= 1
         cur.reserved = True
-
-
-def _carry_mcpu(cur: _Cursor) -> int:
-    """The deficit to carry, at most the biggest job of the head.
-
-    A user stopped by its share has less left than its next job; one that ran out of jobs could
-    hold more, and an unbounded deficit would let it burst past the others later.
-    """
-    if cur.pos < len(cur.head) and not cur.reserved:
-        return cur.deficit_mcpu
-    return min(cur.deficit_mcpu, max(job.cores_mcpu for job in cur.head))
-
-
-def _head_mcpu(head: Sequence[QueuedJob]) -> int:
-    return sum(job.cores_mcpu for job in head)

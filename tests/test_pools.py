@@ -1,0 +1,137 @@
+"""Pools with real worker processes: fair share between users, autoscaling, scaling by hand."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.engine import frontend, pools
+from app.engine.why import explain
+from app.errors import ConfigError
+from app.models.tables import Job, JobState
+from tests.engine_helpers import dag, engine, until
+
+
+async def running_mcpu(eng: object, user: str) -> int:
+    async with eng.db.connect() as conn:  # type: ignore[attr-defined]
+        total = await conn.execute(
+            select(func.coalesce(func.sum(Job.cores_mcpu), 0)).where(
+                Job.user == user, Job.state == JobState.RUNNING
+            )
+        )
+        return int(total.scalar_one())
+
+
+def sleepers(name: str, n: int, *, seconds: float, cpu: float, pool: str | None = None) -> str:
+    where = f", pool: {pool}" if pool else ""
+    jobs = "\n".join(
+        f"  - {{name: s{i}, command: 'sleep {seconds}', cpu: {cpu}{where}}}" for i in range(n)
+    )
+    return f"version: 1\nname: {name}\njobs:\n{jobs}\n"
+
+
+async def test_a_second_user_gets_its_share_without_waiting_for_the_first(db_url: str) -> None:
+    async with engine(db_url, cores=2) as eng:
+        alice = await frontend.submit_batch(
+            eng.db, dag(sleepers("alice", 16, seconds=1.2, cpu=0.5)), user="alice"
+        )
+        eng.runtime.notify_changed()
+
+        async def alice_fills_the_worker() -> bool:
+            return await running_mcpu(eng, "alice") == 2000
+
+        await until(alice_fills_the_worker, what="alice to fill the worker")
+        bob = await frontend.submit_batch(
+            eng.db, dag(sleepers("bob", 16, seconds=1.2, cpu=0.5)), user="bob"
+        )
+        eng.runtime.notify_changed()
+
+        async def equal_shares() -> bool:
+            return await running_mcpu(eng, "bob") == 1000 == await running_mcpu(eng, "alice")
+
+        # FIFO would keep bob waiting for all 16 of alice's jobs (~5 s); fair share gives him
+        # half the worker as soon as alice's first jobs end.
+        await until(equal_shares, timeout_s=4, what="alice and bob at one core each")
+        assert (await frontend.get_batch(eng.db, alice)).n_completed < 16
+        ready = await frontend.list_jobs(eng.db, bob, state="ready")
+        if ready:
+            reason = await explain(eng.db, bob, ready[0].name)
+            assert any(
+                text in reason
+                for text in ("fair share", "next scheduling pass", "waiting for running jobs")
+            ), reason
+        assert (await eng.wait(alice, 30)).state == "success"
+        assert (await eng.wait(bob, 30)).state == "success"
+
+
+async def test_autoscaler_creates_within_limits_and_idle_workers_retire(db_url: str) -> None:
+    async with engine(db_url, cores=1) as eng:
+        await pools.create_pool(
+            eng.db,
+            pools.PoolConfig(
+                name="burst",
+                worker_cores_mcpu=1000,
+                min_instances=0,
+                max_instances=3,
+                max_live_instances=3,
+                idle_timeout_s=1.5,
+                boot_time_s=0.3,
+            ),
+        )
+        eng.runtime.notify_changed()
+        batch = await frontend.submit_batch(
+            eng.db, dag(sleepers("wide", 6, seconds=1.5, cpu=1, pool="burst")), user="tester"
+        )
+        eng.runtime.notify_changed()
+        seen: set[int] = set()
+
+        async def three_workers() -> bool:
+            n = len(await pools.pool_instances(eng.db, "burst"))
+            seen.add(n)
+            return n == 3
+
+        await until(three_workers, timeout_s=15, what="three burst workers")
+        assert (await eng.wait(batch, 30)).state == "success"
+        assert max(seen) == 3  # never above max_instances
+
+        async def all_deleted() -> bool:
+            every = await pools.pool_instances(eng.db, "burst", live_only=False)
+            return all(i.state == "deleted" for i in every)
+
+        await until(all_deleted, timeout_s=15, what="idle burst workers to retire")
+        gone = await pools.pool_instances(eng.db, "burst", live_only=False)
+        assert any("idle" in (i.reason or "") for i in gone)
+
+
+async def test_min_instances_and_scaling_by_hand(db_url: str) -> None:
+    async with engine(db_url, cores=1) as eng:
+        await pools.create_pool(
+            eng.db,
+            pools.PoolConfig(
+                name="lab",
+                worker_cores_mcpu=500,
+                min_instances=1,
+                max_instances=4,
+                max_live_instances=4,
+                idle_timeout_s=600,
+            ),
+        )
+        eng.runtime.notify_changed()
+
+        def live_is(n: int):
+            async def check() -> bool:
+                return await pools.count_live(eng.db, "lab") == n
+
+            return check
+
+        await until(live_is(1), timeout_s=15, what="the standing worker")
+        await pools.scale_pool(eng.db, "lab", 3)
+        eng.runtime.notify_changed()
+        await until(live_is(3), timeout_s=15, what="scaling up to 3")
+        await pools.scale_pool(eng.db, "lab", 1)
+        eng.runtime.notify_changed()
+        await until(live_is(1), timeout_s=15, what="draining down to 1")
+        with pytest.raises(ConfigError, match="can scale to 1"):
+            await pools.scale_pool(eng.db, "lab", 0)
+        with pytest.raises(ConfigError, match="min instances <= max live"):
+            await pools.set_pool(eng.db, "lab", min_instances=5)
