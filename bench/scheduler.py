@@ -19,7 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.engine.autoscale import PoolInstance, PoolSettings, Zone, demand_budget_mcpu, plan_scale_up
+from app.engine.autoscale import (
+    PoolInstance,
+    PoolSettings,
+    ScalePlan,
+    Zone,
+    demand_budget_mcpu,
+    plan_scale_up,
+)
 from app.engine.placement import Capacity
 from app.engine.scheduling import QueuedJob, UserQueue, cut_head, head_budget_mcpu, plan_pass
 
@@ -62,6 +69,67 @@ def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
+def bench_pass(
+    queues: dict[str, list[QueuedJob]],
+    running: dict[str, int],
+    instances: list[Capacity],
+    runs: int,
+) -> None:
+    """Time plan_pass on heads cut as the driver should, fed the deficits of a first pass."""
+    ready = {n: sum(j.cores_mcpu for j in q) for n, q in queues.items()}
+    totals = {n: (running[n], ready[n]) for n in queues}
+    free = sum(c.free_mcpu for c in instances)
+    budgets = head_budget_mcpu(free, totals, {})
+    cut_ms, _ = timed(lambda: [cut_head(queues[n], budgets[n]) for n in queues], 1)
+    users = {n: UserQueue(running[n], ready[n], cut_head(queues[n], budgets[n])) for n in queues}
+    first = plan_pass(users, instances, {})
+    best, median = timed(lambda: plan_pass(users, instances, first.deficits_mcpu), runs)
+    plan = plan_pass(users, instances, first.deficits_mcpu)
+    n_head = sum(len(u.head) for u in users.values())
+    print(
+        f"state: {len(queues)} users, {len(instances)} instances, {sum(map(len, queues.values()))}"
+        f" Ready jobs, {free / 1000:.0f} cores free"
+    )
+    print(
+        f"plan_pass:     best {best:6.1f} ms  median {median:6.1f} ms  target <= "
+        f"{PASS_TARGET_MS:.0f} ms  {'ok' if best <= PASS_TARGET_MS else 'OVER'}"
+        f"  (heads of {n_head} jobs cut in {cut_ms:.1f} ms; {len(plan.placements)} placed, "
+        f"{len(plan.pending)} pending, {len(plan.reservations)} reserved)"
+    )
+
+
+def bench_scale_up(
+    queues: dict[str, list[QueuedJob]],
+    running: dict[str, int],
+    instances: list[Capacity],
+    runs: int,
+) -> None:
+    """Time the autoscaler's estimate on heads cut at each user's share of the future cores."""
+    pool = PoolSettings(
+        "standard",
+        WORKER_MCPU,
+        tuple(Zone(f"{r}-b", r) for r in REGIONS),
+        max_instances=2000,
+        max_live_instances=1500,
+    )
+    ready = {n: sum(j.cores_mcpu for j in q) for n, q in queues.items()}
+    live = [PoolInstance(c.name, c.free_mcpu, c.location) for c in instances]
+    shares = demand_budget_mcpu({n: (running[n], ready[n]) for n in queues}, pool, live)
+    heads = {n: UserQueue(running[n], ready[n], cut_head(queues[n], shares[n])) for n in queues}
+
+    def estimate() -> ScalePlan:
+        return plan_scale_up(heads, pool, live, n_live=len(live), n_total=len(live))
+
+    best, median = timed(estimate, runs)
+    scale = estimate()
+    print(
+        f"plan_scale_up: best {best:6.1f} ms  median {median:6.1f} ms  target <= "
+        f"{ESTIMATE_TARGET_MS:.0f} ms  {'ok' if best <= ESTIMATE_TARGET_MS else 'OVER'}"
+        f"  (heads of {sum(len(u.head) for u in heads.values())} jobs; "
+        f"creates {sum(c.count for c in scale.create)} instances)"
+    )
+
+
 def main() -> None:
     """Build the state, time both functions and print them against their targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -71,49 +139,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     queues, running, instances = build(args.users, args.instances, args.jobs)
-    ready = {n: sum(j.cores_mcpu for j in q) for n, q in queues.items()}
-    totals = {n: (running[n], ready[n]) for n in queues}
-    free = sum(c.free_mcpu for c in instances)
-
-    deficits: dict[str, int] = {}
-    budgets = head_budget_mcpu(free, totals, deficits)
-    cut_ms, _ = timed(lambda: [cut_head(queues[n], budgets[n]) for n in queues], 1)
-    users = {n: UserQueue(running[n], ready[n], cut_head(queues[n], budgets[n])) for n in queues}
-    first = plan_pass(users, instances, deficits)  # warm up; its deficits feed the timed pass
-    best, median = timed(lambda: plan_pass(users, instances, first.deficits_mcpu), args.runs)
-    plan = plan_pass(users, instances, first.deficits_mcpu)
-    n_head = sum(len(u.head) for u in users.values())
-    print(f"state: {len(queues)} users, {len(instances)} instances, {args.jobs} Ready jobs,")
-    print(f"       {free / 1000:.0f} cores free, heads of {n_head} jobs (cut in {cut_ms:.1f} ms)")
-    print(
-        f"plan_pass:     best {best:6.1f} ms  median {median:6.1f} ms  target <= "
-        f"{PASS_TARGET_MS:.0f} ms  {'ok' if best <= PASS_TARGET_MS else 'OVER'}"
-        f"  ({len(plan.placements)} placed, {len(plan.pending)} pending, "
-        f"{len(plan.reservations)} reserved)"
-    )
-
-    pool = PoolSettings(
-        "standard",
-        WORKER_MCPU,
-        tuple(Zone(f"{r}-b", r) for r in REGIONS),
-        max_instances=2000,
-        max_live_instances=1500,
-    )
-    live = [PoolInstance(c.name, c.free_mcpu, c.location) for c in instances]
-    shares = demand_budget_mcpu(totals, pool, live)
-    heads = {n: UserQueue(running[n], ready[n], cut_head(queues[n], shares[n])) for n in queues}
-
-    def estimate() -> object:
-        return plan_scale_up(heads, pool, live, n_live=len(live), n_total=len(live))
-
-    best, median = timed(estimate, args.runs)
-    scale = plan_scale_up(heads, pool, live, n_live=len(live), n_total=len(live))
-    n_est = sum(len(u.head) for u in heads.values())
-    print(
-        f"plan_scale_up: best {best:6.1f} ms  median {median:6.1f} ms  target <= "
-        f"{ESTIMATE_TARGET_MS:.0f} ms  {'ok' if best <= ESTIMATE_TARGET_MS else 'OVER'}"
-        f"  (heads of {n_est} jobs; creates {sum(c.count for c in scale.create)})"
-    )
+    bench_pass(queues, running, instances, args.runs)
+    bench_scale_up(queues, running, instances, args.runs)
 
 
 if __name__ == "__main__":

@@ -154,10 +154,7 @@ def _estimate(
     user has used before it, so users interleave as repeated scheduling passes would.
     """
     regions = {z.region for z in pool.zones}
-    demand = {}
-    for name, q in users.items():
-        head_mcpu = sum(j.cores_mcpu for j in q.head)
-        demand[name] = (q.running_mcpu, max(q.ready_mcpu, head_mcpu))
+    demand = {name: (q.running_mcpu, q.ready_mcpu) for name, q in users.items()}
     shares = allocate(future_mcpu(pool, instances), demand)
     turns: list[tuple[float, str, int, QueuedJob]] = []
     no_zone: dict[Hashable, frozenset[str]] = {}
@@ -193,19 +190,17 @@ def _create_for_demand(
     zone_of_new: dict[str, str] = {}
     unmet = 0
     for job in jobs:
-        name = live.best_fit(job.cores_mcpu, job.regions)
-        target = live
-        if name is None:
-            name, target = new.best_fit(job.cores_mcpu, job.regions), new
-        if name is None and len(zone_of_new) < room:
+        if live.place(job.cores_mcpu, job.regions) is not None:
+            continue
+        if new.place(job.cores_mcpu, job.regions) is not None:
+            continue
+        if len(zone_of_new) < room:
             zone = _zone_for(job, pool)
             name = f"new-{len(zone_of_new)}"
             zone_of_new[name] = zone.name
-            new.add(name, pool.worker_cores_mcpu, zone.region)
-        if name is None:
+            new.add(name, pool.worker_cores_mcpu - job.cores_mcpu, zone.region)
+        else:
             unmet += job.cores_mcpu
-            continue
-        target.take(name, job.cores_mcpu)
     counts = Counter(zone_of_new.values())
     create = [
         CreateInstances(zone, pool.worker_cores_mcpu, n, CreateReason.DEMAND)

@@ -13,6 +13,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -20,11 +21,12 @@ from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
 from app.engine import lease
+from app.engine.billing import Rate
 from app.engine.completion import Changes, JobEnd, end_jobs
 from app.engine.connection import WorkerConnection
+from app.engine.costs import pool_quantities, record_quantities, sync_rates
 from app.engine.events import BatchChanged, EventBus, JobsChanged, LeaseChanged
 from app.engine.fleet import RUN_COLUMNS, Fleet
-from app.engine.frontend import read_marker
 from app.engine.instances import (
     Assignment,
     LiveInstance,
@@ -32,8 +34,10 @@ from app.engine.instances import (
     requeue_attempts,
     set_instance_state,
 )
+from app.engine.marker import read_marker
 from app.engine.planner import plan_pool
 from app.engine.pools import PoolConfig, read_pools, take_scale_targets
+from app.engine.projects import cancel_over_limit
 from app.engine.results import apply_results, record_starts
 from app.engine.tasks import TaskManager, Trigger
 from app.models.db import Database
@@ -59,6 +63,7 @@ log = logging.getLogger("labbatch.driver")
 _jobs = jobs_table
 
 MARKER_POLL_S = 0.2
+BILLING_CHECK_S = float(os.environ.get("LABBATCH_BILLING_CHECK_S", "5"))
 # A pass has a fixed cost (one transaction); waiting this long after one lets reports pile up
 # so the next pass carries several. A chain's next report comes later than this anyway.
 PASS_MIN_INTERVAL_S = float(os.environ.get("LABBATCH_PASS_INTERVAL_S", "0.002"))
@@ -98,6 +103,8 @@ class Driver:
         self._starts: list[JobStart] = []
         self._cancel_sent: set[tuple[int, int, int]] = set()
         self._deficits: dict[str, dict[str, int]] = defaultdict(dict)
+        self._rates: dict[str, Rate] = {}
+        self._quantities: dict[tuple[str, int, int], dict[str, Decimal]] = {}
         self._stopping = False
         self._abdication: asyncio.Future[None] | None = None
         self._marker = -1
@@ -135,6 +142,7 @@ class Driver:
         self._monitor = t.every("monitor", self.fleet.watch, interval_s=1.0)
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
         t.every("lease", self._renew_lease, interval_s=lease.RENEW_EVERY_S)
+        t.every("billing", self._enforce_limits, interval_s=BILLING_CHECK_S)
         return True
 
     async def stop(self) -> None:
@@ -174,6 +182,8 @@ class Driver:
             if name in pools:
                 pools[name] = _with(pools[name], changes)
         self.fleet.pools = pools
+        self._rates = await self.db.run(lambda conn: sync_rates(conn, pools.values()))
+        self._quantities.clear()
 
     # -- messages -------------------------------------------------------------------------
 
@@ -334,6 +344,30 @@ class Driver:
                 for r in rows
             ],
         )
+        record_quantities(
+            conn,
+            [
+                (a.run.batch_id, a.run.job_id, a.run.attempt, self._quantities_of(name, a.run))
+                for name, assignments in placed.items()
+                for a in assignments
+            ],
+            self._rates,
+        )
+
+    def _quantities_of(self, instance_name: str, run: JobRun) -> dict[str, Decimal]:
+        """What an attempt bills per hour (cached per pool and job shape)."""
+        pool = self.fleet.pools[self.instances[instance_name].pool]
+        shape = (pool.name, run.cores_mcpu, run.memory_bytes or 0)
+        quantities = self._quantities.get(shape)
+        if quantities is None:
+            quantities = self._quantities[shape] = pool_quantities(
+                pool,
+                cores_mcpu=run.cores_mcpu,
+                memory_bytes=run.memory_bytes or 0,
+                storage_bytes=0,
+                preemptible=pool.preemptible,
+            )
+        return quantities
 
     def _job_run(self, row: Any, attempt: int) -> JobRun:
         spec = row.spec
@@ -378,6 +412,15 @@ class Driver:
                 continue
             if await inst.conn.send(Cancel(attempts=[AttemptRef(*k) for k in keys])):
                 self._cancel_sent.update(keys)
+
+    async def _enforce_limits(self) -> None:
+        """Cancel the running batches of billing projects that reached their limits."""
+        now = time.time()
+        async with self._write_lock:
+            changes = await self.db.run(lambda conn: cancel_over_limit(conn, now))
+        if changes.cancelled_batches:
+            self._publish(changes)
+            self._poke(self._canceller)
 
     async def _poll_marker(self) -> None:
         marker = await read_marker(self.db)

@@ -15,19 +15,27 @@ def allocate(free_mcpu: int, users: Mapping[str, tuple[int, int]]) -> dict[str, 
     lowest user (ties by name) would give, in O(U log U).
     """
     budget = max(0, free_mcpu)
-    wanting = {
-        name: (max(0, running), ready) for name, (running, ready) in users.items() if ready > 0
-    }
     grants = dict.fromkeys(users, 0)
-    if sum(ready for _, ready in wanting.values()) <= budget:
-        grants.update((name, ready) for name, (_, ready) in wanting.items())
+    wanting = [
+        (name, max(0, running), ready) for name, (running, ready) in users.items() if ready > 0
+    ]
+    if sum(ready for _, _, ready in wanting) <= budget:
+        grants.update((name, ready) for name, _, ready in wanting)
         return grants
-    level = water_level_mcpu(budget, list(wanting.values()))
-    for name, (running, ready) in wanting.items():
-        grants[name] = min(max(level - running, 0), ready)
-    rest = budget - sum(grants.values())
-    at_level = sorted(n for n, (r, d) in wanting.items() if r <= level < r + d)
-    for name in at_level[:rest]:
+    level = water_level_mcpu(budget, [(running, ready) for _, running, ready in wanting])
+    at_level = []  # users whose level is exactly `level` and who could take one millicore more
+    for name, running, ready in wanting:
+        grant = level - running
+        if grant < 0:
+            continue
+        if grant >= ready:
+            grant = ready
+        else:
+            at_level.append(name)
+        grants[name] = grant
+        budget -= grant
+    at_level.sort()
+    for name in at_level[:budget]:
         grants[name] += 1
     return grants
 

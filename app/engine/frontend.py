@@ -15,6 +15,8 @@ from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, cancel_batch_jobs, chunks, settle_batch
 from app.engine.dag import InitialState, initial_states
+from app.engine.marker import bump_marker, read_marker  # noqa: F401  (re-exported)
+from app.engine.projects import check_submit
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
 from app.errors import NotFoundError, UserError
 from app.models.bulk import bulk_insert, json_text
@@ -23,8 +25,6 @@ from app.models.spec import BatchSpec, JobSpec
 from app.models.tables import (
     Attempt,
     Batch,
-    BillingProject,
-    ChangeMarker,
     Job,
     JobLog,
     JobParent,
@@ -36,24 +36,12 @@ from app.models.tables import (
 )
 
 
-def bump_marker(conn: Connection) -> None:
-    """Tell a driver in another process that there is new work or a cancel."""
-    conn.execute(update(ChangeMarker).where(ChangeMarker.id == 1).values(seq=ChangeMarker.seq + 1))
-
-
-async def read_marker(db: Database) -> int:
-    async with db.connect() as conn:
-        return (
-            await conn.execute(select(ChangeMarker.seq).where(ChangeMarker.id == 1))
-        ).scalar_one()
-
-
 async def submit_batch(db: Database, spec: BatchSpec, *, user: str) -> int:
     """Store a validated batch and its jobs in one transaction; returns the batch id."""
     now = time.time()
 
     def store(conn: Connection) -> int:
-        _check_billing_project(conn, spec.billing_project)
+        check_submit(conn, spec.billing_project, user)
         _check_pools(conn, spec.jobs)
         batch_id = (
             conn.execute(
@@ -114,14 +102,6 @@ async def existing_job_names(db: Database, batch_id: int) -> list[str]:
     async with db.connect() as conn:
         return list(
             (await conn.execute(select(Job.name).where(Job.batch_id == batch_id))).scalars()
-        )
-
-
-def _check_billing_project(conn: Connection, name: str) -> None:
-    known = list((conn.execute(select(BillingProject.name))).scalars())
-    if name not in known:
-        raise UserError(
-            f"billing project {name!r} does not exist (known: {', '.join(sorted(known))})"
         )
 
 

@@ -67,16 +67,6 @@ class FreeCores:
             return self._holes.values()
         return [self._holes[r] for r in regions if r in self._holes]
 
-    def best_fit(self, cores_mcpu: int, regions: Collection[str] | None = None) -> str | None:
-        """The instance with the least free cores that fits, in an allowed location."""
-        best: tuple[int, str] | None = None
-        probe = (cores_mcpu, "")
-        for holes in self._lists(regions):
-            i = bisect.bisect_left(holes, probe)
-            if i < len(holes) and (best is None or holes[i] < best):
-                best = holes[i]
-        return None if best is None else best[1]
-
     def place(self, cores_mcpu: int, regions: Collection[str] | None = None) -> str | None:
         """Best-fit one job and take its cores; None when no allowed instance fits."""
         best: tuple[int, str] | None = None

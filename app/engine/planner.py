@@ -106,7 +106,10 @@ def plan_pool(
         rows.update({(r.batch_id, r.job_id): r for r in head})
         jobs = [QueuedJob((r.batch_id, r.job_id), r.cores_mcpu, _regions(pool, r)) for r in head]
         queues[user] = UserQueue(demand[user][0], demand[user][1], cut_head(jobs, budget))
-    capacities = [Capacity(i.name, max(0, i.free_mcpu), i.location) for i in instances]
+    capacities = [
+        Capacity(i.name, max(0, i.free_mcpu), i.location, cores_mcpu=i.cores_mcpu)
+        for i in instances
+    ]
     plan = plan_pass(queues, capacities, deficits)
     deficits.clear()
     deficits.update(plan.deficits_mcpu)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine.frontend import bump_marker
+from app.engine.marker import bump_marker
 from app.errors import ConfigError, NotFoundError
 from app.models.db import DEFAULT_POOL_NAME, Database
 from app.models.tables import Instance, InstanceState, Pool

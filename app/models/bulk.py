@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, insert
@@ -33,6 +34,8 @@ def bulk_insert(
         ]
     elif order is None:  # a named paramstyle: hand over dicts
         rows = [dict(zip(columns, row, strict=True)) for row in rows]  # type: ignore[misc]
+    if conn.dialect.name == "sqlite":  # sqlite3 takes no Decimal: NUMERIC columns store a float
+        rows = [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
     conn.exec_driver_sql(str(compiled), rows)  # type: ignore[arg-type]
 
 
