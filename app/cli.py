@@ -93,9 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int)
     p.add_argument("job", help="job id or name")
 
+    from app.billing_commands import add_billing_parsers
     from app.pool_commands import add_pool_parser
 
     add_pool_parser(sub, common)
+    add_billing_parsers(sub, common)
 
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")

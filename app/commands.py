@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from app.billing_commands import cmd_billing, cmd_cost, cmd_estimate  # noqa: F401
 from app.cli import install_stop_signals, print_json
 from app.engine import frontend
 from app.engine.events import BatchChanged, EventBus

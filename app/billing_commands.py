@@ -1,0 +1,164 @@
+"""`labbatch billing …`, `labbatch cost` and `labbatch estimate`."""
+
+from __future__ import annotations
+
+import argparse
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from app.cli import print_json
+from app.engine import costs, projects
+from app.engine.billing import format_usd
+from app.engine.forecast import estimate_batch, format_estimate
+from app.engine.pools import DEFAULT_POOL, get_pool
+from app.errors import ConfigError
+from app.models.db import open_database
+from app.models.spec import load_dag_file
+
+
+def add_billing_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    billing = sub.add_parser("billing", parents=[common], help="billing projects and limits")
+    actions = billing.add_subparsers(dest="billing_command", metavar="ACTION", required=True)
+    p = actions.add_parser("list", parents=[common], help="projects, members, limits, spend")
+    p.add_argument("--json", action="store_true")
+    p = actions.add_parser("create", parents=[common], help="a new billing project")
+    p.add_argument("name")
+    p.add_argument("--limit", help="USD; batches are refused and cancelled beyond it")
+    p.add_argument("--users", help="comma-separated members (default: open to everyone)")
+    p = actions.add_parser("set", parents=[common], help="change a project's limit")
+    p.add_argument("name")
+    p.add_argument("--limit", required=True, help="USD, or 'none' for no limit")
+    for action in ("add-user", "remove-user"):
+        p = actions.add_parser(action, parents=[common], help=f"{action.split('-')[0]} a member")
+        p.add_argument("name")
+        p.add_argument("user")
+
+    p = sub.add_parser("cost", parents=[common], help="what has been spent, grouped")
+    p.add_argument("--by", choices=("user", "billing_project", "batch", "day"), default="user")
+    p.add_argument("--days", type=int, default=30, help="with --by day: how far back")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("estimate", parents=[common], help="expected cost and time of a DAG")
+    p.add_argument("file")
+    p.add_argument(
+        "--pool", default=None, help=f"the pool to price it on (default: {DEFAULT_POOL})"
+    )
+    p.add_argument(
+        "--default-duration",
+        type=float,
+        default=60.0,
+        help="seconds assumed for jobs with no expected_duration or timeout",
+    )
+
+
+def _usd(text: str | None) -> Decimal | None:
+    if text is None or text.lower() == "none":
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:
+        raise ConfigError(f"--limit {text!r}: not a number of USD") from exc
+
+
+def _project_line(p: costs.ProjectSpend) -> str:
+    limit = f" of {format_usd(p.limit_usd)} limit" if p.limit_usd is not None else ""
+    members = ", ".join(p.users) if p.users else "everyone"
+    flag = "  OVER LIMIT" if p.over_limit else ""
+    return f"{p.name:<20} spent {format_usd(p.spent_usd)}{limit}; members: {members}{flag}"
+
+
+async def cmd_billing(args: argparse.Namespace) -> int:
+    db = await open_database(args.db)
+    try:
+        action = args.billing_command
+        if action == "list":
+            listed = await projects.list_projects(db)
+            if args.json:
+                print_json([_project_json(p) for p in listed])
+            else:
+                for p in listed:
+                    print(_project_line(p))
+            return 0
+        if action == "create":
+            users = tuple(u.strip() for u in (args.users or "").split(",") if u.strip())
+            done = await projects.create_project(
+                db, args.name, limit_usd=_usd(args.limit), users=users
+            )
+        elif action == "set":
+            done = await projects.set_limit(db, args.name, _usd(args.limit))
+        else:
+            member = action == "add-user"
+            done = await projects.set_member(db, args.name, args.user, member=member)
+        print(_project_line(done))
+    finally:
+        await db.close()
+    return 0
+
+
+def _project_json(p: costs.ProjectSpend) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "limit_usd": None if p.limit_usd is None else str(p.limit_usd),
+        "spent_usd": str(p.spent_usd),
+        "users": list(p.users),
+        "over_limit": p.over_limit,
+    }
+
+
+async def cmd_cost(args: argparse.Namespace) -> int:
+    db = await open_database(args.db)
+    try:
+        if args.by == "day":
+            totals: dict[Any, Decimal] = await db.run(
+                lambda conn: costs.cost_by_day(conn, days=args.days)
+            )
+        else:
+            totals = await db.run(lambda conn: costs.costs_by(conn, args.by))
+    finally:
+        await db.close()
+    if args.json:
+        print_json({str(k): str(v) for k, v in totals.items()})
+        return 0
+    for key, usd in sorted(totals.items(), key=lambda kv: str(kv[0])):
+        print(f"{key!s:<24} {format_usd(usd)}")
+    print(f"{'total':<24} {format_usd(sum(totals.values(), Decimal(0)))}")
+    return 0
+
+
+async def cmd_estimate(args: argparse.Namespace) -> int:
+    spec = load_dag_file(args.file)
+    db = await open_database(args.db)
+    try:
+        names = {job.pool or DEFAULT_POOL for job in spec.jobs}
+        if args.pool:
+            names = {args.pool}
+        if len(names) > 1:
+            raise ConfigError(
+                f"the jobs of {args.file} use several pools ({', '.join(sorted(names))}); "
+                "estimate one at a time with --pool"
+            )
+        pool = await get_pool(db, names.pop())
+    finally:
+        await db.close()
+    rates = costs.pool_rates(pool)
+
+    def quantities_for(job: Any) -> dict[str, Decimal]:
+        return costs.pool_quantities(
+            pool,
+            cores_mcpu=job.cores_mcpu,
+            memory_bytes=job.memory_bytes,
+            storage_bytes=job.storage_bytes,
+            preemptible=job.preemptible,
+        )
+
+    estimate = estimate_batch(
+        spec.jobs,
+        worker_cores_mcpu=pool.worker_cores_mcpu,
+        n_workers=max(1, pool.max_instances),
+        rates=rates,
+        quantities_for=quantities_for,
+        default_duration_s=args.default_duration,
+        pool=pool.name,
+    )
+    print(format_estimate(estimate))
+    return 0
