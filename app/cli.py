@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", parents=[common], help="cancel a batch")
     p.add_argument("batch", type=int)
 
+    p = sub.add_parser("retry", parents=[common], help="run a finished batch's failures again")
+    p.add_argument("batch", type=int)
+    p.add_argument(
+        "--failed",
+        action="store_true",
+        help="only failed jobs and what depends on them (not jobs a cancel stopped)",
+    )
+
     p = sub.add_parser("why", parents=[common], help="why a job is not running (yet)")
     p.add_argument("batch", type=int)
     p.add_argument("job", help="job id or name")

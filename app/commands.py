@@ -305,3 +305,16 @@ async def cmd_why(args: argparse.Namespace) -> int:
     async with _database(args) as db:
         print(await explain(db, args.batch, args.job))
     return EXIT_OK
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    async with _database(args) as db:
+        n = await frontend.retry_batch(db, args.batch, user=args.user, failed_only=args.failed)
+    if n == 0:
+        print(f"batch {args.batch} has nothing to run again")
+    else:
+        print(
+            f"batch {args.batch}: {n} job(s) will run again "
+            "(`labbatch serve` or the app runs them; `labbatch status` shows progress)"
+        )
+    return EXIT_OK

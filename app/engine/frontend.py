@@ -235,6 +235,15 @@ def _job_row(
         "timeout_s": job.timeout_s,
         "attributes": dict(job.attributes),
         "memory_class": job.memory_class,
+        "expected_duration_s": job.expected_duration_s,
+        "retry": None
+        if job.retry is None
+        else {
+            "on": sorted(job.retry.on),
+            "max": job.retry.max_retries,
+            "memory_factor": job.retry.memory_factor,
+            "fallback_after_preemptions": job.retry.fallback_after_preemptions,
+        },
     }
     return (
         batch_id,
@@ -474,3 +483,111 @@ async def job_log(
     async with db.connect() as conn:
         text = (await conn.execute(query.limit(1))).scalar()
     return text or ""
+
+
+RERUN_STATES = (JobState.FAILED, JobState.ERROR, JobState.CANCELLED)
+
+
+async def retry_batch(db: Database, batch_id: int, *, user: str, failed_only: bool = False) -> int:
+    """Run a finished batch's failed and cancelled jobs again, leaving successes alone.
+
+    With ``failed_only``, only Failed and Error jobs and the jobs that depend on them (which
+    ended Cancelled because of them) run again. Returns how many jobs will run again.
+    """
+    now = time.time()
+
+    def store(conn: Connection) -> int:
+        batch = _locked_batch(conn, batch_id)
+        if batch.user != user:
+            raise UserError(f"batch {batch_id} belongs to {batch.user}; only they can retry it")
+        complete = conn.execute(select(Batch.complete).where(Batch.id == batch_id)).scalar_one()
+        if not complete:
+            raise UserError(f"batch {batch_id} is still running; retry it once it has finished")
+        rows = conn.execute(select(Job.job_id, Job.state).where(Job.batch_id == batch_id))
+        states: dict[int, str] = {job_id: state for job_id, state in rows}
+        rerun = _jobs_to_rerun(conn, batch_id, states, failed_only=failed_only)
+        if not rerun:
+            return 0
+        _reset_jobs(conn, batch_id, rerun, states, now)
+        bump_marker(conn)
+        return len(rerun)
+
+    return await db.run(store)
+
+
+def _jobs_to_rerun(
+    conn: Connection, batch_id: int, states: dict[int, str], *, failed_only: bool
+) -> set[int]:
+    if not failed_only:
+        return {j for j, s in states.items() if s in RERUN_STATES}
+    children: dict[int, list[int]] = {}
+    for child, parent in conn.execute(
+        select(JobParent.job_id, JobParent.parent_id).where(JobParent.batch_id == batch_id)
+    ):
+        children.setdefault(parent, []).append(child)
+    todo = [j for j, s in states.items() if s in (JobState.FAILED, JobState.ERROR)]
+    rerun = set(todo)
+    while todo:  # the jobs that never ran because of them
+        for child in children.get(todo.pop(), ()):
+            if child not in rerun and states[child] == JobState.CANCELLED:
+                rerun.add(child)
+                todo.append(child)
+    return rerun
+
+
+def _reset_jobs(
+    conn: Connection, batch_id: int, rerun: set[int], states: dict[int, str], now: float
+) -> None:
+    """Back to Pending/Ready with a fresh attempt budget; the batch runs again."""
+    pending: dict[int, int] = dict.fromkeys(rerun, 0)
+    for child, parent in conn.execute(
+        select(JobParent.job_id, JobParent.parent_id).where(
+            JobParent.batch_id == batch_id, JobParent.job_id.in_(list(rerun))
+        )
+    ):
+        if parent in rerun or states[parent] != JobState.SUCCESS:
+            pending[child] += 1
+    for job_id, n in pending.items():
+        conn.execute(
+            update(Job)
+            .where(Job.batch_id == batch_id, Job.job_id == job_id)
+            .values(
+                state=str(JobState.READY if n == 0 else JobState.PENDING),
+                n_pending_parents=n,
+                cancelled=False,
+                n_attempts=0,
+                exit_code=None,
+                error=None,
+                instance_name=None,
+                time_ready=now if n == 0 else None,
+                time_ended=None,
+            )
+        )
+    n_failed = sum(1 for j in rerun if states[j] in (JobState.FAILED, JobState.ERROR))
+    n_cancelled = len(rerun) - n_failed
+    n_updates = conn.execute(select(Batch.n_updates).where(Batch.id == batch_id)).scalar_one()
+    conn.execute(
+        insert(Update).values(
+            batch_id=batch_id,
+            update_id=n_updates + 1,
+            start_job_id=min(rerun),
+            n_jobs=len(rerun),
+            committed=True,
+            time_created=now,
+            time_committed=now,
+        )
+    )
+    conn.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(
+            n_updates=n_updates + 1,
+            complete=False,
+            cancelled=False,
+            state="running",
+            time_completed=None,
+            n_completed=Batch.n_completed - len(rerun),
+            n_failed=Batch.n_failed - n_failed,
+            n_cancelled=Batch.n_cancelled - n_cancelled,
+        )
+    )

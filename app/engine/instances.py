@@ -210,8 +210,21 @@ def requeue_attempts(
             ),
             back,
         )
+    if back and reason.startswith("preempted"):
+        count_preemptions(conn, [(b["b_b"], b["b_j"]) for b in back])
     changes = end_jobs(conn, errors, now)
     changes.n_ready += len(back)
     changes.n_jobs_changed += len(back)
     changes.batches |= set(by_batch)
     return changes
+
+
+def count_preemptions(conn: Connection, jobs: Sequence[tuple[int, int]]) -> None:
+    """Count a preemption; after the policy's number of them, run on standard workers."""
+    for batch_id, job_id in jobs:
+        where = (Job.batch_id == batch_id, Job.job_id == job_id)
+        conn.execute(update(Job).where(*where).values(n_preemptions=Job.n_preemptions + 1))
+        spec, n = conn.execute(select(Job.spec, Job.n_preemptions).where(*where)).one()
+        after = ((spec or {}).get("retry") or {}).get("fallback_after_preemptions")
+        if after is not None and n >= after:
+            conn.execute(update(Job).where(*where).values(preemptible=False))

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, JobEnd, chunks, end_jobs
+from app.engine.retries import split_retries
 from app.models.prepared import Prepared
 from app.models.tables import Job, JobLog, JobState, attempts_table
 from app.protocol import JobResult, JobStart, Outcome
@@ -103,6 +104,8 @@ def apply_results(conn: Connection, results: Sequence[JobResult], now: float) ->
         ],
     )
     fresh = _fresh_results(conn, results)
+    failed = [r for r in fresh if r.outcome == Outcome.FAILED]
+    retried = {d.result.ref.key() for d in split_retries(conn, failed, now)} if failed else set()
     logs = [
         {"batch_id": r.batch_id, "job_id": r.job_id, "attempt": r.attempt, "text": r.log}
         for r in fresh
@@ -120,5 +123,8 @@ def apply_results(conn: Connection, results: Sequence[JobResult], now: float) ->
             error=r.error,
         )
         for r in fresh
+        if r.ref.key() not in retried
     ]
-    return end_jobs(conn, ends, now)
+    changes = end_jobs(conn, ends, now)
+    changes.n_ready += len(retried)
+    return changes
