@@ -229,6 +229,7 @@ def _propagate(
             ],
         )
         changes.n_jobs_changed += len(decrements)
+        changes.n_ready += len(decrements)  # at most: those whose count reached 0
         frontier = []
         for batch_id, children in _by_batch(decrements).items():
             doomed = [

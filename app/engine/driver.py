@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
@@ -35,14 +35,15 @@ from app.engine.instances import (
     set_instance_state,
 )
 from app.engine.marker import read_marker
-from app.engine.planner import plan_pool
+from app.engine.planner import DemandCache, plan_pool
 from app.engine.pools import PoolConfig, read_pools, take_scale_targets
 from app.engine.projects import cancel_over_limit
 from app.engine.results import apply_results, record_starts
 from app.engine.tasks import TaskManager, Trigger
+from app.models.bulk import bulk_insert
 from app.models.db import Database
 from app.models.prepared import Prepared
-from app.models.tables import Attempt, Batch, InstanceState, Job, JobState, jobs_table
+from app.models.tables import Batch, InstanceState, Job, JobState, attempts_table, jobs_table
 from app.protocol import (
     Ack,
     AttemptRef,
@@ -104,6 +105,8 @@ class Driver:
         self._cancel_sent: set[tuple[int, int, int]] = set()
         self._deficits: dict[str, dict[str, int]] = defaultdict(dict)
         self._rates: dict[str, Rate] = {}
+        self._demand: dict[str, DemandCache] = defaultdict(DemandCache)
+        self._demand_stale = True
         self._quantities: dict[tuple[str, int, int], dict[str, Decimal]] = {}
         self._stopping = False
         self._abdication: asyncio.Future[None] | None = None
@@ -237,6 +240,8 @@ class Driver:
             def transaction(conn: Connection) -> tuple[Changes, dict[str, list[Assignment]]]:
                 record_starts(conn, starts)
                 changes = apply_results(conn, [r for _name, r in results], now)
+                if changes.n_ready:
+                    self._demand_stale = True  # new Ready jobs: re-read the queues' demand
                 placed, unplaceable = self._place_ready(conn, healthy, now)
                 self._mark_running(conn, placed, now)
                 changes.merge(end_jobs(conn, unplaceable, now))
@@ -314,10 +319,13 @@ class Driver:
                 running_mcpu=running,
                 build_run=self._job_run,
                 now=now,
+                demand=self._demand[pool_name],
+                refresh=self._demand_stale,
             )
             for name, assignments in plan.placed.items():
                 placed[name].extend(assignments)
             unplaceable.extend(plan.unplaceable)
+        self._demand_stale = False
         return placed, unplaceable
 
     def _mark_running(
@@ -331,18 +339,11 @@ class Driver:
         if not rows:
             return
         _SET_RUNNING.executemany(conn, [{**r, "b_now": now} for r in rows])
-        conn.execute(
-            insert(Attempt),
-            [
-                {
-                    "batch_id": r["b_b"],
-                    "job_id": r["b_j"],
-                    "attempt": r["b_a"],
-                    "instance_name": r["b_i"],
-                    "time_scheduled": now,
-                }
-                for r in rows
-            ],
+        bulk_insert(
+            conn,
+            attempts_table,
+            ("batch_id", "job_id", "attempt", "instance_name", "time_scheduled"),
+            [(r["b_b"], r["b_j"], r["b_a"], r["b_i"], now) for r in rows],
         )
         record_quantities(
             conn,
@@ -427,6 +428,7 @@ class Driver:
         if marker == self._marker:
             return
         self._marker = marker
+        self._demand_stale = True  # another process submitted or cancelled
         await self._load_pools()
         targets = await self.db.run(take_scale_targets)
         if targets:

@@ -63,6 +63,31 @@ _HEAD_ALWAYS = Prepared(
 _HEAD_LOCKED = Prepared(_HEAD.statement.with_for_update(skip_locked=True))  # type: ignore[attr-defined]
 
 
+DEMAND_MAX_AGE_S = 1.0
+
+
+@dataclass
+class DemandCache:
+    """Ready cores per user of one pool, re-read only when it may have grown.
+
+    Reading it scans every Ready job of the pool (index-only, but 100,000 of them take
+    milliseconds), so between reads it is only reduced by what each pass places.
+    """
+
+    ready_mcpu: dict[str, int] = field(default_factory=dict)
+    read_at: float = 0.0
+
+    def current(self, conn: Connection, pool: str, *, refresh: bool, now: float) -> dict[str, int]:
+        if refresh or now - self.read_at > DEMAND_MAX_AGE_S:
+            rows = _READY_BY_USER.execute(conn, {"b_pool": pool})
+            self.ready_mcpu = {user: int(total) for user, total in rows}
+            self.read_at = now
+        return {u: r for u, r in self.ready_mcpu.items() if r > 0}
+
+    def placed(self, user: str, cores_mcpu: int) -> None:
+        self.ready_mcpu[user] = self.ready_mcpu.get(user, 0) - cores_mcpu
+
+
 @dataclass
 class PoolPlan:
     """What one pass does in one pool."""
@@ -81,18 +106,20 @@ def plan_pool(
     running_mcpu: dict[str, int],
     build_run: Callable[[Any, int], JobRun],
     now: float,
+    demand: DemandCache,
+    refresh: bool,
 ) -> PoolPlan:
     """Fair share among the pool's users, best fit on its healthy instances."""
     result = PoolPlan()
     free_mcpu = sum(max(0, i.free_mcpu) for i in instances)
     if free_mcpu < MIN_JOB_MCPU:
         return result
-    ready = {u: int(total) for u, total in _READY_BY_USER.execute(conn, {"b_pool": pool.name})}
+    ready = demand.current(conn, pool.name, refresh=refresh, now=now)
     if not ready:
         deficits.clear()
         return result
-    demand = {u: (running_mcpu.get(u, 0), r) for u, r in ready.items()}
-    budgets = head_budget_mcpu(free_mcpu, demand, deficits)
+    users = {u: (running_mcpu.get(u, 0), r) for u, r in ready.items()}
+    budgets = head_budget_mcpu(free_mcpu, users, deficits)
     rows: dict[Hashable, Any] = {}
     queues: dict[str, UserQueue] = {}
     largest_mcpu = max(pool.worker_cores_mcpu, pool.standing_worker_cores_mcpu)
@@ -105,7 +132,7 @@ def plan_pool(
                 head.append(r)
         rows.update({(r.batch_id, r.job_id): r for r in head})
         jobs = [QueuedJob((r.batch_id, r.job_id), r.cores_mcpu, _regions(pool, r)) for r in head]
-        queues[user] = UserQueue(demand[user][0], demand[user][1], cut_head(jobs, budget))
+        queues[user] = UserQueue(users[user][0], users[user][1], cut_head(jobs, budget))
     capacities = [
         Capacity(i.name, max(0, i.free_mcpu), i.location, cores_mcpu=i.cores_mcpu)
         for i in instances
@@ -115,6 +142,7 @@ def plan_pool(
     deficits.update(plan.deficits_mcpu)
     for key, instance_name in plan.placements.items():
         row = rows[key]
+        demand.placed(row.user, row.cores_mcpu)
         result.placed[instance_name].append(
             Assignment(build_run(row, row.last_attempt + 1), row.user)
         )

@@ -22,8 +22,7 @@ def bulk_insert(
     """Insert ``rows`` (tuples in ``columns`` order) with one executemany."""
     if not rows:
         return
-    compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
-    order = compiled.positiontup
+    sql, order = _compiled(conn, table, tuple(columns))
     if order is not None and list(order) != list(columns):
         # columns left out get their scalar defaults (SQLAlchemy adds them to the INSERT)
         defaults = {name: _scalar_default(table, name) for name in order if name not in columns}
@@ -36,7 +35,22 @@ def bulk_insert(
         rows = [dict(zip(columns, row, strict=True)) for row in rows]  # type: ignore[misc]
     if conn.dialect.name == "sqlite":  # sqlite3 takes no Decimal: NUMERIC columns store a float
         rows = [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
-    conn.exec_driver_sql(str(compiled), rows)  # type: ignore[arg-type]
+    conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+
+
+_COMPILED: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
+
+
+def _compiled(
+    conn: Connection, table: Table, columns: tuple[str, ...]
+) -> tuple[str, list[str] | None]:
+    """The INSERT's SQL and bind order, compiled once per dialect, table and columns."""
+    key = (conn.dialect.name, table.name, columns)
+    if key not in _COMPILED:
+        compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
+        order = list(compiled.positiontup) if compiled.positiontup is not None else None
+        _COMPILED[key] = (str(compiled), order)
+    return _COMPILED[key]
 
 
 def _scalar_default(table: Table, name: str) -> Any:
