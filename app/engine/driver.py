@@ -26,7 +26,7 @@ from app.engine.completion import Changes, JobEnd, end_jobs
 from app.engine.connection import WorkerConnection
 from app.engine.costs import pool_quantities, record_quantities, sync_rates
 from app.engine.events import BatchChanged, EventBus, JobsChanged, LeaseChanged
-from app.engine.fleet import RUN_COLUMNS, Fleet
+from app.engine.fleet import MONITOR_PERIOD_S, RUN_COLUMNS, Fleet
 from app.engine.instances import (
     Assignment,
     LiveInstance,
@@ -142,7 +142,7 @@ class Driver:
             "pass", self._pass, interval_s=1.0, min_interval_s=PASS_MIN_INTERVAL_S
         )
         self._canceller = t.every("canceller", self._cancel_running, interval_s=2.0)
-        self._monitor = t.every("monitor", self.fleet.watch, interval_s=1.0)
+        self._monitor = t.every("monitor", self.fleet.watch, interval_s=MONITOR_PERIOD_S)
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
         t.every("lease", self._renew_lease, interval_s=lease.RENEW_EVERY_S)
         t.every("billing", self._enforce_limits, interval_s=BILLING_CHECK_S)

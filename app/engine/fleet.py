@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
+from app.engine.autoscale import (
+    CreateReason,
+    PoolInstance,
+    PoolSettings,
+    ScalePlan,
+    Zone,
+    demand_budget_mcpu,
+    plan_scale_up,
+)
 from app.engine.completion import Changes
 from app.engine.connection import DialError, WorkerConnection
 from app.engine.events import EventBus, InstanceChanged
@@ -29,6 +37,7 @@ from app.engine.instances import (
     set_instance_state,
 )
 from app.engine.pools import PoolConfig
+from app.engine.scheduling import QueuedJob, UserQueue, cut_head
 from app.engine.secrets import worker_token
 from app.engine.tasks import TaskManager
 from app.errors import LabBatchError
@@ -41,6 +50,7 @@ log = logging.getLogger("labbatch.fleet")
 HELLO_TIMEOUT_S = 10.0
 RECONNECT_GRACE_S = 10.0
 HEARTBEAT_STALE_S = 15.0
+MONITOR_PERIOD_S = 1.0
 
 MessageHandler = Callable[[WorkerConnection, Message], None]
 RunBuilder = Callable[[Any, int], JobRun]
@@ -182,10 +192,9 @@ class Fleet:
         for inst in list(self.instances.values()):
             if inst.state == InstanceState.ACTIVE:
                 await self._check_health(inst, now)
-        demand = await self.db.run(_ready_demand)
         for pool in self.pools.values():
             if pool.cloud in self.clouds:
-                await self._size(pool, demand.get(pool.name, 0), now)
+                await self._size(pool, now)
 
     async def _check_health(self, inst: LiveInstance, now: float) -> None:
         if inst.conn is not None and now - inst.last_heartbeat > HEARTBEAT_STALE_S:
@@ -201,20 +210,17 @@ class Fleet:
     def live(self, pool: str) -> list[LiveInstance]:
         return [i for i in self.instances.values() if i.pool == pool and i.live]
 
-    async def _size(self, pool: PoolConfig, ready_mcpu: int, now: float) -> None:
+    async def _size(self, pool: PoolConfig, now: float) -> None:
         live = self.live(pool.name)
-        n_live = len(live) + self._creating[pool.name]
+        creating = self._creating[pool.name]
         target = self._scale_targets.pop(pool.name, None)
         if target is not None:
-            await self._drain(live, n_live - target, now)
-            self._create(pool, target - n_live, standing=False)
+            await self._drain(live, len(live) + creating - target, now)
+            self._create(pool, target - len(live) - creating, standing=False)
             return
-        new = max(_demand_instances(pool, live, ready_mcpu), pool.min_instances - n_live)
-        new = min(new, pool.max_live_instances - n_live, pool.max_instances - n_live)
-        new = min(new, pool.max_new_instances_per_loop)
-        standing_short = max(0, pool.min_instances - sum(i.standing for i in live))
-        self._create(pool, min(new, standing_short), standing=True)
-        self._create(pool, new - min(new, standing_short), standing=False)
+        plan = await self.db.run(lambda conn: scale_plan(conn, pool, live, creating))
+        for create in plan.create:
+            self._create(pool, create.count, standing=create.reason == CreateReason.MIN_INSTANCES)
         await self._retire_idle(pool, live, now)
 
     def _create(self, pool: PoolConfig, count: int, *, standing: bool) -> None:
@@ -372,20 +378,62 @@ class Fleet:
         self.instances.clear()
 
 
-def _demand_instances(pool: PoolConfig, live: list[LiveInstance], ready_mcpu: int) -> int:
-    """New workers needed for the Ready cores that the live (and booting) ones cannot take."""
-    spare = sum(max(0, i.free_mcpu) for i in live if not i.draining)
-    return max(0, math.ceil((ready_mcpu - spare) / pool.worker_cores_mcpu))
+def scale_plan(
+    conn: Connection, pool: PoolConfig, live: list[LiveInstance], creating: int
+) -> ScalePlan:
+    """The autoscaler's decision for one pool: the heads of the users' queues under fair
+    share over the cores it could offer by the end of the next boot, minus live capacity."""
+    from app.engine.planner import load_head  # the planner imports this module
 
-
-def _ready_demand(conn: Connection) -> dict[str, int]:
-    """Ready cores per pool (an index-only scan of the Ready queue index)."""
-    rows = conn.execute(
-        select(Job.pool, func.sum(Job.cores_mcpu))
-        .where(Job.state == str(JobState.READY))
-        .group_by(Job.pool)
+    region = (pool.regions or ("local",))[0]
+    settings = PoolSettings(
+        name=pool.name,
+        worker_cores_mcpu=pool.worker_cores_mcpu,
+        zones=tuple(Zone(r, r) for r in (pool.regions or ("local",))),
+        min_instances=pool.min_instances,
+        max_instances=pool.max_instances,
+        max_live_instances=pool.max_live_instances,
+        max_new_instances_per_loop=pool.max_new_instances_per_loop,
+        standing_worker_cores_mcpu=pool.standing_worker_cores_mcpu,
+        boot_time_s=pool.boot_time_s,
+        loop_period_s=MONITOR_PERIOD_S,
     )
-    return {pool: int(total or 0) for pool, total in rows if pool is not None}
+    instances = [
+        PoolInstance(
+            i.name,
+            0 if i.draining else max(0, i.free_mcpu),
+            region,
+            booting=i.state == InstanceState.PENDING,
+        )
+        for i in live
+    ]
+    instances += [
+        PoolInstance(f"creating-{n}", pool.worker_cores_mcpu, region, booting=True)
+        for n in range(creating)
+    ]
+    running: dict[str, int] = defaultdict(int)
+    for inst in live:
+        for assignment in inst.assigned.values():
+            running[assignment.user] += assignment.run.cores_mcpu
+    ready = {u: int(r) for u, r in conn.execute(_READY_BY_USER, {"b_pool": pool.name})}
+    users = {u: (running.get(u, 0), r) for u, r in ready.items()}
+    budgets = demand_budget_mcpu(users, settings, instances)
+    queues = {}
+    for user, budget in budgets.items():
+        jobs = [
+            QueuedJob((r.batch_id, r.job_id), r.cores_mcpu)
+            for r in load_head(conn, pool, user, budget)
+        ]
+        queues[user] = UserQueue(users[user][0], users[user][1], cut_head(jobs, budget))
+    n = len(instances)
+    return plan_scale_up(queues, settings, instances, n_live=n, n_total=n)
+
+
+_READY_BY_USER = (
+    select(Job.user, func.sum(Job.cores_mcpu))
+    .where(Job.state == str(JobState.READY), Job.pool == bindparam("b_pool"))
+    .group_by(Job.user)
+)
 
 
 RUN_COLUMNS = (

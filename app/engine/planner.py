@@ -125,7 +125,7 @@ def plan_pool(
     largest_mcpu = max(pool.worker_cores_mcpu, pool.standing_worker_cores_mcpu)
     for user, budget in budgets.items():
         head = []
-        for r in _load_head(conn, pool, user, budget):
+        for r in load_head(conn, pool, user, budget):
             if r.cores_mcpu > largest_mcpu:  # no worker of this pool will ever fit it
                 result.unplaceable.append(_too_big(r, pool, largest_mcpu, now))
             else:
@@ -150,7 +150,7 @@ def plan_pool(
     return result
 
 
-def _load_head(conn: Connection, pool: PoolConfig, user: str, budget_mcpu: int) -> list[Any]:
+def load_head(conn: Connection, pool: PoolConfig, user: str, budget_mcpu: int) -> list[Any]:
     """The user's Ready jobs in priority order: oldest batch first, always_run first."""
     limit = min(MAX_HEAD_JOBS, budget_mcpu // MIN_JOB_MCPU + 8)
     params = {"b_pool": pool.name, "b_user": user, "b_limit": limit}
