@@ -148,7 +148,7 @@ def _joined(query: Any) -> Any:
 
 
 def _usd(value: Any) -> Decimal:
-    return (Decimal(str(value or 0)) / SECONDS_PER_HOUR).quantize(Decimal("0.000001"))
+    return (Decimal(str(value or 0)) / SECONDS_PER_HOUR).quantize(Decimal("1e-9"))
 
 
 def costs_by(
