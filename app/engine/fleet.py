@@ -218,6 +218,9 @@ class Fleet:
             await self._drain(live, len(live) + creating - target, now)
             self._create(pool, target - len(live) - creating, standing=False)
             return
+        if len(live) + creating >= min(pool.max_live_instances, pool.max_instances):
+            await self._retire_idle(pool, live, now)  # full: nothing to estimate
+            return
         plan = await self.db.run(lambda conn: scale_plan(conn, pool, live, creating))
         for create in plan.create:
             self._create(pool, create.count, standing=create.reason == CreateReason.MIN_INSTANCES)

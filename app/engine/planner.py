@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
@@ -39,13 +39,29 @@ _READY_BY_USER = Prepared(
     .where(Job.state == str(JobState.READY), Job.pool == _POOL)
     .group_by(Job.user)
 )
-_HEAD_COLUMNS = (*RUN_COLUMNS, Job.user, Job.always_run, Job.regions)
+# lean: the spec (JSON) is read only for the jobs a pass places, in _RUNS
+_HEAD_COLUMNS = (
+    Job.batch_id,
+    Job.job_id,
+    Job.cores_mcpu,
+    Job.user,
+    Job.always_run,
+    Job.regions,
+    Job.last_attempt,
+)
+_RUNS = Prepared(
+    select(*RUN_COLUMNS).where(
+        Job.batch_id == bindparam("b_batch"),
+        Job.job_id.in_(bindparam("b_ids", expanding=True)),
+    ),
+    json_columns=["spec"],
+)
 _HEAD = Prepared(
     select(*_HEAD_COLUMNS)
     .where(Job.state == str(JobState.READY), Job.pool == _POOL, Job.user == _USER)
     .order_by(Job.batch_id, Job.job_id)
     .limit(bindparam("b_limit")),
-    json_columns=["spec", "regions"],
+    json_columns=["regions"],
 )
 # always_run jobs go first within their batch (ix_jobs_ready_always keeps this cheap)
 _HEAD_ALWAYS = Prepared(
@@ -58,7 +74,7 @@ _HEAD_ALWAYS = Prepared(
     )
     .order_by(Job.batch_id, Job.job_id)
     .limit(bindparam("b_limit")),
-    json_columns=["spec", "regions"],
+    json_columns=["regions"],
 )
 _HEAD_LOCKED = Prepared(_HEAD.statement.with_for_update(skip_locked=True))  # type: ignore[attr-defined]
 
@@ -140,14 +156,28 @@ def plan_pool(
     plan = plan_pass(queues, capacities, deficits)
     deficits.clear()
     deficits.update(plan.deficits_mcpu)
+    details = _run_details(conn, list(plan.placements))
     for key, instance_name in plan.placements.items():
         row = rows[key]
         demand.placed(row.user, row.cores_mcpu)
         result.placed[instance_name].append(
-            Assignment(build_run(row, row.last_attempt + 1), row.user)
+            Assignment(build_run(details[key], row.last_attempt + 1), row.user)
         )
     result.pending.update(plan.pending)
     return result
+
+
+def _run_details(conn: Connection, keys: list[Hashable]) -> dict[Hashable, Any]:
+    """What the worker needs to run the placed jobs (command, env, …), one query per batch."""
+    by_batch: dict[int, list[int]] = defaultdict(list)
+    for key in keys:
+        batch_id, job_id = cast(tuple[int, int], key)
+        by_batch[batch_id].append(job_id)
+    details: dict[Hashable, Any] = {}
+    for batch_id, job_ids in by_batch.items():
+        for row in _RUNS.execute(conn, {"b_batch": batch_id, "b_ids": job_ids}):
+            details[(row.batch_id, row.job_id)] = row
+    return details
 
 
 def load_head(conn: Connection, pool: PoolConfig, user: str, budget_mcpu: int) -> list[Any]:

@@ -22,8 +22,9 @@ log = logging.getLogger("labbatch.billing")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def read_projects(conn: Connection) -> list[ProjectSpend]:
-    spent = costs_by(conn, "billing_project")
+def read_projects(conn: Connection, *, spend: bool = True) -> list[ProjectSpend]:
+    """Every project; ``spend=False`` skips adding up their costs (a scan of all attempts)."""
+    spent = costs_by(conn, "billing_project") if spend else {}
     users: dict[str, list[str]] = {}
     for project, user in conn.execute(
         select(BillingProjectUser.billing_project, BillingProjectUser.user).order_by(
@@ -44,17 +45,19 @@ def read_projects(conn: Connection) -> list[ProjectSpend]:
     ]
 
 
-def _project(conn: Connection, name: str) -> ProjectSpend:
-    for project in read_projects(conn):
+def _project(conn: Connection, name: str, *, spend: bool = True) -> ProjectSpend:
+    for project in read_projects(conn, spend=spend):
         if project.name == name:
             return project
-    known = ", ".join(p.name for p in read_projects(conn))
+    known = ", ".join(p.name for p in read_projects(conn, spend=False))
     raise NotFoundError(f"billing project {name!r} does not exist (known: {known})")
 
 
 def check_submit(conn: Connection, name: str, user: str) -> None:
     """Refuse a batch its user may not bill to this project, or that is over its limit."""
-    project = _project(conn, name)
+    project = _project(conn, name, spend=False)
+    if project.limit_usd is not None:
+        project = _project(conn, name)
     if project.users and user not in project.users:
         raise UserError(
             f"{user} is not a member of billing project {name!r} "
@@ -72,6 +75,9 @@ def check_submit(conn: Connection, name: str, user: str) -> None:
 def cancel_over_limit(conn: Connection, now: float) -> Changes:
     """Cancel the running batches of every project that has reached its limit."""
     changes = Changes()
+    limited = conn.execute(select(BillingProject.name).where(BillingProject.limit_usd.is_not(None)))
+    if limited.first() is None:
+        return changes  # no limits: nothing to add up
     for project in read_projects(conn):
         if not project.over_limit:
             continue

@@ -12,8 +12,9 @@ from app.engine.fair_share import allocate
 from app.engine.frontend import find_job
 from app.engine.lease import current_holder
 from app.engine.pools import PoolConfig, read_pools
+from app.engine.projects import read_projects
 from app.models.db import DEFAULT_POOL_NAME, Database
-from app.models.tables import Instance, InstanceState, Job, JobParent, JobState
+from app.models.tables import Batch, Instance, InstanceState, Job, JobParent, JobState
 from app.models.units import format_duration, format_mcpu
 
 MAX_NAMED_PARENTS = 5
@@ -89,8 +90,22 @@ async def explain(db: Database, batch_id: int, ref: str | int) -> str:
         detail = job.error or (f"exit code {job.exit_code}" if job.exit_code is not None else "")
         return f"{head}" + (f": {detail}" if detail else "")
     snap, user, cores = await db.run(lambda conn: _snapshot(conn, batch_id, job.job_id))
+    over = await db.run(lambda conn: _over_limit(conn, batch_id))
+    if over is not None:
+        return f"{head}: {over}"
     driver = await current_holder(db) is not None
     return f"{head}: " + why_ready(cores, user, snap, driver=driver)
+
+
+def _over_limit(conn: Connection, batch_id: int) -> str | None:
+    project = conn.execute(select(Batch.billing_project).where(Batch.id == batch_id)).scalar_one()
+    for spend in read_projects(conn):
+        if spend.name == project and spend.over_limit:
+            return (
+                f"billing project {project} has reached its limit; the driver cancels "
+                "its batches (raise it with `labbatch billing set`)"
+            )
+    return None
 
 
 def _unfinished_parents(conn: Connection, batch_id: int, job_id: int) -> tuple[list[str], int]:

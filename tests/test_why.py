@@ -1,0 +1,54 @@
+"""`labbatch why`: the reason a Ready job waits, from a snapshot of its pool."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.engine.pools import PoolConfig
+from app.engine.why import PoolSnapshot, why_ready
+
+POOL = PoolConfig(
+    name="p", worker_cores_mcpu=2000, max_instances=2, max_live_instances=2, boot_time_s=30
+)
+
+
+@pytest.mark.parametrize(
+    ("cores", "snap", "driver", "expected"),
+    [
+        (4000, PoolSnapshot(POOL), True, "needs 4 cores but the largest worker of pool p has 2"),
+        (1000, PoolSnapshot(POOL, [2000]), False, "no driver is running"),
+        (1000, PoolSnapshot(POOL, [], n_booting=1), True, "waiting for a worker of pool p to boot"),
+        (
+            1000,
+            PoolSnapshot(POOL, [2000], ready_by_user={"ann": 1000}),
+            True,
+            "starts at the next scheduling pass",
+        ),
+        (
+            1000,
+            PoolSnapshot(POOL, [2000], ready_by_user={"ann": 1000}, ahead_in_queue=3),
+            True,
+            "3 of ann's jobs are ahead of it",
+        ),
+        (
+            1000,
+            PoolSnapshot(
+                POOL,
+                [1000],
+                running_by_user={"ann": 3000},
+                ready_by_user={"ann": 1000, "bob": 4000},
+            ),
+            True,
+            "waiting for its user's fair share: ann runs 3 cores",
+        ),
+        (
+            1000,
+            PoolSnapshot(POOL, [0, 500]),
+            True,
+            "pool p is at its maximum of 2 worker(s) and none has 1 free cores",
+        ),
+        (1000, PoolSnapshot(POOL, [500]), True, "the autoscaler is adding workers (up to 2"),
+    ],
+)
+def test_why_ready(cores: int, snap: PoolSnapshot, driver: bool, expected: str) -> None:
+    assert expected in why_ready(cores, "ann", snap, driver=driver)
