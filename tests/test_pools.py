@@ -135,3 +135,38 @@ async def test_min_instances_and_scaling_by_hand(db_url: str) -> None:
             await pools.scale_pool(eng.db, "lab", 0)
         with pytest.raises(ConfigError, match="min instances <= max live"):
             await pools.set_pool(eng.db, "lab", min_instances=5)
+
+
+async def test_jobs_naming_a_machine_type_get_a_worker_of_their_own(db_url: str) -> None:
+    async with engine(db_url, cores=1) as eng:
+        batch = await eng.submit(
+            """
+            version: 1
+            jobs:
+              - {name: big-a, command: 'sleep 0.5', cpu: 2, machine_type: local-2}
+              - {name: big-b, command: 'sleep 0.5', cpu: 2, machine_type: local-2}
+              - {name: small, command: 'true', cpu: 0.25}
+            """
+        )
+        states: set[str] = set()
+
+        async def done() -> bool:
+            states.add(await eng.job_state(batch, "big-a"))
+            return (await frontend.get_batch(eng.db, batch)).complete
+
+        await until(done, timeout_s=30, what="the batch")
+        assert (await frontend.get_batch(eng.db, batch)).state == "success"
+        assert "Creating" in states  # waited for its own worker to boot
+        jobs = await eng.jobs(batch)
+        a, b = jobs["big-a"].instance_name, jobs["big-b"].instance_name
+        assert a and b and a != b and a.startswith("job-private-")
+        assert not (jobs["small"].instance_name or "").startswith("job-private-")
+
+        async def workers_gone() -> bool:
+            live = await pools.pool_instances(eng.db, "job-private")
+            return not live
+
+        await until(workers_gone, timeout_s=15, what="job-private workers to retire")
+        gone = await pools.pool_instances(eng.db, "job-private", live_only=False)
+        assert {i.name for i in gone} >= {a, b}
+        assert all(i.cores_mcpu == 2000 for i in gone if i.name in (a, b))

@@ -328,7 +328,7 @@ def cancel_batch_jobs(conn: Connection, batch_id: int, now: float, changes: Chan
         update(_jobs)
         .where(
             _jobs.c.batch_id == batch_id,
-            _jobs.c.state.in_([JobState.PENDING, JobState.READY]),
+            _jobs.c.state.in_([JobState.PENDING, JobState.READY, JobState.CREATING]),
             _jobs.c.always_run == false(),
         )
         .values(state=str(JobState.CANCELLED), time_ended=now)

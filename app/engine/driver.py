@@ -35,13 +35,13 @@ from app.engine.instances import (
     set_instance_state,
 )
 from app.engine.marker import read_marker
-from app.engine.planner import DemandCache, plan_pool
+from app.engine.planner import DemandCache, place_private, plan_pool
 from app.engine.pools import PoolConfig, read_pools, take_scale_targets
 from app.engine.projects import cancel_over_limit
 from app.engine.results import apply_results, record_starts
 from app.engine.tasks import TaskManager, Trigger
 from app.models.bulk import bulk_insert
-from app.models.db import Database
+from app.models.db import JOB_PRIVATE_POOL, Database
 from app.models.prepared import Prepared
 from app.models.tables import Batch, InstanceState, Job, JobState, attempts_table, jobs_table
 from app.protocol import (
@@ -307,6 +307,11 @@ class Driver:
         for inst in healthy:
             by_pool[inst.pool].append(inst)
         for pool_name, instances in by_pool.items():
+            if pool_name == JOB_PRIVATE_POOL:
+                plan = place_private(conn, instances, build_run=self._job_run)
+                for name, assignments in plan.placed.items():
+                    placed[name].extend(assignments)
+                continue
             running: dict[str, int] = defaultdict(int)
             for inst in self.fleet.live(pool_name):
                 for assignment in inst.assigned.values():

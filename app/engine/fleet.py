@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
+from app.engine import private
 from app.engine.autoscale import (
     CreateReason,
     PoolInstance,
@@ -41,7 +43,7 @@ from app.engine.scheduling import QueuedJob, UserQueue, cut_head
 from app.engine.secrets import worker_token
 from app.engine.tasks import TaskManager
 from app.errors import LabBatchError
-from app.models.db import Database
+from app.models.db import JOB_PRIVATE_POOL, Database
 from app.models.tables import Attempt, InstanceState, Job, JobState
 from app.protocol import JobRun, Message, Shutdown
 
@@ -141,6 +143,7 @@ class Fleet:
     async def recover(self, build_run: RunBuilder) -> None:
         """Adopt the workers an earlier driver left running; retire the ones that are gone."""
         rows = await self.db.run(lambda conn: live_instances(conn, list(self.pools)))
+        await self.db.run(lambda conn: private.reset_creating(conn, JOB_PRIVATE_POOL))
         for row in rows:
             cloud = self.clouds.get(self.pools[row.pool].cloud)
             inst = LiveInstance(
@@ -154,7 +157,8 @@ class Fleet:
                 idle_since=time.time(),
             )
             adopted = (
-                cloud is not None
+                row.pool != JOB_PRIVATE_POOL  # which job each was for is not kept
+                and cloud is not None
                 and row.address is not None
                 and await cloud.adopt_instance(row.name, row.handle or {})
             )
@@ -211,6 +215,9 @@ class Fleet:
         return [i for i in self.instances.values() if i.pool == pool and i.live]
 
     async def _size(self, pool: PoolConfig, now: float) -> None:
+        if pool.name == JOB_PRIVATE_POOL:
+            await self._size_private(pool)
+            return
         live = self.live(pool.name)
         creating = self._creating[pool.name]
         target = self._scale_targets.pop(pool.name, None)
@@ -225,6 +232,33 @@ class Fleet:
         for create in plan.create:
             self._create(pool, create.count, standing=create.reason == CreateReason.MIN_INSTANCES)
         await self._retire_idle(pool, live, now)
+
+    async def _size_private(self, pool: PoolConfig) -> None:
+        """One worker per job that names a machine type; each retires after its job."""
+        live = self.live(pool.name)
+        reserved = {
+            i.reserved_for: i
+            for i in live
+            if i.reserved_for is not None and i.state == InstanceState.ACTIVE
+        }
+        done = await self.db.run(lambda conn: private.finished(conn, list(reserved)))
+        for key in done:
+            await self.retire(reserved[key], reason="its job-private job ended")
+        room = min(pool.max_live_instances, pool.max_instances) - len(live) + len(done)
+        room -= self._creating[pool.name]
+        if room <= 0:
+            return
+        ready = await self.db.run(lambda conn: private.ready_jobs(conn, pool.name, room * 50))
+        live_by_user = Counter(i.reserved_user for i in live if i.reserved_user)
+        for job in private.choose(ready, live_by_user, room):
+            claim = functools.partial(
+                private.set_state, key=job.key, old=JobState.READY, new=JobState.CREATING
+            )
+            if await self.db.run(claim):
+                self._creating[pool.name] += 1
+                self._tasks.spawn(
+                    f"create-{pool.name}", self._create_instance(pool, False, private_job=job)
+                )
 
     def _create(self, pool: PoolConfig, count: int, *, standing: bool) -> None:
         for _ in range(max(0, count)):
@@ -252,13 +286,19 @@ class Fleet:
                 await self.retire(inst, reason=f"idle for {idle_s:.0f}s")
                 n_live -= 1
 
-    async def _create_instance(self, pool: PoolConfig, standing: bool) -> None:
+    async def _create_instance(
+        self, pool: PoolConfig, standing: bool, *, private_job: private.PrivateJob | None = None
+    ) -> None:
         name = f"{pool.name}-{uuid.uuid4().hex[:8]}"
         cores = pool.worker_cores_mcpu
         if standing and pool.standing_worker_cores_mcpu:
             cores = pool.standing_worker_cores_mcpu
+        if private_job is not None:
+            cores = private_job.cores_mcpu
         now = time.time()
         inst = LiveInstance(name, pool.name, cores, None, "local", standing=standing)
+        if private_job is not None:
+            inst.reserved_for, inst.reserved_user = private_job.key, private_job.user
         cloud = self.clouds[pool.cloud]
         registered = False  # counted in _creating until it is in self.instances
         try:
@@ -276,7 +316,7 @@ class Fleet:
                 pool=pool.name,
                 cores_mcpu=cores,
                 token=worker_token(name),
-                machine_type=pool.machine_type,
+                machine_type=private_job.machine_type if private_job else pool.machine_type,
                 preemptible=pool.preemptible,
                 boot_delay_s=pool.boot_time_s,
             )
@@ -295,6 +335,12 @@ class Fleet:
             if not await self.connect(inst):
                 raise DialError(f"worker {name} started but did not accept the driver")
             inst.idle_since = time.time()
+            if private_job is not None:  # its worker is up: the job can be placed on it
+                await self.db.run(
+                    lambda conn: private.set_state(
+                        conn, private_job.key, JobState.CREATING, JobState.READY
+                    )
+                )
             self.bus.publish(InstanceChanged(name, pool.name, str(InstanceState.ACTIVE)))
             self._failures[pool.name] = 0
             self.problems.pop(pool.name, None)
@@ -309,6 +355,11 @@ class Fleet:
                 self._creating[pool.name] -= 1
 
     async def _creation_failed(self, pool: PoolConfig, inst: LiveInstance, exc: Exception) -> None:
+        if inst.reserved_for is not None:
+            key = inst.reserved_for
+            await self.db.run(
+                lambda conn: private.set_state(conn, key, JobState.CREATING, JobState.READY)
+            )
         self._failures[pool.name] += 1
         failures = self._failures[pool.name]
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

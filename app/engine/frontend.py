@@ -20,7 +20,7 @@ from app.engine.projects import check_submit
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
 from app.errors import NotFoundError, UserError
 from app.models.bulk import bulk_insert, json_text
-from app.models.db import DEFAULT_POOL_NAME, Database
+from app.models.db import DEFAULT_POOL_NAME, JOB_PRIVATE_POOL, Database
 from app.models.spec import BatchSpec, JobSpec
 from app.models.tables import (
     Attempt,
@@ -106,7 +106,7 @@ async def existing_job_names(db: Database, batch_id: int) -> list[str]:
 
 
 def _check_pools(conn: Connection, jobs: Sequence[JobSpec]) -> None:
-    wanted = {job.pool for job in jobs if job.pool}
+    wanted = {job.pool for job in jobs if job.pool and not job.machine_type}
     if not wanted:
         return
     known = set(conn.execute(select(Pool.name)).scalars())
@@ -261,7 +261,7 @@ def _job_row(
         job.cores_mcpu,
         job.memory_bytes,
         job.storage_bytes,
-        job.pool or DEFAULT_POOL_NAME,
+        JOB_PRIVATE_POOL if job.machine_type else job.pool or DEFAULT_POOL_NAME,
         job.preemptible,
         json_text(list(job.regions)) if job.regions else None,
         job.machine_type,

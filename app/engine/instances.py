@@ -44,6 +44,10 @@ class LiveInstance:
     last_heartbeat: float = 0.0
     disconnected_since: float | None = None
     idle_since: float | None = None
+    # a job-private instance exists for this one job, and retires once it has run it
+    reserved_for: tuple[int, int] | None = None
+    reserved_user: str | None = None
+    served: bool = False
     assigned: dict[tuple[int, int, int], Assignment] = field(default_factory=dict)
 
     @property
@@ -71,6 +75,7 @@ class LiveInstance:
     def assign(self, assignment: Assignment) -> None:
         self.assigned[assignment.run.ref.key()] = assignment
         self.idle_since = None
+        self.served = True
 
     def release(self, key: tuple[int, int, int], now: float) -> Assignment | None:
         assignment = self.assigned.pop(key, None)

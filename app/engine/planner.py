@@ -50,7 +50,7 @@ _HEAD_COLUMNS = (
     Job.last_attempt,
 )
 _RUNS = Prepared(
-    select(*RUN_COLUMNS).where(
+    select(*RUN_COLUMNS, Job.state).where(
         Job.batch_id == bindparam("b_batch"),
         Job.job_id.in_(bindparam("b_ids", expanding=True)),
     ),
@@ -164,6 +164,29 @@ def plan_pool(
             Assignment(build_run(details[key], row.last_attempt + 1), row.user)
         )
     result.pending.update(plan.pending)
+    return result
+
+
+def place_private(
+    conn: Connection, instances: Sequence[LiveInstance], *, build_run: Callable[[Any, int], JobRun]
+) -> PoolPlan:
+    """Job-private workers: each takes the one job it was created for, once it is Ready."""
+    result = PoolPlan()
+    waiting = {
+        i.reserved_for: i
+        for i in instances
+        if i.reserved_for is not None and not i.served and not i.assigned
+    }
+    if not waiting:
+        return result
+    details = _run_details(conn, list(waiting))
+    for key, inst in waiting.items():
+        row = details.get(key)
+        if row is None or row.state != JobState.READY:
+            continue
+        result.placed[inst.name].append(
+            Assignment(build_run(row, row.last_attempt + 1), inst.reserved_user or "")
+        )
     return result
 
 

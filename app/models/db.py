@@ -28,6 +28,7 @@ T = TypeVar("T")
 DB_ENV = "LABBATCH_DB"
 DEFAULT_BILLING_PROJECT = "default"
 DEFAULT_POOL_NAME = "local"
+JOB_PRIVATE_POOL = "job-private"  # jobs that name a machine_type: one worker each
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -204,6 +205,20 @@ async def _seed(conn: AsyncConnection) -> None:
                 min_instances=1,
                 max_instances=1,
                 max_live_instances=1,
+                config={},
+            )
+        )
+    private_pool = select(Pool.name).where(Pool.name == JOB_PRIVATE_POOL)
+    if (await conn.execute(private_pool)).first() is None:
+        await conn.execute(
+            insert(Pool).values(
+                name=JOB_PRIVATE_POOL,
+                cloud="local",
+                worker_cores_mcpu=(os.cpu_count() or 1) * 1000,
+                min_instances=0,
+                max_instances=4,
+                max_live_instances=4,
+                idle_timeout_s=0.0,
                 config={},
             )
         )
