@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, insert
@@ -23,19 +24,27 @@ def bulk_insert(
     if not rows:
         return
     sql, order = _compiled(conn, table, tuple(columns))
-    if order is not None and list(order) != list(columns):
+    if order is None:  # a named paramstyle: hand over dicts
+        conn.exec_driver_sql(sql, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    if order != list(columns):
         # columns left out get their scalar defaults (SQLAlchemy adds them to the INSERT)
-        defaults = {name: _scalar_default(table, name) for name in order if name not in columns}
-        index = {name: i for i, name in enumerate(columns)}
-        rows = [
-            tuple(row[index[name]] if name in index else defaults[name] for name in order)
-            for row in rows
-        ]
-    elif order is None:  # a named paramstyle: hand over dicts
-        rows = [dict(zip(columns, row, strict=True)) for row in rows]  # type: ignore[misc]
+        extra = tuple(_scalar_default(table, name) for name in order if name not in columns)
+        names = [*columns, *(name for name in order if name not in columns)]
+        pick = itemgetter(*(names.index(name) for name in order))
+        rows = [pick((*row, *extra)) for row in rows] if extra else [pick(row) for row in rows]
     if conn.dialect.name == "sqlite":  # sqlite3 takes no Decimal: NUMERIC columns store a float
-        rows = [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
+        decimals = [i for i, v in enumerate(rows[0]) if isinstance(v, Decimal)]
+        if decimals:
+            rows = [_floats(row, decimals) for row in rows]
     conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+
+
+def _floats(row: Sequence[Any], indices: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in indices:
+        values[i] = float(values[i])
+    return tuple(values)
 
 
 _COMPILED: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
