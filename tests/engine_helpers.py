@@ -74,3 +74,22 @@ async def engine(
     finally:
         await runtime.stop()
         await db.close()
+
+
+async def kill_worker_running(eng: Engine, batch_id: int, job: str) -> str:
+    """SIGKILL the worker process that runs a job; returns the worker's name."""
+    import os
+    import signal
+
+    from sqlalchemy import select
+
+    from app.models.tables import Instance
+
+    name = (await frontend.find_job(eng.db, batch_id, job)).instance_name
+    async with eng.db.connect() as conn:
+        handle = (
+            await conn.execute(select(Instance.handle).where(Instance.name == name))
+        ).scalar_one()
+    os.kill(handle["pid"], signal.SIGKILL)
+    assert name is not None
+    return name

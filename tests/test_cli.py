@@ -61,6 +61,19 @@ def worker_pids(home: Path) -> list[int]:
     return pids
 
 
+def chain_dag(tmp_path: Path, ran: Path, *, n: int, sleep_s: float) -> Path:
+    """A chain j0 -> j1 -> … whose jobs append their names to ``ran`` (to count runs)."""
+    jobs = "\n".join(
+        f"  - {{name: j{i}, command: 'echo j{i} >> {ran}; sleep {sleep_s}'"
+        + (f", depends_on: [j{i - 1}]" if i else "")
+        + "}"
+        for i in range(n)
+    )
+    dag = tmp_path / "chain.yaml"
+    dag.write_text(f"version: 1\nname: chain\njobs:\n{jobs}\n")
+    return dag
+
+
 def status(batch: int, db: str) -> dict:
     result = labbatch("status", str(batch), "--json", "--db", db)
     assert result.returncode == 0, result.stderr
@@ -175,14 +188,7 @@ def test_driver_killed_mid_batch_resumes_without_rerunning(
     db = db_url
     monkeypatch.setenv("LABBATCH_LEASE_TTL_S", "1.5")
     ran = tmp_path / "ran.txt"
-    jobs = "\n".join(
-        f"  - {{name: j{i}, command: 'echo j{i} >> {ran}; sleep 0.3'"
-        + (f", depends_on: [j{i - 1}]" if i else "")
-        + "}"
-        for i in range(8)
-    )
-    dag = tmp_path / "chain.yaml"
-    dag.write_text(f"version: 1\nname: chain\njobs:\n{jobs}\n")
+    dag = chain_dag(tmp_path, ran, n=8, sleep_s=0.3)
     submitted = labbatch("submit", str(dag), "--db", db)
     assert submitted.returncode == 0 and submitted.stdout.strip() == "1"
 

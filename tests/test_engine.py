@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from app.engine import frontend
 from app.engine.connection import DialError, WorkerConnection
 from app.errors import UserError
 from app.models.spec import load_dag_file, parse_dag_text
-from app.models.tables import Instance
-from tests.engine_helpers import USER, engine, until
+from tests.engine_helpers import USER, engine, kill_worker_running, until
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -151,12 +147,7 @@ async def test_worker_killed_mid_job_reruns_on_another_worker(db_url: str, tmp_p
             return await eng.job_state(batch_id, "victim") == "Running"
 
         await until(running, what="the victim to run")
-        first = (await eng.jobs(batch_id))["victim"].instance_name
-        async with eng.db.connect() as conn:
-            handle = (
-                await conn.execute(select(Instance.handle).where(Instance.name == first))
-            ).scalar_one()
-        os.kill(handle["pid"], signal.SIGKILL)
+        first = await kill_worker_running(eng, batch_id, "victim")
         batch = await eng.wait(batch_id, timeout_s=20)
         detail = await frontend.job_detail(eng.db, batch_id, "victim")
         assert batch.state == "success"
@@ -221,12 +212,7 @@ async def test_attempts_run_out_when_workers_keep_dying(db_url: str) -> None:
             return await eng.job_state(batch_id, "doomed") == "Running"
 
         await until(running, what="the job to run")
-        name = (await eng.jobs(batch_id))["doomed"].instance_name
-        async with eng.db.connect() as conn:
-            handle = (
-                await conn.execute(select(Instance.handle).where(Instance.name == name))
-            ).scalar_one()
-        os.kill(handle["pid"], signal.SIGKILL)
+        await kill_worker_running(eng, batch_id, "doomed")
         await eng.wait(batch_id)
         job = (await eng.jobs(batch_id))["doomed"]
         assert job.state == "Error"

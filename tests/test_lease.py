@@ -12,7 +12,7 @@ import pytest
 from app.engine import lease
 from app.models.db import open_database
 from tests.conftest import run_in_thread
-from tests.test_cli import labbatch, start, status, wait_for, worker_pids
+from tests.test_cli import chain_dag, labbatch, start, status, wait_for, worker_pids
 
 pytestmark = pytest.mark.postgres
 
@@ -32,14 +32,7 @@ def test_standby_takes_over_within_10s_without_double_running(
     pg_url: str, lb_home: Path, tmp_path: Path
 ) -> None:
     ran = tmp_path / "ran.txt"
-    jobs = "\n".join(
-        f"  - {{name: j{i}, command: 'echo j{i} >> {ran}; sleep 0.4'"
-        + (f", depends_on: [j{i - 1}]" if i else "")
-        + "}"
-        for i in range(10)
-    )
-    dag = tmp_path / "chain.yaml"
-    dag.write_text(f"version: 1\nname: chain\njobs:\n{jobs}\n")
+    dag = chain_dag(tmp_path, ran, n=10, sleep_s=0.4)
     assert labbatch("submit", str(dag), "--db", pg_url).returncode == 0
 
     first = start("serve", "--db", pg_url)
