@@ -321,6 +321,9 @@ class Fleet:
                 boot_delay_s=pool.boot_time_s,
             )
             created = await cloud.create_instance(request)
+            if inst.state == InstanceState.INACTIVE:  # drained or retired while it booted
+                await cloud.delete_instance(name)
+                return
             inst.address, inst.location = created.address, created.location
             await self.db.run(
                 lambda conn: activate_instance(
@@ -355,11 +358,6 @@ class Fleet:
                 self._creating[pool.name] -= 1
 
     async def _creation_failed(self, pool: PoolConfig, inst: LiveInstance, exc: Exception) -> None:
-        if inst.reserved_for is not None:
-            key = inst.reserved_for
-            await self.db.run(
-                lambda conn: private.set_state(conn, key, JobState.CREATING, JobState.READY)
-            )
         self._failures[pool.name] += 1
         failures = self._failures[pool.name]
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -387,6 +385,8 @@ class Fleet:
         now = time.time()
 
         def deactivate(conn: Connection) -> tuple[list[tuple[int, int, int]], Changes]:
+            if inst.reserved_for is not None:  # its job still waits for a worker
+                private.set_state(conn, inst.reserved_for, JobState.CREATING, JobState.READY)
             refs = open_attempts(conn, inst.name)
             changes = requeue_attempts(conn, refs, reason=reason, now=now)
             set_instance_state(conn, inst.name, InstanceState.INACTIVE, reason=reason, now=now)

@@ -111,7 +111,7 @@ def activate_instance(
 ) -> None:
     conn.execute(
         update(Instance)
-        .where(Instance.name == name)
+        .where(Instance.name == name, Instance.state == str(InstanceState.PENDING))
         .values(
             state=str(InstanceState.ACTIVE),
             address=address,
