@@ -9,7 +9,7 @@ from typing import Any
 from app.cli import print_json
 from app.engine import costs, projects
 from app.engine.billing import format_usd
-from app.engine.forecast import estimate_batch, format_estimate
+from app.engine.forecast import format_estimate
 from app.engine.pools import DEFAULT_POOL, get_pool
 from app.errors import ConfigError
 from app.models.db import open_database
@@ -140,25 +140,6 @@ async def cmd_estimate(args: argparse.Namespace) -> int:
         pool = await get_pool(db, names.pop())
     finally:
         await db.close()
-    rates = costs.pool_rates(pool)
-
-    def quantities_for(job: Any) -> dict[str, Decimal]:
-        return costs.pool_quantities(
-            pool,
-            cores_mcpu=job.cores_mcpu,
-            memory_bytes=job.memory_bytes,
-            storage_bytes=job.storage_bytes,
-            preemptible=job.preemptible,
-        )
-
-    estimate = estimate_batch(
-        spec.jobs,
-        worker_cores_mcpu=pool.worker_cores_mcpu,
-        n_workers=max(1, pool.max_instances),
-        rates=rates,
-        quantities_for=quantities_for,
-        default_duration_s=args.default_duration,
-        pool=pool.name,
-    )
+    estimate = costs.estimate_on_pool(spec.jobs, pool, default_duration_s=args.default_duration)
     print(format_estimate(estimate))
     return 0

@@ -239,3 +239,50 @@ def test_run_shows_progress_on_a_terminal(db: str) -> None:
     assert proc.returncode == 0
     assert b"4/4 jobs done" in shown
     assert "jobs done" not in out
+
+
+def test_pool_billing_cost_estimate_why_and_retry_commands(db: str, tmp_path: Path) -> None:
+    def ok(*args: str) -> str:
+        result = labbatch(*args, "--db", db)
+        assert result.returncode == 0, result.stderr
+        return result.stdout + result.stderr
+
+    assert "0.5/core-hour" in ok("pool", "set", "local", "--price", "0.5")
+    assert "burst (local): 0 live of max 3" in ok(
+        "pool", "create", "burst", "--worker-cores", "1", "--max", "3", "--max-live", "3"
+    )
+    shown = json.loads(ok("pool", "show", "burst", "--json"))
+    assert shown["max_instances"] == 3 and shown["worker_cores"] == 1.0
+    bad = labbatch("pool", "create", "Bad", "--min", "5", "--max", "2", "--db", db)
+    assert bad.returncode == 2 and "min instances <= max live" in bad.stderr
+    assert "scaling to 2" in ok("pool", "scale", "burst", "2")
+    too_many = labbatch("pool", "scale", "burst", "9", "--db", db)
+    assert too_many.returncode == 2 and "can scale to 0 … 3" in too_many.stderr
+
+    estimate = ok("estimate", str(EXAMPLES / "per-sample.yaml"))
+    assert estimate.startswith("Expected cost $") and "pool local" in estimate
+
+    ok("billing", "create", "grant", "--limit", "10", "--users", "alice")
+    assert "members: alice" in ok("billing", "list")
+    grant = tmp_path / "grant.yaml"
+    grant.write_text("version: 1\nbilling_project: grant\njobs: [{name: a, command: 'true'}]\n")
+    refused = labbatch("submit", str(grant), "--db", db, "--user", "bob")
+    assert refused.returncode == 1 and "bob is not a member of billing project 'grant'" in (
+        refused.stderr
+    )
+
+    once = tmp_path / "once"
+    flaky = tmp_path / "flaky.yaml"
+    flaky.write_text(
+        "version: 1\njobs:\n"
+        f"  - {{name: flaky, command: 'if [ ! -e {once} ]; then touch {once}; exit 3; fi'}}\n"
+        "  - {name: after, command: 'true', depends_on: [flaky]}\n"
+    )
+    run = labbatch("run", str(flaky), "--db", db, "--json")
+    assert run.returncode == 1
+    batch = str(json.loads(run.stdout)["id"])
+    assert "is Cancelled" in ok("why", batch, "after")
+    assert "2 job(s) will run again" in ok("retry", batch, "--failed")
+    assert "waiting for 1 parent job(s) to finish: flaky" in ok("why", batch, "after")
+    cost = ok("cost", "--by", "batch")
+    assert f"{batch} " in cost and "total" in cost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,6 @@ from sqlalchemy import select
 
 from app.engine import costs, frontend, pools, projects
 from app.engine import driver as driver_module
-from app.engine.forecast import estimate_batch
 from app.errors import UserError
 from app.models.tables import Attempt, Resource
 from tests.engine_helpers import USER, dag, engine, until
@@ -99,19 +99,7 @@ async def test_estimate_is_within_10_percent_of_the_actual_cost(db_url: str) -> 
         )
         spec = dag(f"version: 1\nname: fixed\njobs:\n{jobs}\n")
         pool = await pools.get_pool(eng.db, "local")
-        estimate = estimate_batch(
-            spec.jobs,
-            worker_cores_mcpu=2000,
-            n_workers=1,
-            rates=costs.pool_rates(pool),
-            quantities_for=lambda job: costs.pool_quantities(
-                pool,
-                cores_mcpu=job.cores_mcpu,
-                memory_bytes=0,
-                storage_bytes=0,
-                preemptible=False,
-            ),
-        )
+        estimate = costs.estimate_on_pool(spec.jobs, replace(pool, max_instances=1))
         batch = await frontend.submit_batch(eng.db, spec, user=USER)
         eng.runtime.notify_changed()
         await eng.wait(batch)

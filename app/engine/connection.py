@@ -37,7 +37,9 @@ class WorkerConnection:
 
     @classmethod
     async def dial(cls, instance_name: str, address: str, token: str) -> WorkerConnection:
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        # a worker that does not answer must not hang the driver: bound the connect
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=DIAL_TIMEOUT_S)
+        session = aiohttp.ClientSession(timeout=timeout)
         try:
             ws = await session.ws_connect(
                 f"http://{address}{WS_PATH}",

@@ -20,8 +20,10 @@ from sqlalchemy.engine import Connection
 
 from app.engine import billing
 from app.engine.billing import Rate
+from app.engine.forecast import Estimate, estimate_batch
 from app.engine.pools import PoolConfig
 from app.models.bulk import bulk_insert
+from app.models.spec import JobSpec
 from app.models.tables import (
     Attempt,
     AttemptResource,
@@ -59,6 +61,35 @@ def pool_quantities(
     if billing.LOCAL_COMPUTE in quantities:
         quantities[_local_compute(pool)] = quantities.pop(billing.LOCAL_COMPUTE)
     return quantities
+
+
+def estimate_on_pool(
+    jobs: Sequence[JobSpec], pool: PoolConfig, *, default_duration_s: float = 60.0
+) -> Estimate:
+    """The expected cost and time range of jobs on a pool of its size, at its prices."""
+    by_shape: dict[tuple[int, int, int, bool], dict[str, Decimal]] = {}
+
+    def quantities_for(job: JobSpec) -> dict[str, Decimal]:
+        shape = (job.cores_mcpu, job.memory_bytes, job.storage_bytes, job.preemptible)
+        if shape not in by_shape:
+            by_shape[shape] = pool_quantities(
+                pool,
+                cores_mcpu=job.cores_mcpu,
+                memory_bytes=job.memory_bytes,
+                storage_bytes=job.storage_bytes,
+                preemptible=job.preemptible,
+            )
+        return by_shape[shape]
+
+    return estimate_batch(
+        jobs,
+        worker_cores_mcpu=pool.worker_cores_mcpu,
+        n_workers=max(1, pool.max_instances),
+        rates=pool_rates(pool),
+        quantities_for=quantities_for,
+        default_duration_s=default_duration_s,
+        pool=pool.name,
+    )
 
 
 def _local_compute(pool: PoolConfig) -> str:

@@ -63,16 +63,3 @@ def batch_state(*, complete: bool, cancelled: bool, n_failed: int, n_cancelled: 
     if cancelled or n_cancelled:
         return BatchState.CANCELLED
     return BatchState.SUCCESS
-
-
-def job_outcome_counts(states: Sequence[str]) -> tuple[int, int, int]:
-    """(succeeded, failed, cancelled) among complete states; Error counts as failed."""
-    succeeded = failed = cancelled = 0
-    for state in states:
-        if state == JobState.SUCCESS:
-            succeeded += 1
-        elif state in (JobState.FAILED, JobState.ERROR):
-            failed += 1
-        elif state == JobState.CANCELLED:
-            cancelled += 1
-    return succeeded, failed, cancelled

@@ -13,6 +13,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -156,7 +157,7 @@ class Driver:
         self._stopping = True
         await self._tasks.stop()
         now = time.time()
-        instances = await self.fleet.stop(now)
+        instances = await self.fleet.stop()
         if not self.has_lease:
             return
 
@@ -466,8 +467,6 @@ class Driver:
 
 
 def _with(pool: PoolConfig, changes: Mapping[str, Any]) -> PoolConfig:
-    from dataclasses import replace
-
     return replace(pool, **changes)
 
 

@@ -409,7 +409,7 @@ class Fleet:
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETED), reason))
         self._on_capacity()
 
-    async def stop(self, db_now: float) -> list[LiveInstance]:
+    async def stop(self) -> list[LiveInstance]:
         """Shut every worker down; returns them so the caller can put their jobs back."""
         self._stopping = True
         instances = list(self.instances.values())

@@ -10,12 +10,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.engine.completion import Changes, cancel_batch_jobs, chunks, settle_batch
 from app.engine.dag import InitialState, initial_states
-from app.engine.marker import bump_marker, read_marker  # noqa: F401  (re-exported)
+from app.engine.marker import bump_marker
 from app.engine.projects import check_submit
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
 from app.errors import NotFoundError, UserError
@@ -408,14 +408,6 @@ def _job_state(text: str) -> str:
     )
 
 
-async def job_state_counts(db: Database, batch_id: int) -> dict[str, int]:
-    async with db.connect() as conn:
-        rows = await conn.execute(
-            select(Job.state, func.count()).where(Job.batch_id == batch_id).group_by(Job.state)
-        )
-        return {state: n for state, n in rows}
-
-
 async def find_job(db: Database, batch_id: int, ref: str | int) -> JobInfo:
     """A job by id or by name."""
     await get_batch(db, batch_id)
@@ -486,6 +478,21 @@ async def job_log(
 
 
 RERUN_STATES = (JobState.FAILED, JobState.ERROR, JobState.CANCELLED)
+_RESET_JOB = (
+    update(jobs_table)
+    .where(jobs_table.c.batch_id == bindparam("b_b"), jobs_table.c.job_id == bindparam("b_j"))
+    .values(
+        state=bindparam("b_state"),
+        n_pending_parents=bindparam("b_n"),
+        cancelled=False,
+        n_attempts=0,
+        exit_code=None,
+        error=None,
+        instance_name=None,
+        time_ready=bindparam("b_ready"),
+        time_ended=None,
+    )
+)
 
 
 async def retry_batch(db: Database, batch_id: int, *, user: str, failed_only: bool = False) -> int:
@@ -547,22 +554,19 @@ def _reset_jobs(
     ):
         if parent in rerun or states[parent] != JobState.SUCCESS:
             pending[child] += 1
-    for job_id, n in pending.items():
-        conn.execute(
-            update(Job)
-            .where(Job.batch_id == batch_id, Job.job_id == job_id)
-            .values(
-                state=str(JobState.READY if n == 0 else JobState.PENDING),
-                n_pending_parents=n,
-                cancelled=False,
-                n_attempts=0,
-                exit_code=None,
-                error=None,
-                instance_name=None,
-                time_ready=now if n == 0 else None,
-                time_ended=None,
-            )
-        )
+    conn.execute(
+        _RESET_JOB,
+        [
+            {
+                "b_b": batch_id,
+                "b_j": job_id,
+                "b_state": str(JobState.READY if n == 0 else JobState.PENDING),
+                "b_n": n,
+                "b_ready": now if n == 0 else None,
+            }
+            for job_id, n in pending.items()
+        ],
+    )
     n_failed = sum(1 for j in rerun if states[j] in (JobState.FAILED, JobState.ERROR))
     n_cancelled = len(rerun) - n_failed
     n_updates = conn.execute(select(Batch.n_updates).where(Batch.id == batch_id)).scalar_one()

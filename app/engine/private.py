@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from app.engine.fair_share import allocate
@@ -74,14 +73,19 @@ def set_state(conn: Connection, key: tuple[int, int], old: JobState, new: JobSta
 
 def finished(conn: Connection, keys: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
     """The jobs among ``keys`` that have ended (their workers can go)."""
-    done = set()
-    for key in keys:
-        state: Any = conn.execute(
-            select(Job.state).where(Job.batch_id == key[0], Job.job_id == key[1])
-        ).scalar()
-        if state is None or state in COMPLETE_STATES:
-            done.add(key)
-    return done
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    live = {
+        (b, j)
+        for b, j in conn.execute(
+            select(Job.batch_id, Job.job_id).where(
+                tuple_(Job.batch_id, Job.job_id).in_(list(wanted)),
+                Job.state.not_in([str(s) for s in COMPLETE_STATES]),
+            )
+        )
+    }
+    return wanted - live
 
 
 def reset_creating(conn: Connection, pool: str) -> None:

@@ -147,10 +147,6 @@ class Database:
         self.sync_engine.dispose()
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
-
-    @property
     def display(self) -> str:
         return describe_url(self.url)
 

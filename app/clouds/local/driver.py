@@ -128,10 +128,6 @@ class LocalCloud:
         self._adopted[name] = pid
         return True
 
-    def is_adopted_alive(self, name: str) -> bool:
-        pid = self._adopted.get(name)
-        return pid is not None and _is_worker(pid, name)
-
     async def delete_instance(self, name: str) -> None:
         self._deleting.add(name)
         proc = self._procs.pop(name, None)
