@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -183,9 +183,18 @@ def _usd(value: Any) -> Decimal:
 
 
 def costs_by(
-    conn: Connection, key: str, *, batch_id: int | None = None, billing_project: str | None = None
+    conn: Connection,
+    key: str,
+    *,
+    batch_id: int | None = None,
+    billing_project: str | None = None,
+    batch_ids: Collection[int] | None = None,
+    job_ids: tuple[int, int] | None = None,
 ) -> dict[Any, Decimal]:
-    """Cost so far grouped by "batch", "job" (of one batch), "user" or "billing_project"."""
+    """Cost so far grouped by "batch", "job" (of one batch), "user" or "billing_project".
+
+    ``batch_ids`` limits it to some batches; ``job_ids`` (first, last) to a range of job ids.
+    """
     column = {
         "batch": Batch.id,
         "job": AttemptResource.job_id,
@@ -197,6 +206,10 @@ def costs_by(
         query = query.where(AttemptResource.batch_id == batch_id)
     if billing_project is not None:
         query = query.where(Batch.billing_project == billing_project)
+    if batch_ids is not None:
+        query = query.where(AttemptResource.batch_id.in_(list(batch_ids)))
+    if job_ids is not None:
+        query = query.where(AttemptResource.job_id.between(*job_ids))
     return {k: _usd(v) for k, v in conn.execute(query)}
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.engine.metrics import MetricsSample
 
 log = logging.getLogger("labbatch.events")
 
@@ -43,7 +47,41 @@ class LeaseChanged:
     held: bool
 
 
-Event = BatchChanged | JobsChanged | InstanceChanged | LeaseChanged
+@dataclass(frozen=True, slots=True)
+class BatchFinished:
+    """A batch ended (whichever process drove it); sent once per batch."""
+
+    batch_id: int
+    name: str
+    user: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPassed:
+    """A billing project's spend passed 80 % of its limit."""
+
+    project: str
+    spent_usd: float
+    limit_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSampled:
+    """A new dashboard sample (about once a second)."""
+
+    sample: MetricsSample
+
+
+Event = (
+    BatchChanged
+    | JobsChanged
+    | InstanceChanged
+    | LeaseChanged
+    | BatchFinished
+    | BudgetPassed
+    | MetricsSampled
+)
 Listener = Callable[[Event], None]
 
 

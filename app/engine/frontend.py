@@ -73,7 +73,7 @@ async def append_update(db: Database, batch_id: int, spec: BatchSpec, *, user: s
     now = time.time()
 
     def store(conn: Connection) -> int:
-        batch = _locked_batch(conn, batch_id)
+        batch = locked_batch(conn, batch_id)
         if batch.user != user:
             raise UserError(f"batch {batch_id} belongs to {batch.user}, not {user}")
         if batch.cancelled:
@@ -120,7 +120,7 @@ def _check_pools(conn: Connection, jobs: Sequence[JobSpec]) -> None:
         )
 
 
-def _locked_batch(conn: Connection, batch_id: int) -> Any:
+def locked_batch(conn: Connection, batch_id: int) -> Any:
     query = select(Batch.user, Batch.cancelled, Batch.n_jobs, Batch.n_updates).where(
         Batch.id == batch_id
     )
@@ -276,7 +276,7 @@ async def cancel_batch(db: Database, batch_id: int, *, user: str | None = None) 
     now = time.time()
 
     def cancel(conn: Connection) -> None:
-        batch = _locked_batch(conn, batch_id)
+        batch = locked_batch(conn, batch_id)
         if user is not None and batch.user != user:
             raise UserError(f"batch {batch_id} belongs to {batch.user}; only they can cancel it")
         if not batch.cancelled:
@@ -291,7 +291,7 @@ async def cancel_batch(db: Database, batch_id: int, *, user: str | None = None) 
 # Reads
 
 
-def _batch_info(row: Any) -> BatchInfo:
+def batch_info(row: Any) -> BatchInfo:
     return BatchInfo(
         id=row.id,
         name=row.name,
@@ -311,7 +311,7 @@ def _batch_info(row: Any) -> BatchInfo:
     )
 
 
-_BATCH_COLUMNS = (
+BATCH_COLUMNS = (
     Batch.id,
     Batch.name,
     Batch.user,
@@ -332,23 +332,28 @@ _BATCH_COLUMNS = (
 
 async def get_batch(db: Database, batch_id: int) -> BatchInfo:
     async with db.connect() as conn:
-        row = (await conn.execute(select(*_BATCH_COLUMNS).where(Batch.id == batch_id))).first()
+        row = (await conn.execute(select(*BATCH_COLUMNS).where(Batch.id == batch_id))).first()
     if row is None:
         raise NotFoundError(f"there is no batch {batch_id}")
-    return _batch_info(row)
+    return batch_info(row)
 
 
 async def list_batches(
     db: Database, *, user: str | None = None, limit: int = 100
 ) -> list[BatchInfo]:
-    query = select(*_BATCH_COLUMNS).order_by(Batch.id.desc()).limit(limit)
+    query = (
+        select(*BATCH_COLUMNS)
+        .where(Batch.deleted.is_(False))
+        .order_by(Batch.id.desc())
+        .limit(limit)
+    )
     if user is not None:
         query = query.where(Batch.user == user)
     async with db.connect() as conn:
-        return [_batch_info(row) for row in await conn.execute(query)]
+        return [batch_info(row) for row in await conn.execute(query)]
 
 
-_JOB_COLUMNS = (
+JOB_INFO_COLUMNS = (
     Job.batch_id,
     Job.job_id,
     Job.name,
@@ -364,7 +369,7 @@ _JOB_COLUMNS = (
 )
 
 
-def _job_info(row: Any) -> JobInfo:
+def job_info(row: Any) -> JobInfo:
     return JobInfo(
         batch_id=row.batch_id,
         job_id=row.job_id,
@@ -391,15 +396,15 @@ async def list_jobs(
 ) -> list[JobInfo]:
     """A batch's jobs in id order, optionally of one state, one page at a time."""
     await get_batch(db, batch_id)
-    query = select(*_JOB_COLUMNS).where(Job.batch_id == batch_id).order_by(Job.job_id)
+    query = select(*JOB_INFO_COLUMNS).where(Job.batch_id == batch_id).order_by(Job.job_id)
     if state is not None:
-        query = query.where(Job.state == _job_state(state))
+        query = query.where(Job.state == parse_job_state(state))
     query = query.offset(offset).limit(limit)
     async with db.connect() as conn:
-        return [_job_info(row) for row in await conn.execute(query)]
+        return [job_info(row) for row in await conn.execute(query)]
 
 
-def _job_state(text: str) -> str:
+def parse_job_state(text: str) -> str:
     for state in JobState:
         if state.value.lower() == text.lower():
             return state.value
@@ -411,7 +416,7 @@ def _job_state(text: str) -> str:
 async def find_job(db: Database, batch_id: int, ref: str | int) -> JobInfo:
     """A job by id or by name."""
     await get_batch(db, batch_id)
-    query = select(*_JOB_COLUMNS).where(Job.batch_id == batch_id)
+    query = select(*JOB_INFO_COLUMNS).where(Job.batch_id == batch_id)
     if isinstance(ref, int) or str(ref).isdigit():
         query = query.where(Job.job_id == int(ref))
     else:
@@ -420,7 +425,7 @@ async def find_job(db: Database, batch_id: int, ref: str | int) -> JobInfo:
         row = (await conn.execute(query)).first()
     if row is None:
         raise NotFoundError(f"batch {batch_id} has no job {ref!r}")
-    return _job_info(row)
+    return job_info(row)
 
 
 async def job_detail(db: Database, batch_id: int, ref: str | int) -> JobDetail:
@@ -504,7 +509,7 @@ async def retry_batch(db: Database, batch_id: int, *, user: str, failed_only: bo
     now = time.time()
 
     def store(conn: Connection) -> int:
-        batch = _locked_batch(conn, batch_id)
+        batch = locked_batch(conn, batch_id)
         if batch.user != user:
             raise UserError(f"batch {batch_id} belongs to {batch.user}; only they can retry it")
         complete = conn.execute(select(Batch.complete).where(Batch.id == batch_id)).scalar_one()

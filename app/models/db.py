@@ -124,6 +124,11 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._run_here, work)
 
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(conn)`` on a read connection, off the writer (the driver's) thread."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
     def _run_here(self, work: Callable[[Connection], T]) -> T:
         # The writer thread keeps one connection open: a pool checkout per transaction
         # cost as much as the transaction's own statements.

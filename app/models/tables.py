@@ -118,6 +118,8 @@ class Batch(Base):
     n_updates: Mapped[int] = mapped_column(Integer, default=0)
     time_created: Mapped[float] = mapped_column(Float)
     time_completed: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # deleted from the user's lists; its jobs and attempts stay so that spend stays right
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_batches_user_id", "user", "id"),)
 
@@ -187,6 +189,15 @@ class Job(Base):
             "cores_mcpu",
             sqlite_where=text("state = 'Ready'"),
             postgresql_where=text("state = 'Ready'"),
+        ),
+        # what runs where and for whom: cores in use per instance and per user
+        Index(
+            "ix_jobs_running",
+            "instance_name",
+            "user",
+            "cores_mcpu",
+            sqlite_where=text("state IN ('Creating', 'Running')"),
+            postgresql_where=text("state IN ('Creating', 'Running')"),
         ),
         Index(
             "ix_jobs_ready_always",
@@ -342,6 +353,15 @@ class ChangeMarker(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MetricSample(Base):
+    """One dashboard sample (cores, shares, jobs, spend), kept a day for the time windows."""
+
+    __tablename__ = "metric_samples"
+
+    time: Mapped[float] = mapped_column(Float, primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column()
 
 
 # Core tables, typed as such for statements built once at import time.

@@ -102,8 +102,27 @@ async def _job_log(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise web.HTTPNotFound() from exc
     path = request.app[_AGENT].jobs.log_path(*key)
+    offset = request.query.get("offset")
+    if offset is not None:
+        # a follower reads the bytes it has not seen yet, undecoded (a character may be split)
+        if not offset.isdigit():
+            raise web.HTTPBadRequest(text="offset must be a byte count\n")
+        try:
+            data = await asyncio.to_thread(_read_from, path, int(offset))
+        except FileNotFoundError as exc:
+            raise web.HTTPNotFound(text="no log for that attempt\n") from exc
+        return web.Response(body=data, content_type="application/octet-stream")
     try:
         data = await asyncio.to_thread(Path(path).read_bytes)
     except FileNotFoundError as exc:
         raise web.HTTPNotFound(text="no log for that attempt\n") from exc
     return web.Response(text=data.decode("utf-8", errors="replace"), content_type="text/plain")
+
+
+MAX_LOG_CHUNK_BYTES = 1 << 20
+
+
+def _read_from(path: str, offset: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(MAX_LOG_CHUNK_BYTES)

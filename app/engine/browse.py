@@ -1,0 +1,237 @@
+"""What the desktop lists: batches with filters and cost, pages of jobs, pools with instances."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Connection
+
+from app.engine.billing import hourly_cost_usd
+from app.engine.completion import Changes, cancel_batch_jobs
+from app.engine.costs import costs_by, pool_quantities, pool_rates
+from app.engine.frontend import (
+    BATCH_COLUMNS,
+    JOB_INFO_COLUMNS,
+    batch_info,
+    job_info,
+    locked_batch,
+    parse_job_state,
+)
+from app.engine.marker import bump_marker
+from app.engine.pools import InstanceInfo, PoolConfig, read_pools
+from app.engine.records import BatchInfo, JobInfo
+from app.errors import NotFoundError, UserError
+from app.models.db import Database
+from app.models.tables import Batch, Instance, InstanceState, Job, JobLog, JobState
+
+SECONDS_PER_HOUR = Decimal(3600)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFilter:
+    """Which batches a list shows; empty fields match everything."""
+
+    user: str | None = None
+    state: str | None = None
+    text: str = ""  # part of the name, or key=value of an attribute
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """A batch with what it has cost so far."""
+
+    batch: BatchInfo
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job with what its attempts have cost so far."""
+
+    job: JobInfo
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    """A live worker with the cores its jobs use and what it has cost."""
+
+    instance: InstanceInfo
+    used_mcpu: int
+    cost_usd: Decimal
+
+    @property
+    def free_mcpu(self) -> int:
+        return max(0, self.instance.cores_mcpu - self.used_mcpu)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRow:
+    """A pool's settings and its live instances."""
+
+    pool: PoolConfig
+    instances: tuple[InstanceRow, ...]
+
+    @property
+    def n_live(self) -> int:
+        return len(self.instances)
+
+
+BATCH_STATES = ("running", "success", "failure", "cancelled")
+
+
+async def find_batches(db: Database, where: BatchFilter) -> list[BatchRow]:
+    """The newest batches that match, each with its cost."""
+
+    def read(conn: Connection) -> list[BatchRow]:
+        query = (
+            select(*BATCH_COLUMNS)
+            .where(Batch.deleted.is_(False))
+            .order_by(Batch.id.desc())
+            .limit(where.limit)
+        )
+        if where.user:
+            query = query.where(Batch.user == where.user)
+        if where.state:
+            state = where.state.lower()
+            if state not in BATCH_STATES:
+                raise UserError(f"unknown batch state {where.state!r}: one of {BATCH_STATES}")
+            query = query.where(func.lower(Batch.state) == state)
+        text = where.text.strip()
+        if "=" in text:
+            key, _, value = text.partition("=")
+            query = query.where(Batch.attributes[key.strip()].as_string() == value.strip())
+        elif text:
+            query = query.where(Batch.name.contains(text, autoescape=True))
+        batches = [batch_info(row) for row in conn.execute(query)]
+        costs = costs_by(conn, "batch", batch_ids=[b.id for b in batches]) if batches else {}
+        return [BatchRow(b, costs.get(b.id, Decimal(0))) for b in batches]
+
+    return await db.read(read)
+
+
+async def count_jobs(db: Database, batch_id: int, *, state: str | None = None) -> int:
+    """How many jobs a batch has (of one state)."""
+
+    def read(conn: Connection) -> int:
+        query = select(func.count()).select_from(Job).where(Job.batch_id == batch_id)
+        if state is not None:
+            query = query.where(Job.state == parse_job_state(state))
+        return int(conn.execute(query).scalar_one())
+
+    return await db.read(read)
+
+
+async def job_page(
+    db: Database, batch_id: int, *, offset: int, limit: int, state: str | None = None
+) -> list[JobRow]:
+    """One page of a batch's jobs in id order, each with its cost."""
+
+    def read(conn: Connection) -> list[JobRow]:
+        query = select(*JOB_INFO_COLUMNS).where(Job.batch_id == batch_id)
+        if state is not None:
+            query = query.where(Job.state == parse_job_state(state))
+        query = query.order_by(Job.job_id).offset(offset).limit(limit)
+        jobs = [job_info(row) for row in conn.execute(query)]
+        if not jobs:
+            return []
+        costs = costs_by(conn, "job", batch_id=batch_id, job_ids=(jobs[0].job_id, jobs[-1].job_id))
+        return [JobRow(j, costs.get(j.job_id, Decimal(0))) for j in jobs]
+
+    return await db.read(read)
+
+
+async def delete_batch(db: Database, batch_id: int, *, user: str) -> None:
+    """Remove a batch from the lists and drop its logs; its cost stays in the spend figures.
+
+    A running batch is cancelled first: its running jobs are killed by the driver.
+    """
+    now = time.time()
+
+    def store(conn: Connection) -> None:
+        batch = locked_batch(conn, batch_id)
+        if batch.user != user:
+            raise UserError(f"batch {batch_id} belongs to {batch.user}; only they can delete it")
+        complete = conn.execute(select(Batch.complete).where(Batch.id == batch_id)).scalar_one()
+        if not complete:
+            cancel_batch_jobs(conn, batch_id, now, Changes())
+        conn.execute(delete(JobLog).where(JobLog.batch_id == batch_id))
+        conn.execute(update(Batch).where(Batch.id == batch_id).values(deleted=True))
+        bump_marker(conn)
+
+    await db.run(store)
+
+
+async def pools_with_instances(db: Database) -> list[PoolRow]:
+    """Every pool with its live instances, the cores their jobs use and their cost so far."""
+
+    def read(conn: Connection) -> list[PoolRow]:
+        pools = read_pools(conn)
+        used: dict[str, int] = defaultdict(int)
+        for name, mcpu in conn.execute(
+            select(Job.instance_name, func.sum(Job.cores_mcpu))
+            .where(Job.state.in_((JobState.CREATING, JobState.RUNNING)))
+            .group_by(Job.instance_name)
+        ):
+            used[name or ""] = int(mcpu)
+        instances: dict[str, list[InstanceRow]] = defaultdict(list)
+        now = time.time()
+        for row in conn.execute(
+            select(*Instance.__table__.c)
+            .where(Instance.state.in_((InstanceState.PENDING, InstanceState.ACTIVE)))
+            .order_by(Instance.time_created)
+        ):
+            pool = pools.get(row.pool)
+            info = _instance_info(row)
+            cost = instance_cost_usd(pool, info, now=now) if pool else Decimal(0)
+            instances[row.pool].append(InstanceRow(info, used.get(row.name, 0), cost))
+        return [PoolRow(pools[n], tuple(instances.get(n, ()))) for n in sorted(pools)]
+
+    return await db.read(read)
+
+
+def _instance_info(row: Any) -> InstanceInfo:
+    return InstanceInfo(
+        name=row.name,
+        state=row.state,
+        cores_mcpu=row.cores_mcpu,
+        location=row.location,
+        standing=row.standing,
+        time_created=row.time_created,
+        time_activated=row.time_activated,
+        reason=row.reason,
+    )
+
+
+def instance_cost_usd(pool: PoolConfig, instance: InstanceInfo, *, now: float) -> Decimal:
+    """What a worker has cost since it started: its cores at the pool's rates, for its uptime."""
+    start = instance.time_activated or instance.time_created
+    hours = Decimal(str(max(0.0, now - start))) / SECONDS_PER_HOUR
+    whole_worker = pool_quantities(
+        pool,
+        cores_mcpu=instance.cores_mcpu,
+        memory_bytes=0,
+        storage_bytes=0,
+        preemptible=pool.preemptible,
+    )
+    per_hour = hourly_cost_usd(whole_worker, pool_rates(pool))
+    return (per_hour * hours).quantize(Decimal("1e-6"))
+
+
+async def get_batch_row(db: Database, batch_id: int) -> BatchRow:
+    """One batch with its cost."""
+
+    def read(conn: Connection) -> BatchRow:
+        row = conn.execute(select(*BATCH_COLUMNS).where(Batch.id == batch_id)).first()
+        if row is None:
+            raise NotFoundError(f"there is no batch {batch_id}")
+        cost = costs_by(conn, "batch", batch_id=batch_id).get(batch_id, Decimal(0))
+        return BatchRow(batch_info(row), cost)
+
+    return await db.read(read)
