@@ -1,0 +1,75 @@
+"""Desktop tests: a real QApplication (offscreen), the qasync loop, a real engine service on a
+SQLite file with a real local pool."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import qasync
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from app.engine.service import EngineService
+from app.views.bridge import EngineBridge
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _qapp() -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(["labbatch-tests"])
+    assert isinstance(app, QApplication)
+    return app
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
+    """Async desktop tests run on the qasync loop, so Qt timers and signals work in awaits."""
+    return {"qt": lambda: qasync.QEventLoop(_qapp())}
+
+
+@pytest.fixture(autouse=True)
+def qt_settings(tmp_path: Path) -> None:
+    """Settings go to a temp dir, never to the tester's own."""
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qs"))
+
+
+@pytest.fixture
+async def service(lb_home: Path) -> AsyncIterator[EngineService]:
+    """A started engine service on a SQLite file in the test's data dir, one local worker."""
+    svc = await EngineService.open(None, user="tester", n_workers=1, worker_cores_mcpu=2000)
+    await svc.start()
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+@pytest.fixture
+async def bridge(service: EngineService) -> AsyncIterator[EngineBridge]:
+    b = EngineBridge(service)
+    errors: list[str] = []
+    b.internal_error.connect(errors.append)
+    yield b
+    await b.close()
+    assert not errors, f"internal errors reached the user: {errors}"
+
+
+async def until(check: Callable[[], object], *, timeout_s: float = 20.0, what: str = "it") -> None:
+    """Poll ``check`` while the Qt loop runs, failing after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.05)
