@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Run job DAGs on a fair-shared pool of workers, and watch them live.",
     )
     parser.add_argument("--version", action="version", version=f"labbatch {__version__}")
+    parser.add_argument(
+        "--db",
+        dest="gui_db",
+        metavar="URL",
+        help="with no command: open the desktop app on this database (default: the settings, "
+        "else $LABBATCH_DB or a SQLite file in the user data dir)",
+    )
+    parser.add_argument("--user", dest="gui_user", help="with no command: who you are")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("validate", parents=[common], help="check a DAG file; store nothing")
@@ -69,8 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve", parents=[common], help="run the driver and a local pool until Ctrl-C"
     )
-    p.add_argument("--cores", type=float, default=None, help="cores per local worker")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--cores", type=float, default=None, help="cores per local worker (default: as stored)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="local worker processes (default: as stored)"
+    )
 
     p = sub.add_parser("status", parents=[common], help="show a batch")
     p.add_argument("batch", type=int)
@@ -152,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        log_path = _setup_logging(False)
+        from app.views.app import run_desktop
+
+        return run_desktop(db_url=args.gui_db, user=args.gui_user, log_file=log_path)
     log_path = _setup_logging(args.verbose)
     from app import commands
 

@@ -277,11 +277,13 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     async with _database(args) as db:
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, not {args.workers}")
         runtime = LocalRuntime(
             db,
             bus=EventBus(),
             n_workers=args.workers,
-            worker_cores_mcpu=_worker_cores_mcpu(args.cores),
+            worker_cores_mcpu=None if args.cores is None else _worker_cores_mcpu(args.cores),
         )
         stop = asyncio.Event()
         install_stop_signals(stop)

@@ -174,6 +174,15 @@ class Driver:
         await lease.release(self.db, self.holder)
         self.has_lease = False
 
+    async def hand_over(self) -> None:
+        """Stop driving but leave the workers running, and free the lease at once so that
+        another process (`labbatch serve`) takes the pools over and adopts the workers."""
+        if not self.has_lease:
+            await self.stop()
+            return
+        await self._abdicate()
+        await lease.release(self.db, self.holder)
+
     def notify_changed(self) -> None:
         """New work, capacity or a cancel: look now, not at the next poll."""
         for trigger in (self._scheduler, self._canceller, self._monitor):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from app.engine.runtime import LocalRuntime
 from app.engine.tasks import TaskManager
 from app.engine.why import explain
 from app.errors import ConfigError
-from app.models.db import Database, open_database
+from app.models.db import Database, data_dir, open_database
 from app.models.spec import BatchSpec, load_dag_file
 from app.models.tables import Batch
 
@@ -103,11 +105,16 @@ class EngineService:
         if self.runtime is not None and not await self.runtime.start():
             self._tasks.every("lease watch", self._try_lease, interval_s=lease.RENEW_EVERY_S)
 
-    async def close(self) -> None:
-        """Stop sampling and the driver (its local workers stop; their jobs go back to Ready)."""
+    async def close(self, *, hand_over: bool = False) -> None:
+        """Stop sampling and the driver: its local workers stop and their jobs go back to Ready,
+        or, with ``hand_over``, keep running for a `labbatch serve` started here to adopt."""
         await self._tasks.stop()
         if self.runtime is not None:
-            await self.runtime.stop()
+            if hand_over and self.holds_lease:
+                await self.runtime.driver.hand_over()
+                start_serve(self.db.url, self.user)
+            else:
+                await self.runtime.stop()
         await self.db.close()
 
     async def _try_lease(self) -> None:
@@ -260,6 +267,26 @@ class EngineService:
     def _poke(self) -> None:
         if self.runtime is not None:
             self.runtime.notify_changed()
+
+
+def start_serve(url: str, user: str) -> int:
+    """Start `labbatch serve` on this database, detached from this process; returns its pid."""
+    log_path = data_dir() / "serve.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, LABBATCH_USER=user)
+    pid = os.posix_spawn(
+        sys.executable,
+        [sys.executable, "-m", "app", "serve", "--db", url],
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,  # it outlives the desktop
+    )
+    log.info("handed the pools over to labbatch serve (pid %d, log %s)", pid, log_path)
+    return pid
 
 
 def _finished_since(conn: Connection, since: float) -> list[Any]:

@@ -15,12 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import qasync
+import pytestqt.plugin
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from app.engine.service import EngineService
+from app.views.app import QtLoop
 from app.views.bridge import EngineBridge
+
+# The qasync loop processes Qt events whenever a test or a fixture awaits. pytest-qt processes
+# them again between fixtures, when no asyncio loop runs, so the engine's callbacks would run
+# outside their loop ("no running event loop"): leave event processing to the loop.
+pytestqt.plugin._process_events = lambda: None
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -35,7 +41,7 @@ def _qapp() -> QApplication:
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
     """Async desktop tests run on the qasync loop, so Qt timers and signals work in awaits."""
-    return {"qt": lambda: qasync.QEventLoop(_qapp())}
+    return {"qt": lambda: QtLoop(_qapp())}
 
 
 @pytest.fixture(autouse=True)

@@ -77,7 +77,12 @@ class LocalCloud:
                 env=env,
                 start_new_session=True,  # the driver, not the terminal, decides when it stops
             )
-        port = await self._await_ready(request.name, proc, stderr_path)
+        try:
+            port = await self._await_ready(request.name, proc, stderr_path)
+        except asyncio.CancelledError:
+            # the driver stopped while this worker booted: it must not outlive the driver
+            await asyncio.shield(_stop_child(proc))
+            raise
         self._procs[request.name] = proc
         self._watch(request.name, proc)
         return CreatedInstance(

@@ -1,0 +1,503 @@
+"""The pools: each pool's live workers, its limits, and one-click scaling.
+
+Scaling goes through the same engine calls as `labbatch pool scale`; the driver acts at its
+next look, so the panel shows a short confirmation and the rows follow as workers start and
+retire. Refused actions (a target beyond the limits, a bad setting) show inline, in red.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.engine.browse import InstanceRow, PoolRow
+from app.engine.pools import DEFAULT_POOL, PoolConfig
+from app.views import style
+from app.views.bridge import EngineBridge
+
+POOL_COLUMNS = ("Name", "Cloud", "Workers", "Cores")
+INSTANCE_COLUMNS = (
+    "Name",
+    "State",
+    "Cores",
+    "Used",
+    "Free",
+    "Uptime",
+    "Cost so far",
+    "Location",
+    "Standing",
+)
+STATE_COLUMN, UPTIME_COLUMN, COST_COLUMN = 1, 5, 6
+POLL_EVERY_MS = 2000  # changes made by other processes
+THROTTLE_MS = 500  # at most two refreshes a second on bursts of signals
+TICK_EVERY_MS = 1000  # uptime and cost
+ERROR_COLOR = "#e53935"
+MAX_COUNT = 10_000
+DRAIN_TEXT = (
+    "Drain pool {name}?\n\n"
+    "No new workers will start. Live workers retire when their jobs end (idle ones at once).\n"
+    "To resume, raise the pool's max live instances again."
+)
+
+
+def _ask_confirm(parent: QWidget, title: str, text: str) -> bool:
+    """A Yes / Cancel question; True on Yes."""
+    answer = QMessageBox.question(
+        parent,
+        title,
+        text,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+        QMessageBox.StandardButton.Cancel,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _cost_now(row: InstanceRow, fetched_at: float, now: float) -> Decimal:
+    """The cost read at ``fetched_at``, carried forward at the same rate until ``now``."""
+    start = row.instance.time_activated or row.instance.time_created
+    elapsed = fetched_at - start
+    if elapsed <= 0 or not row.cost_usd:
+        return row.cost_usd
+    return row.cost_usd * Decimal(str(max(0.0, now - start))) / Decimal(str(elapsed))
+
+
+def _uptime(row: InstanceRow) -> str:
+    if row.instance.time_activated is None:
+        return ""
+    return style.duration(int(row.instance.uptime_s))
+
+
+def _set_cell(table: QTableWidget, row: int, column: int, text: str) -> QTableWidgetItem:
+    """Update a cell's text, reusing its item."""
+    item = table.item(row, column)
+    if item is None:
+        item = QTableWidgetItem()
+        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+        table.setItem(row, column, item)
+    if item.text() != text:
+        item.setText(text)
+    return item
+
+
+def _table(columns: tuple[str, ...]) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(list(columns))
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+class PoolsPanel(QWidget):
+    """Pools on the left; the chosen pool's workers, limits and scaling buttons on the right."""
+
+    refreshed = Signal()  # fresh data from the engine is on screen
+
+    def __init__(self, bridge: EngineBridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        # (parent, title, text) -> True to go ahead; tests replace it
+        self.confirm: Callable[[QWidget, str, str], bool] = _ask_confirm
+        self.pool_list = _table(POOL_COLUMNS)
+        self.instances = _table(INSTANCE_COLUMNS)
+        self.title = QLabel()
+        self.min_instances = self._count_box("Workers kept running even when idle")
+        self.max_instances = self._count_box("Most workers the pool may ever have")
+        self.max_live_instances = self._count_box("Most workers running at once")
+        self.worker_cores = QDoubleSpinBox()
+        self.worker_cores.setRange(0.25, 1024.0)
+        self.worker_cores.setDecimals(2)
+        self.worker_cores.setSingleStep(0.25)
+        self.worker_cores.setSuffix(" cores")
+        self.worker_cores.setToolTip("Cores of each new worker")
+        self.price = QDoubleSpinBox()
+        self.price.setRange(0.0, 1000.0)
+        self.price.setDecimals(4)
+        self.price.setSingleStep(0.01)
+        self.price.setPrefix("$")
+        self.price.setSpecialValueText("free")
+        self.price.setToolTip("USD per core-hour of a local worker (0 = free)")
+        self.apply_button = QPushButton("Apply")
+        self.add_button = QPushButton("+ worker")
+        self.remove_button = QPushButton("− worker")
+        self.scale_to = self._count_box("How many workers to scale to")
+        self.scale_button = QPushButton("Scale to N")
+        self.drain_button = QPushButton("Drain…")
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self._rows: dict[str, PoolRow] = {}
+        self._fetched_at = 0.0
+        self._selected: str | None = None
+        self._editors_for: str | None = None  # the pool the editors were filled from
+        self._load_task: Any = None
+        self._again = False
+        self._busy = False
+        self._action_text = ""
+        self._action_error = False
+        self._problem: str | None = None
+        self._connected = False
+        self._build()
+
+        self._throttle = QTimer(self)
+        self._throttle.setSingleShot(True)
+        self._throttle.setInterval(THROTTLE_MS)
+        self._throttle.timeout.connect(self.refresh)
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_EVERY_MS)
+        self._poll.timeout.connect(self.refresh)
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_EVERY_MS)
+        self._tick.timeout.connect(self._on_tick)
+
+        self.pool_list.itemSelectionChanged.connect(self._on_pool_selected)
+        self.apply_button.clicked.connect(self._on_apply)
+        self.add_button.clicked.connect(lambda: self._scale_by(+1))
+        self.remove_button.clicked.connect(lambda: self._scale_by(-1))
+        self.scale_button.clicked.connect(self._on_scale)
+        self.drain_button.clicked.connect(self._on_drain)
+        self.scale_to.valueChanged.connect(self._on_scale_to_changed)
+        self._connect()
+        self._update_buttons()
+        self.refresh()
+
+    # -- public -----------------------------------------------------------------------------------
+
+    @property
+    def selected_pool(self) -> str | None:
+        """The name of the pool shown on the right."""
+        return self._selected
+
+    @property
+    def message_is_error(self) -> bool:
+        """True while the inline message shows a refusal or a pool problem (in red)."""
+        return self._action_error or bool(self._problem)
+
+    def select_pool(self, name: str) -> None:
+        """Show this pool on the right (as a click on its row does)."""
+        for row in range(self.pool_list.rowCount()):
+            item = self.pool_list.item(row, 0)
+            if item is not None and item.text() == name:
+                self.pool_list.selectRow(row)
+                return
+
+    def refresh(self) -> None:
+        """Fetch the pools now, or right after the fetch in flight."""
+        if self._load_task is not None and not self._load_task.done():
+            self._again = True
+            return
+        self._load_task = self.bridge.call(self.bridge.service.pools(), self._on_pools)
+
+    # -- Qt ---------------------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._connect()
+        self._poll.start()
+        self._tick.start()
+        self.refresh()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self._poll.stop()
+        self._tick.stop()
+        super().hideEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._connected:
+            self.bridge.instance_changed.disconnect(self._on_instance_changed)
+            self.bridge.pools_changed.disconnect(self._schedule_refresh)
+            self._connected = False
+        for timer in (self._throttle, self._poll, self._tick):
+            timer.stop()
+        super().closeEvent(event)
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def _count_box(self, tip: str) -> QSpinBox:
+        box = QSpinBox()
+        box.setRange(0, MAX_COUNT)
+        box.setToolTip(tip)
+        return box
+
+    def _build(self) -> None:
+        limits = QGroupBox("Limits")
+        form = QFormLayout(limits)
+        form.addRow("Min instances:", self.min_instances)
+        form.addRow("Max instances:", self.max_instances)
+        form.addRow("Max live instances:", self.max_live_instances)
+        form.addRow("Worker cores:", self.worker_cores)
+        form.addRow("Price per core-hour:", self.price)
+        form.addRow("", self.apply_button)
+
+        scaling = QHBoxLayout()
+        for widget in (self.add_button, self.remove_button, QLabel("Workers:"), self.scale_to):
+            scaling.addWidget(widget)
+        scaling.addWidget(self.scale_button)
+        scaling.addStretch(1)
+        scaling.addWidget(self.drain_button)
+
+        right = QWidget()
+        column = QVBoxLayout(right)
+        column.addWidget(self.title)
+        column.addWidget(self.instances, 1)
+        column.addWidget(limits)
+        column.addLayout(scaling)
+        column.addWidget(self.message)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.pool_list)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+    def _connect(self) -> None:
+        if not self._connected:
+            self.bridge.instance_changed.connect(self._on_instance_changed)
+            self.bridge.pools_changed.connect(self._schedule_refresh)
+            self._connected = True
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def _on_instance_changed(self, _event: object) -> None:
+        self._schedule_refresh()
+
+    def _schedule_refresh(self) -> None:
+        if self.isVisible() and not self._throttle.isActive():  # showing refreshes anyway
+            self._throttle.start()
+
+    def _on_pools(self, rows: list[PoolRow]) -> None:
+        self._rows = {row.pool.name: row for row in rows}
+        self._fetched_at = time.time()
+        if self._selected not in self._rows:
+            default = DEFAULT_POOL if DEFAULT_POOL in self._rows else None
+            self._selected = default or (rows[0].pool.name if rows else None)
+        self._problem = self.bridge.service.problem
+        self._fill_pool_list(rows)
+        self._show_selected()
+        if self._again:
+            self._again = False
+            self._schedule_refresh()
+        self.refreshed.emit()
+
+    def _fill_pool_list(self, rows: list[PoolRow]) -> None:
+        self.pool_list.blockSignals(True)
+        try:
+            self.pool_list.setRowCount(len(rows))
+            for r, row in enumerate(rows):
+                pool = row.pool
+                used = sum(i.used_mcpu for i in row.instances)
+                total = sum(i.instance.cores_mcpu for i in row.instances)
+                _set_cell(self.pool_list, r, 0, pool.name)
+                _set_cell(self.pool_list, r, 1, pool.cloud)
+                _set_cell(self.pool_list, r, 2, f"{row.n_live} / {pool.max_live_instances}")
+                _set_cell(self.pool_list, r, 3, f"{style.cores(used)} / {style.cores(total)}")
+                if pool.name == self._selected:
+                    self.pool_list.selectRow(r)
+        finally:
+            self.pool_list.blockSignals(False)
+
+    def _on_pool_selected(self) -> None:
+        items = self.pool_list.selectedItems()
+        if not items:
+            return
+        name_item = self.pool_list.item(items[0].row(), 0)
+        name = name_item.text() if name_item is not None else None
+        if name is None or name == self._selected:
+            return
+        self._selected = name
+        self._action_text, self._action_error = "", False
+        self._show_selected()
+        self.refresh()
+
+    def _show_selected(self) -> None:
+        row = self._rows.get(self._selected or "")
+        self._show_instances(row)
+        if row is not None:
+            pool = row.pool
+            self.title.setText(
+                f"Pool {pool.name} ({pool.cloud}): {row.n_live} live of at most "
+                f"{pool.max_live_instances} at once, {pool.max_instances} in all"
+            )
+            if self._editors_for != pool.name:
+                self._fill_editors(pool, row.n_live)
+        else:
+            self.title.setText("No pool")
+        self._show_message()
+        self._update_buttons()
+
+    def _show_instances(self, row: PoolRow | None) -> None:
+        rows = row.instances if row is not None else ()
+        self.instances.setRowCount(len(rows))
+        for r, inst_row in enumerate(rows):
+            info = inst_row.instance
+            values = (
+                info.name,
+                info.state,
+                style.cores(info.cores_mcpu),
+                style.cores(inst_row.used_mcpu),
+                style.cores(inst_row.free_mcpu),
+                _uptime(inst_row),
+                style.usd(_cost_now(inst_row, self._fetched_at, time.time())),
+                info.location or "",
+                "yes" if info.standing else "",
+            )
+            items = [_set_cell(self.instances, r, c, text) for c, text in enumerate(values)]
+            items[STATE_COLUMN].setForeground(style.state_color(info.state))
+            items[0].setToolTip(info.reason or "")
+
+    def _on_tick(self) -> None:
+        row = self._rows.get(self._selected or "")
+        if row is None:
+            return
+        now = time.time()
+        for r, inst_row in enumerate(row.instances[: self.instances.rowCount()]):
+            _set_cell(self.instances, r, UPTIME_COLUMN, _uptime(inst_row))
+            cost = _cost_now(inst_row, self._fetched_at, now)
+            _set_cell(self.instances, r, COST_COLUMN, style.usd(cost))
+
+    def _fill_editors(self, pool: PoolConfig, n_live: int) -> None:
+        """Push a pool's stored settings into the editors (never while the user edits them)."""
+        editors: tuple[QWidget, ...] = (
+            self.min_instances,
+            self.max_instances,
+            self.max_live_instances,
+            self.worker_cores,
+            self.price,
+            self.scale_to,
+        )
+        for editor in editors:
+            editor.blockSignals(True)
+        try:
+            self.min_instances.setValue(pool.min_instances)
+            self.max_instances.setValue(pool.max_instances)
+            self.max_live_instances.setValue(pool.max_live_instances)
+            self.worker_cores.setValue(pool.worker_cores_mcpu / 1000)
+            self.price.setValue(float(pool.price_per_core_hour_usd or 0))
+            self.price.setEnabled(pool.cloud == "local")
+            self.scale_to.setValue(n_live)
+        finally:
+            for editor in editors:
+                editor.blockSignals(False)
+        self._editors_for = pool.name
+        self._on_scale_to_changed(n_live)
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def _scale_by(self, delta: int) -> None:
+        name = self._selected
+        if name is None:
+            return
+        text = f"Adding a worker to {name}…" if delta > 0 else f"Removing a worker from {name}…"
+        self._run(self.bridge.service.add_workers(name, delta), text)
+
+    def _on_scale_to_changed(self, n: int) -> None:
+        self.scale_button.setText(f"Scale to {n}")
+
+    def _on_scale(self) -> None:
+        name = self._selected
+        if name is None:
+            return
+        n = self.scale_to.value()
+        text = f"Scaling {name} to {n} worker{'' if n == 1 else 's'}…"
+        self._run(self.bridge.service.scale_pool(name, n), text)
+
+    def _on_drain(self) -> None:
+        name = self._selected
+        if name is None or not self.confirm(self, "Drain pool", DRAIN_TEXT.format(name=name)):
+            return
+        text = f"Draining {name}: its workers retire as their jobs end."
+        self._run(self.bridge.service.drain_pool(name), text, refill=True)
+
+    def _on_apply(self) -> None:
+        name = self._selected
+        row = self._rows.get(name or "")
+        if name is None or row is None:
+            return
+        changes: dict[str, Any] = {
+            "min_instances": self.min_instances.value(),
+            "max_instances": self.max_instances.value(),
+            "max_live_instances": self.max_live_instances.value(),
+            "worker_cores_mcpu": round(self.worker_cores.value() * 1000),
+        }
+        if row.pool.cloud == "local":  # cloud pools are priced by their cloud's rates
+            price = round(self.price.value(), 4)
+            changes["price_per_core_hour_usd"] = Decimal(str(price)) if price > 0 else None
+        text = f"Saved the settings of {name}."
+        self._run(self.bridge.service.set_pool(name, **changes), text, refill=True)
+
+    def _run(
+        self, coro: Coroutine[Any, Any, PoolConfig], done_text: str, *, refill: bool = False
+    ) -> None:
+        """Run one pool action; confirm or show its refusal inline; refresh on success."""
+        self._busy = True
+        self._action_text, self._action_error = "", False
+        self._show_message()
+        self._update_buttons()
+
+        def done(pool: PoolConfig) -> None:
+            self._action_text, self._action_error = done_text, False
+            if refill and pool.name == self._selected:
+                n_live = self._rows[pool.name].n_live if pool.name in self._rows else 0
+                self._fill_editors(pool, n_live)
+            self._show_message()
+            self.bridge.pools_changed.emit()
+
+        def failed(exc: Exception) -> None:
+            self._action_text, self._action_error = str(exc), True
+            self._show_message()
+
+        def finished(_task: object) -> None:
+            self._busy = False
+            self._update_buttons()
+
+        task = self.bridge.call(coro, self._guard(done), on_error=self._guard(failed))
+        task.add_done_callback(self._guard(finished))
+
+    def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """Call ``fn`` only while this panel exists (a result may arrive after it closed)."""
+
+        def call(*args: Any) -> None:
+            if shiboken6.isValid(self):
+                fn(*args)
+
+        return call
+
+    def _show_message(self) -> None:
+        lines = [text for text in (self._action_text, self._problem) if text]
+        self.message.setText("\n".join(lines))
+        self.message.setStyleSheet(f"color: {ERROR_COLOR};" if self.message_is_error else "")
+
+    def _update_buttons(self) -> None:
+        enabled = self._selected is not None and not self._busy
+        buttons = (self.add_button, self.remove_button, self.scale_button, self.drain_button)
+        for button in (self.apply_button, *buttons):
+            button.setEnabled(enabled)

@@ -1,0 +1,105 @@
+"""Take the README's screenshots of the desktop: run it on a throwaway data dir, submit the
+example DAGs as two users, and grab each main view. Run it through scripts/screenshots.sh
+(it starts Xvfb); the PNGs go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["LABBATCH_HOME"] = tempfile.mkdtemp(prefix="labbatch-shots-")
+os.environ.setdefault("QT_API", "pyside6")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QWidget  # noqa: E402
+
+from app.engine import frontend  # noqa: E402
+from app.models.spec import parse_dag_text  # noqa: E402
+from app.views.app import Desktop, QtLoop, make_application  # noqa: E402
+from app.views.main_window import TAB_DASHBOARD, TAB_POOLS, MainWindow  # noqa: E402
+from app.views.settings import DesktopSettings  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+EXAMPLES = ROOT / "examples"
+
+SAMPLES = """
+version: 1
+name: align-samples
+attributes: {project: rnaseq}
+jobs:
+""" + "".join(
+    f"""  - name: align-{i}
+    cpu: 0.5
+    command: "for s in 1 2 3 4 5 6; do echo sample {i} step $s; sleep 1; done"
+"""
+    for i in range(12)
+)
+
+
+async def settle(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def grab(widget: QWidget, name: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.png"
+    widget.grab().save(str(path))
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+async def main() -> None:
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(
+        QSettings.Format.IniFormat, QSettings.Scope.UserScope, os.environ["LABBATCH_HOME"]
+    )
+    desktop = Desktop(DesktopSettings())
+    window: MainWindow = await desktop.open(None, "ada")
+    window.resize(1360, 860)
+    service = desktop.service
+    assert service is not None
+    await service.set_pool(
+        "local",
+        worker_cores_mcpu=2000,
+        min_instances=2,
+        max_instances=2,
+        max_live_instances=2,
+        price_per_core_hour_usd=0.04,
+    )
+    await service.scale_pool("local", 2)
+    for name in ("diamond.yaml", "failure.yaml", "per-sample.yaml"):
+        await service.submit(await service.load_dag(EXAMPLES / name))
+    await settle(3)
+    other = parse_dag_text(SAMPLES.replace("align-samples", "variant-calls"), source="b.yaml")
+    await frontend.submit_batch(service.db, other, user="grace")
+    running = await service.submit(parse_dag_text(SAMPLES, source="a.yaml"))
+    await settle(8)
+
+    window.open_batch(running)
+    await settle(1.5)
+    window.batch_view.select_job(3)
+    await settle(2.5)
+    grab(window, "batches")
+
+    window.tabs.setCurrentIndex(TAB_POOLS)
+    await settle(2.5)
+    grab(window, "pools")
+
+    window.tabs.setCurrentIndex(TAB_DASHBOARD)
+    await settle(6)
+    grab(window, "dashboard")
+
+    window.close()
+    await desktop.wait_closed()
+
+
+if __name__ == "__main__":
+    app = make_application()
+    loop = QtLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        loop.run_until_complete(main())
