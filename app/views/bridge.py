@@ -115,12 +115,17 @@ class EngineBridge(QObject):
     def n_pending_calls(self) -> int:
         return len(self._tasks)
 
-    async def close(self) -> None:
-        """Stop listening and cancel the calls still running."""
+    async def close(self, *, grace_s: float = 5.0) -> None:
+        """Stop listening; let the calls in flight finish (a read cancelled halfway through can
+        leave SQLite locked for the driver's last write), cancelling any still running after
+        ``grace_s``."""
         self._unsubscribe()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        pending = set(self._tasks)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
 
 def _alive(callback: Callable[..., object]) -> bool:

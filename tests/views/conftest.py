@@ -9,6 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -42,6 +43,13 @@ def _qapp() -> QApplication:
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
     """Async desktop tests run on the qasync loop, so Qt timers and signals work in awaits."""
     return {"qt": lambda: QtLoop(_qapp())}
+
+
+@pytest.fixture(autouse=True)
+def collect_old_loops() -> None:
+    """Collect the previous test's closed loop here, on this thread, not later on an engine
+    thread where its Qt timers would outlive it and fire into freed memory."""
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
