@@ -8,6 +8,7 @@ import time
 import uuid
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Connection
 
 from app.models.db import Database
 from app.models.tables import DriverLease
@@ -25,8 +26,9 @@ def new_holder_id() -> str:
 async def try_acquire(db: Database, holder: str) -> bool:
     """Take the lease if it is free, lapsed or already ours; renew it if ours."""
     now = time.time()
-    async with db.begin() as conn:
-        result = await conn.execute(
+
+    def take(conn: Connection) -> bool:
+        result = conn.execute(
             update(DriverLease)
             .where(
                 DriverLease.id == 1,
@@ -40,14 +42,20 @@ async def try_acquire(db: Database, holder: str) -> bool:
         )
         return (result.rowcount or 0) == 1
 
+    # through db.run: on SQLite a renewal cancelled halfway (the driver stopping) still ends
+    # its transaction on the writer thread instead of leaving the database locked
+    return await db.run(take)
+
 
 async def release(db: Database, holder: str) -> None:
-    async with db.begin() as conn:
-        await conn.execute(
+    def free(conn: Connection) -> None:
+        conn.execute(
             update(DriverLease)
             .where(DriverLease.id == 1, DriverLease.holder == holder)
             .values(holder=None, expires_at=0.0)
         )
+
+    await db.run(free)
 
 
 async def current_holder(db: Database) -> str | None:

@@ -80,7 +80,10 @@ def describe_url(url: str) -> str:
     return f"PostgreSQL {parsed.username or ''}@{parsed.host or 'localhost'}/{parsed.database}"
 
 
-def _configure_sqlite(engine: Engine) -> None:
+SQLITE_BEGIN = "labbatch_sqlite_begin"  # execution option: how a SQLite transaction begins
+
+
+def _configure_sqlite(engine: Engine, *, begin: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         # Take over transaction control so writers can BEGIN IMMEDIATE (see _on_begin).
@@ -94,9 +97,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # A deferred transaction that reads and then writes can fail with SQLITE_BUSY at once
-        # when another process writes; taking the write lock up front makes it wait instead.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(conn.get_execution_options().get(SQLITE_BEGIN, begin))
 
 
 @dataclass
@@ -157,9 +158,11 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A connection inside one transaction, committed on success."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """A connection in one transaction (with SQLite's write lock), committed on success."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -235,15 +238,21 @@ async def open_database(url: str | None = None, *, migrate: bool = True) -> Data
     engine = create_async_engine(resolved, pool_pre_ping=False)
     db = Database(engine=engine, url=resolved)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine.sync_engine)
+        # Reads (the async engine) begin deferred: a read abandoned halfway must not hold the
+        # write lock. The writer begins IMMEDIATE: a deferred transaction that reads and then
+        # writes fails with SQLITE_BUSY at once when another process writes; taking the write
+        # lock up front makes it wait (busy_timeout) instead.
+        _configure_sqlite(engine.sync_engine, begin="BEGIN")
         db.sync_engine = create_engine(make_url(resolved).set(drivername="sqlite"))
-        _configure_sqlite(db.sync_engine)
+        _configure_sqlite(db.sync_engine, begin="BEGIN IMMEDIATE")
         db._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labbatch-db")
     try:
         if migrate:
-            async with engine.begin() as conn:
-                await conn.run_sync(_run_migrations)
-                await _seed(conn)
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                async with conn.begin():
+                    await conn.run_sync(_run_migrations)
+                    await _seed(conn)
     except (OperationalError, DBAPIError, OSError) as exc:
         await engine.dispose()
         raise ConfigError(

@@ -37,6 +37,7 @@ def _qapp() -> QApplication:
     if app is None:
         app = QApplication(["labbatch-tests"])
     assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)  # closing a test's widget must not stop the loop
     return app
 
 
