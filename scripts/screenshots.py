@@ -8,6 +8,7 @@ import asyncio
 import os
 import sys
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,7 @@ os.environ.setdefault("QT_API", "pyside6")
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
-from app.engine import frontend  # noqa: E402
+from app.engine import frontend, projects  # noqa: E402
 from app.models.spec import parse_dag_text  # noqa: E402
 from app.views.app import Desktop, QtLoop, make_application  # noqa: E402
 from app.views.main_window import TAB_DASHBOARD, TAB_POOLS, MainWindow  # noqa: E402
@@ -30,14 +31,15 @@ EXAMPLES = ROOT / "examples"
 SAMPLES = """
 version: 1
 name: align-samples
+billing_project: rnaseq-grant
 attributes: {project: rnaseq}
 jobs:
 """ + "".join(
     f"""  - name: align-{i}
     cpu: 0.5
-    command: "for s in 1 2 3 4 5 6; do echo sample {i} step $s; sleep 1; done"
+    command: "for s in $(seq 1 12); do echo sample {i} step $s of 12; sleep 2; done"
 """
-    for i in range(12)
+    for i in range(16)
 )
 
 
@@ -71,18 +73,22 @@ async def main() -> None:
         price_per_core_hour_usd=0.04,
     )
     await service.scale_pool("local", 2)
+    await projects.create_project(
+        service.db, "rnaseq-grant", limit_usd=Decimal("0.01"), users=("ada", "grace")
+    )
     for name in ("diamond.yaml", "failure.yaml", "per-sample.yaml"):
         await service.submit(await service.load_dag(EXAMPLES / name))
     await settle(3)
     other = parse_dag_text(SAMPLES.replace("align-samples", "variant-calls"), source="b.yaml")
     await frontend.submit_batch(service.db, other, user="grace")
     running = await service.submit(parse_dag_text(SAMPLES, source="a.yaml"))
-    await settle(8)
+    await settle(12)
 
     window.open_batch(running)
     await settle(1.5)
-    window.batch_view.select_job(3)
-    await settle(2.5)
+    window.batch_view.select_job(2)
+    window.batch_view.detail.tabs.setCurrentIndex(3)  # the live log
+    await settle(4)
     grab(window, "batches")
 
     window.tabs.setCurrentIndex(TAB_POOLS)
@@ -90,7 +96,7 @@ async def main() -> None:
     grab(window, "pools")
 
     window.tabs.setCurrentIndex(TAB_DASHBOARD)
-    await settle(6)
+    await settle(20)
     grab(window, "dashboard")
 
     window.close()

@@ -34,6 +34,8 @@ from app.engine.browse import BatchFilter, BatchRow
 from app.views import style
 from app.views.batches_model import (
     BATCH_ID_ROLE,
+    COL_COST,
+    COL_CREATED,
     COL_ID,
     COL_NAME,
     COL_PROGRESS,
@@ -330,6 +332,8 @@ class BatchesPanel(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         header.resizeSection(COL_PROGRESS, 120)
+        header.resizeSection(COL_COST, 90)  # "<$0.0001" and "$1,234.56" fit
+        header.resizeSection(COL_CREATED, 130)
         table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
         actions = (self.open_action, self.cancel_action, self.retry_action, self.delete_action)
@@ -398,6 +402,10 @@ class BatchesPanel(QWidget):
             self.table.verticalScrollBar().setValue(scroll)
             if first and rows:
                 self.table.resizeColumnsToContents()
+                header = self.table.horizontalHeader()
+                for column, least in ((COL_COST, 90), (COL_PROGRESS, 120), (COL_CREATED, 130)):
+                    # costs and durations grow after the first look: leave them room
+                    header.resizeSection(column, max(header.sectionSize(column), least))
         self._loaded = self._loaded or bool(rows)
         where = self.current_filter()
         filtered = bool(where.state or where.text or (self.all_users.isChecked() and where.user))

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -228,3 +229,17 @@ async def test_keep_pools_running_hands_the_workers_to_labbatch_serve(
         for pid in _pids(f"app serve --db .*{lb_home}"):
             os.kill(pid, signal.SIGTERM)
         await until(lambda: not _worker_alive(names[0]), timeout_s=15, what="serve to stop")
+
+
+def test_the_desktop_explains_a_database_it_cannot_open(lb_home: Path) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--db", "postgresql://nobody@127.0.0.1:9/none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot open the database PostgreSQL nobody@127.0.0.1/none" in result.stderr
+    assert "Traceback" not in result.stderr
