@@ -76,6 +76,8 @@ async def test_limits_refuse_new_batches_and_cancel_running_ones(
         await pools.set_pool(eng.db, "local", price_per_core_hour_usd=Decimal(360))  # 0.1 $/s
         await projects.create_project(eng.db, "grant", limit_usd=Decimal("0.05"), users=(USER,))
         eng.runtime.notify_changed()
+        # an attempt is billed at the rates of its start: let the driver load the new price
+        await until(_rates_loaded(eng, Decimal(360)), what="the new price")
         text = "version: 1\nbilling_project: grant\njobs: [{name: long, command: 'sleep 30'}]\n"
         batch = await eng.submit(text)
         done = await eng.wait(batch, timeout_s=20)  # cancelled once it costs 5 cents
