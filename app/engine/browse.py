@@ -6,7 +6,6 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
@@ -23,7 +22,7 @@ from app.engine.frontend import (
     parse_job_state,
 )
 from app.engine.marker import bump_marker
-from app.engine.pools import InstanceInfo, PoolConfig, read_pools
+from app.engine.pools import InstanceInfo, PoolConfig, instance_info, read_pools
 from app.engine.records import BatchInfo, JobInfo
 from app.errors import NotFoundError, UserError
 from app.models.db import Database
@@ -188,25 +187,12 @@ async def pools_with_instances(db: Database) -> list[PoolRow]:
             .order_by(Instance.time_created)
         ):
             pool = pools.get(row.pool)
-            info = _instance_info(row)
+            info = instance_info(row)
             cost = instance_cost_usd(pool, info, now=now) if pool else Decimal(0)
             instances[row.pool].append(InstanceRow(info, used.get(row.name, 0), cost))
         return [PoolRow(pools[n], tuple(instances.get(n, ()))) for n in sorted(pools)]
 
     return await db.read(read)
-
-
-def _instance_info(row: Any) -> InstanceInfo:
-    return InstanceInfo(
-        name=row.name,
-        state=row.state,
-        cores_mcpu=row.cores_mcpu,
-        location=row.location,
-        standing=row.standing,
-        time_created=row.time_created,
-        time_activated=row.time_activated,
-        reason=row.reason,
-    )
 
 
 def instance_cost_usd(pool: PoolConfig, instance: InstanceInfo, *, now: float) -> Decimal:

@@ -185,21 +185,23 @@ async def pool_instances(db: Database, name: str, *, live_only: bool = True) -> 
         )
         if live_only:
             query = query.where(Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]))
-        return [
-            InstanceInfo(
-                name=row.name,
-                state=row.state,
-                cores_mcpu=row.cores_mcpu,
-                location=row.location,
-                standing=row.standing,
-                time_created=row.time_created,
-                time_activated=row.time_activated,
-                reason=row.reason,
-            )
-            for row in conn.execute(query)
-        ]
+        return [instance_info(row) for row in conn.execute(query)]
 
     return await db.run(read)
+
+
+def instance_info(row: Any) -> InstanceInfo:
+    """An instances row as the pool view shows it."""
+    return InstanceInfo(
+        name=row.name,
+        state=row.state,
+        cores_mcpu=row.cores_mcpu,
+        location=row.location,
+        standing=row.standing,
+        time_created=row.time_created,
+        time_activated=row.time_activated,
+        reason=row.reason,
+    )
 
 
 async def count_live(db: Database, name: str) -> int:
