@@ -52,6 +52,9 @@ class WorkerConnection:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await session.close()
             raise DialError(f"cannot reach worker {instance_name} at {address}: {exc}") from exc
+        except asyncio.CancelledError:  # the driver stopped while dialling
+            await asyncio.shield(session.close())
+            raise
         return cls(instance_name, ws, session)
 
     def start(
