@@ -114,6 +114,8 @@ def make_application() -> QApplication:
     app.setApplicationDisplayName("LabBatch")
     app.setWindowIcon(app_icon())
     apply_palette(app)
+    # follow the system when it switches between light and dark while LabBatch runs
+    app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_palette(app))
     return app
 
 
