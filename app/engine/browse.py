@@ -221,3 +221,31 @@ async def get_batch_row(db: Database, batch_id: int) -> BatchRow:
         return BatchRow(batch_info(row), cost)
 
     return await db.read(read)
+
+
+SCATTER_ATTRIBUTE = "labbatch.scatter"  # on a job expanded from a scatter node: the node's name
+
+
+async def job_nodes(db: Database, batch_id: int) -> dict[int, str]:
+    """Which DAG node each job of a batch stands for: its name, or its scatter node's name."""
+
+    def read(conn: Connection) -> dict[int, str]:
+        nodes = {}
+        for job_id, name, spec in conn.execute(
+            select(Job.job_id, Job.name, Job.spec).where(Job.batch_id == batch_id)
+        ):
+            attributes = (spec or {}).get("attributes") or {}
+            nodes[job_id] = attributes.get(SCATTER_ATTRIBUTE) or name
+        return nodes
+
+    return await db.read(read)
+
+
+async def job_states(db: Database, batch_id: int) -> dict[int, str]:
+    """The state of every job of a batch (what a canvas colours its nodes by)."""
+
+    def read(conn: Connection) -> dict[int, str]:
+        rows = conn.execute(select(Job.job_id, Job.state).where(Job.batch_id == batch_id))
+        return {job_id: state for job_id, state in rows}
+
+    return await db.read(read)

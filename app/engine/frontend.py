@@ -520,7 +520,7 @@ async def retry_batch(db: Database, batch_id: int, *, user: str, failed_only: bo
         rerun = _jobs_to_rerun(conn, batch_id, states, failed_only=failed_only)
         if not rerun:
             return 0
-        _reset_jobs(conn, batch_id, rerun, states, now)
+        reset_jobs(conn, batch_id, rerun, states, now)
         bump_marker(conn)
         return len(rerun)
 
@@ -532,14 +532,22 @@ def _jobs_to_rerun(
 ) -> set[int]:
     if not failed_only:
         return {j for j, s in states.items() if s in RERUN_STATES}
+    failed = {j for j, s in states.items() if s in (JobState.FAILED, JobState.ERROR)}
+    return with_cancelled_descendants(conn, batch_id, failed, states)
+
+
+def with_cancelled_descendants(
+    conn: Connection, batch_id: int, jobs: set[int], states: dict[int, str]
+) -> set[int]:
+    """Jobs and the descendants that ended Cancelled because of them (they never ran)."""
     children: dict[int, list[int]] = {}
     for child, parent in conn.execute(
         select(JobParent.job_id, JobParent.parent_id).where(JobParent.batch_id == batch_id)
     ):
         children.setdefault(parent, []).append(child)
-    todo = [j for j, s in states.items() if s in (JobState.FAILED, JobState.ERROR)]
-    rerun = set(todo)
-    while todo:  # the jobs that never ran because of them
+    todo = list(jobs)
+    rerun = set(jobs)
+    while todo:
         for child in children.get(todo.pop(), ()):
             if child not in rerun and states[child] == JobState.CANCELLED:
                 rerun.add(child)
@@ -547,7 +555,7 @@ def _jobs_to_rerun(
     return rerun
 
 
-def _reset_jobs(
+def reset_jobs(
     conn: Connection, batch_id: int, rerun: set[int], states: dict[int, str], now: float
 ) -> None:
     """Back to Pending/Ready with a fresh attempt budget; the batch runs again."""

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from app.engine import browse, frontend, lease, logs, metrics, pools
+from app.engine import browse, frontend, lease, logs, metrics, pools, rerun
 from app.engine.costs import estimate_on_pool
 from app.engine.events import BatchFinished, BudgetPassed, EventBus, MetricsSampled
 from app.engine.forecast import Estimate
@@ -208,6 +208,32 @@ class EngineService:
 
     async def read_log(self, batch_id: int, job_id: int, *, offset: int = 0) -> logs.LogChunk:
         return await logs.read_log(self.db, batch_id, job_id, offset=offset)
+
+    async def job_nodes(self, batch_id: int) -> dict[int, str]:
+        return await browse.job_nodes(self.db, batch_id)
+
+    async def job_states(self, batch_id: int) -> dict[int, str]:
+        return await browse.job_states(self.db, batch_id)
+
+    async def retry_jobs(
+        self,
+        batch_id: int,
+        job_ids: list[int],
+        *,
+        memory_factor: float = 1.0,
+        non_preemptible: bool = False,
+    ) -> int:
+        """Run failed jobs again (as they were, with more memory, or on standard workers)."""
+        n = await rerun.retry_jobs(
+            self.db,
+            batch_id,
+            job_ids,
+            user=self.user,
+            memory_factor=memory_factor,
+            non_preemptible=non_preemptible,
+        )
+        self._poke()
+        return n
 
     # -- submitting -----------------------------------------------------------------------------
 
