@@ -21,6 +21,7 @@ from app.engine.runtime import LocalRuntime
 from app.engine.why import explain
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
+from app.models.scatter import job_count_text
 from app.models.spec import load_dag_file
 from app.models.units import format_duration
 from app.pool_commands import cmd_pool  # noqa: F401  (dispatched by name from app.cli)
@@ -41,7 +42,7 @@ async def _database(args: argparse.Namespace) -> AsyncIterator[Database]:
 
 async def cmd_validate(args: argparse.Namespace) -> int:
     spec = load_dag_file(args.file)
-    print(f"{args.file}: valid — batch {spec.name!r}, {len(spec.jobs)} jobs")
+    print(f"{args.file}: valid — batch {spec.name!r}, {job_count_text(spec.jobs)}")
     return EXIT_OK
 
 

@@ -250,6 +250,12 @@ def _not_in_defaults(value: object) -> None:
     raise ValueError("cannot be set in defaults: give it on each job")
 
 
+def _scatter(value: object) -> object:
+    from app.models.scatter import parse_scatter  # here: that module uses this one's helpers
+
+    return parse_scatter(value)
+
+
 def _version(value: object) -> int:
     if isinstance(value, bool) or value != FORMAT_VERSION:
         raise ValueError(f"unsupported version {value!r}: this LabBatch reads version 1")
@@ -392,8 +398,12 @@ JOB_PARSERS: dict[str, Callable[[object], Any]] = {
     "attributes": _string_map,
     "expected_duration": _optional(parse_duration_s),
     "retry": _optional(_retry),
+    "scatter": _optional(_scatter),
 }
-DEFAULT_PARSERS = {**JOB_PARSERS, "name": _not_in_defaults, "depends_on": _not_in_defaults}
+DEFAULT_PARSERS = {
+    **JOB_PARSERS,
+    **dict.fromkeys(("name", "depends_on", "scatter"), _not_in_defaults),
+}
 BATCH_PARSERS: dict[str, Callable[[object], Any] | None] = {
     "version": _version,
     "name": _text,
@@ -402,7 +412,7 @@ BATCH_PARSERS: dict[str, Callable[[object], Any] | None] = {
     "cancel_after_n_failures": _optional(_positive_int),
     "defaults": None,  # parsed on their own
     "jobs": None,
-    "layout": None,  # node positions of the GUI canvas; not ours
+    "layout": None,  # node positions of the GUI canvas, checked loosely on their own
 }
 # JobSpec attributes of the keys whose names differ
 JOB_ATTRIBUTES = {

@@ -12,6 +12,7 @@ dependencies, order); `job_fields` parses each field and `dag_yaml` reads the te
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import gc
@@ -24,6 +25,7 @@ from typing import Any
 
 from app.errors import InvalidInputError
 from app.models.dag_yaml import DataPath, TextSyntaxError, load_json, load_yaml, yaml_lines
+from app.models.file_layout import check_layout
 from app.models.job_fields import (
     BATCH_PARSERS,
     DEFAULT_PARSERS,
@@ -40,6 +42,7 @@ from app.models.job_fields import (
     unknown_key_message,
     whole_or_float,
 )
+from app.models.scatter import Scatter, check_scatter_jobs, expand_scatter_jobs
 from app.models.units import format_bytes, parse_bytes, parse_memory
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "JobSpec",
     "Problem",
     "RetryPolicy",
+    "Scatter",
     "load_dag_file",
     "parse_dag",
     "parse_dag_text",
@@ -80,6 +84,7 @@ class JobSpec:
     attributes: Mapping[str, str] = field(default_factory=dict)
     expected_duration_s: float | None = None  # for cost forecasts
     retry: RetryPolicy | None = None
+    scatter: Scatter | None = None  # set only when parsed with expand_scatter=False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,18 +191,27 @@ def parse_dag(
     source: str,
     existing_jobs: Collection[str] = (),
     lines: LineLocator | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    expand_scatter: bool = True,
 ) -> BatchSpec:
-    """Validate loaded DAG data (format version 1); `lines`, if given, locates the problems."""
+    """Validate loaded DAG data (format version 1); `lines`, if given, locates the problems.
+
+    Scatter jobs are expanded into their jobs unless `expand_scatter` is false; their values
+    files are read relative to `base_dir` (by default the directory of `source`).
+    """
     issues = Issues()
+    files_dir = Path(source).parent if base_dir is None else Path(base_dir)
     with _cyclic_gc_paused():
-        spec = _parse_batch(data, source, frozenset(existing_jobs), issues)
-    if spec is None:
-        raise DagFileError(_to_problems(issues, source, lines))
+        spec = _parse_batch(data, source, frozenset(existing_jobs), files_dir, issues)
+        if spec is None:
+            raise DagFileError(_to_problems(issues, source, lines))
+        if expand_scatter:
+            spec = dataclasses.replace(spec, jobs=expand_scatter_jobs(spec.jobs))
     return spec
 
 
 def _parse_batch(
-    data: object, source: str, existing: frozenset[str], issues: Issues
+    data: object, source: str, existing: frozenset[str], files_dir: Path, issues: Issues
 ) -> BatchSpec | None:
     if not isinstance(data, dict):
         shape = "the file is empty" if data is None else f"got {describe(data)}"
@@ -210,6 +224,9 @@ def _parse_batch(
     jobs = _parse_jobs(data.get("jobs"), defaults, issues)
     parents = _resolve_parents(jobs, existing, issues)
     order = _topological_order(jobs, parents, issues)
+    check_scatter_jobs(jobs, base_dir=files_dir, existing=existing, issues=issues)
+    if "layout" in data:
+        check_layout(data["layout"], {job.name for job in jobs if job.name}, issues)
     if issues:
         return None
     return BatchSpec(
@@ -418,7 +435,13 @@ def load_dag_file(
 
 
 def parse_dag_text(
-    text: str, *, source: str, fmt: str = "yaml", existing_jobs: Collection[str] = ()
+    text: str,
+    *,
+    source: str,
+    fmt: str = "yaml",
+    existing_jobs: Collection[str] = (),
+    base_dir: str | os.PathLike[str] | None = None,
+    expand_scatter: bool = True,
 ) -> BatchSpec:
     """Parse and validate the text of a DAG file; `fmt` is "yaml" or "json"."""
     if fmt not in ("yaml", "json"):
@@ -429,7 +452,14 @@ def parse_dag_text(
             data = load_json(text) if fmt == "json" else load_yaml(text)
         except TextSyntaxError as exc:
             raise DagFileError([Problem(source, exc.message, exc.line)]) from exc
-        return parse_dag(data, source=source, existing_jobs=existing_jobs, lines=lines)
+        return parse_dag(
+            data,
+            source=source,
+            existing_jobs=existing_jobs,
+            lines=lines,
+            base_dir=base_dir,
+            expand_scatter=expand_scatter,
+        )
 
 
 @contextlib.contextmanager
@@ -450,7 +480,10 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def spec_to_dict(spec: BatchSpec) -> dict[str, Any]:
-    """Turn a spec back into DAG file data (version 1) that parses to an equal spec."""
+    """Turn a spec back into DAG file data (version 1) that parses to an equal spec.
+
+    An expanded scatter is written as its jobs; an unexpanded one as its `scatter` key.
+    """
     data: dict[str, Any] = {"version": FORMAT_VERSION, "name": spec.name}
     if spec.attributes:
         data["attributes"] = dict(spec.attributes)
@@ -468,6 +501,7 @@ def _job_to_dict(job: JobSpec) -> dict[str, Any]:
         data["depends_on"] = list(job.depends_on)
     memory = job.memory_class or _exact_size(job.memory_bytes)
     optional_fields: tuple[tuple[str, Any, Any], ...] = (  # (key, value, default)
+        ("scatter", job.scatter.to_data() if job.scatter else None, None),
         ("image", job.image, None),
         ("env", dict(job.env), {}),
         ("cpu", whole_or_float(job.cores_mcpu / 1000), 1),
