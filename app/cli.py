@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_pool_parser(sub, common)
     add_billing_parsers(sub, common)
+    from app.import_commands import add_import_parser  # sets its own handler
+
+    add_import_parser(sub, common)
 
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")
@@ -172,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     from app import commands
 
     handler: Callable[[argparse.Namespace], Awaitable[int]] = getattr(
-        commands, f"cmd_{args.command}"
-    )
+        args, "handler", None
+    ) or getattr(commands, f"cmd_{args.command}")
     args.user = args.user or default_user()
     try:
         return asyncio.run(handler(args))
