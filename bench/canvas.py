@@ -22,13 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import yaml  # noqa: E402
-from PySide6.QtGui import QImage, QPainter, QUndoStack  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+import yaml
+from PySide6.QtGui import QImage, QPainter, QUndoStack
+from PySide6.QtWidgets import QApplication
 
-from app.models.dag_document import DagDocument  # noqa: E402
-from app.views.canvas.scene import DagScene  # noqa: E402
-from app.views.canvas.view import CanvasView  # noqa: E402
+from app.models.dag_document import DagDocument
+from app.views.canvas.scene import DagScene
+from app.views.canvas.view import CanvasView
 
 WIDTH, HEIGHT = 1280, 800
 LAYER_SIZE = 50
