@@ -34,6 +34,7 @@ from app.engine.tasks import TaskManager
 from app.engine.why import explain
 from app.errors import ConfigError
 from app.models.db import Database, data_dir, open_database
+from app.models.importers import ImportedDag, import_file
 from app.models.spec import BatchSpec, load_dag_file
 from app.models.tables import Batch
 
@@ -252,6 +253,11 @@ class EngineService:
             return tuple(estimate_on_pool(by_pool[n], configs[n]) for n in sorted(by_pool))
 
         return Forecast(spec, await asyncio.to_thread(estimate))
+
+    async def import_dag(self, path: str | Path) -> ImportedDag:
+        """Read a DAG from a hailtop.batch-style script, GraphML, DOT, YAML or JSON file, off
+        the event loop (a script runs in a process of its own); DagFileError lists problems."""
+        return await asyncio.to_thread(import_file, path)
 
     async def submit(self, spec: BatchSpec) -> int:
         batch_id = await frontend.submit_batch(self.db, spec, user=self.user)

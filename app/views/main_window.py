@@ -26,6 +26,7 @@ from app.engine.pools import PoolConfig
 from app.views.batch_view import BatchPanel
 from app.views.batches import BatchesPanel
 from app.views.bridge import EngineBridge
+from app.views.canvas import CanvasWindow
 from app.views.dashboard import DashboardPanel
 from app.views.icons import app_icon
 from app.views.notifications import TrayNotifier
@@ -48,6 +49,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.may_close = False  # set by the app once the engine has stopped
         self.last_error = ""
+        self.canvases: list[CanvasWindow] = []
         self.setWindowTitle(f"LabBatch — {bridge.service.user}")
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
@@ -97,6 +99,18 @@ class MainWindow(QMainWindow):
             self.choose_dag,
             "Open a DAG file and submit it",
         )
+        self.canvas_action = action(
+            "New DAG &canvas", "Ctrl+E", self.new_canvas, "Draw a DAG in the canvas editor"
+        )
+        self.open_canvas_action = action(
+            "Open in ca&nvas…", "Ctrl+Shift+O", self.choose_canvas_file, "Edit a DAG file"
+        )
+        self.import_action = action(
+            "&Import into canvas…",
+            "Ctrl+I",
+            self.choose_import,
+            "A hailtop.batch-style script, GraphML or DOT graph, drawn in the canvas",
+        )
         self.settings_action = action("Se&ttings…", "Ctrl+,", self.edit_settings)
         self.quit_action = action("&Quit", QKeySequence.StandardKey.Quit, self.close)
         self.show_batches_action = action(
@@ -114,7 +128,11 @@ class MainWindow(QMainWindow):
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        file_menu.addActions([self.submit_action, self.settings_action])
+        file_menu.addActions([self.submit_action])
+        file_menu.addSeparator()
+        file_menu.addActions([self.canvas_action, self.open_canvas_action, self.import_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         view_menu = menu.addMenu("&View")
@@ -132,6 +150,40 @@ class MainWindow(QMainWindow):
         )
         if path:
             self.submit_flow.start(path)
+
+    def new_canvas(self) -> CanvasWindow:
+        """A canvas editor window of its own (it stays open beside this one)."""
+        canvas = CanvasWindow(self.bridge)
+        canvas.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.canvases.append(canvas)
+        canvas.destroyed.connect(lambda: self.canvases.remove(canvas))
+        canvas.show()
+        return canvas
+
+    def choose_canvas_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a DAG in the canvas", "", "DAG files (*.yaml *.yml *.json)"
+        )
+        if path:
+            self.new_canvas().open_file(path, ask=False)
+
+    def choose_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Import a DAG into the canvas",
+            "",
+            "Scripts and graphs (*.py *.graphml *.dot *.gv *.yaml *.yml *.json)",
+        )
+        if path:
+            self.import_into_canvas(path)
+
+    def import_into_canvas(self, path: str) -> None:
+        """Import a script or graph off the event loop, then draw it in a new canvas."""
+        self.status.showMessage(f"Importing {path}…")
+        self.bridge.call(
+            self.bridge.service.import_dag(path),
+            lambda imported: self.new_canvas().load_data(imported.data, source=imported.source),
+        )
 
     def open_batch(self, batch_id: int) -> None:
         self.tabs.setCurrentIndex(TAB_BATCHES)

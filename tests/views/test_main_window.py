@@ -243,3 +243,14 @@ def test_the_desktop_explains_a_database_it_cannot_open(lb_home: Path) -> None:
     assert result.returncode == 2
     assert "cannot open the database PostgreSQL nobody@127.0.0.1/none" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_importing_a_graph_draws_it_in_a_canvas(window: MainWindow) -> None:
+    dot = Path(__file__).parents[1] / "data" / "pipeline.dot"
+    window.import_into_canvas(str(dot))
+    await until(lambda: window.canvases, what="the canvas window")
+    canvas = window.canvases[0]
+    assert len(canvas.scene.node_items) == len(canvas.document.node_ids) > 2
+    assert not canvas.modified
+    canvas.confirm_discard = lambda *_args: "discard"  # type: ignore[assignment]
+    canvas.close()
