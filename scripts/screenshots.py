@@ -99,8 +99,63 @@ async def main() -> None:
     await settle(20)
     grab(window, "dashboard")
 
+    await shoot_canvas(window)
+
     window.close()
     await desktop.wait_closed()
+
+
+CANVAS_DAG = """version: 1
+name: rnaseq
+jobs:
+  - name: fetch-reference
+    command: sleep 2; echo reference
+  - name: index
+    depends_on: [fetch-reference]
+    cpu: 1
+    command: sleep 3; echo index
+  - name: align
+    depends_on: [index]
+    cpu: 0.5
+    scatter: {sample: [s01, s02, s03, s04, s05, s06, s07, s08]}
+    command: sleep 4; echo aligned $SAMPLE
+  - name: quantify
+    depends_on: [align]
+    scatter: {sample: [s01, s02, s03, s04, s05, s06, s07, s08]}
+    cpu: 0.5
+    command: sleep 2; echo counts $SAMPLE
+  - name: qc-report
+    depends_on: [align]
+    always_run: true
+    command: echo qc
+  - name: merge-counts
+    depends_on: [quantify]
+    command: echo merged
+  - name: differential-expression
+    depends_on: [merge-counts]
+    cpu: 2
+    memory: 8Gi
+    command: sleep 2; echo de
+"""
+
+
+async def shoot_canvas(window: MainWindow) -> None:
+    path = Path(os.environ["LABBATCH_HOME"]) / "rnaseq.yaml"
+    path.write_text(CANVAS_DAG)
+    canvas = window.new_canvas()
+    canvas.resize(1360, 820)
+    canvas.open_file(path, ask=False)
+    canvas.scene.select_nodes([canvas.document.node_named("align")])
+    await settle(1.5)
+    grab(canvas, "canvas-editor")
+    canvas.submit_flow.ask = lambda _dialog: True  # type: ignore[method-assign]
+    canvas.submit()
+    await settle(9)
+    canvas.scene.clearSelection()
+    await settle(1)
+    grab(canvas, "canvas-run")
+    canvas.run_watcher.stop()
+    canvas.close()
 
 
 if __name__ == "__main__":

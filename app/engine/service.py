@@ -35,7 +35,7 @@ from app.engine.why import explain
 from app.errors import ConfigError
 from app.models.db import Database, data_dir, open_database
 from app.models.importers import ImportedDag, import_file
-from app.models.spec import BatchSpec, load_dag_file
+from app.models.spec import BatchSpec, load_dag_file, parse_dag
 from app.models.tables import Batch
 
 log = logging.getLogger("labbatch.service")
@@ -253,6 +253,10 @@ class EngineService:
             return tuple(estimate_on_pool(by_pool[n], configs[n]) for n in sorted(by_pool))
 
         return Forecast(spec, await asyncio.to_thread(estimate))
+
+    async def parse_dag_data(self, data: Any, *, source: str) -> BatchSpec:
+        """Validate DAG data (a drawn DAG) and expand its scatter jobs, off the event loop."""
+        return await asyncio.to_thread(parse_dag, data, source=source)
 
     async def import_dag(self, path: str | Path) -> ImportedDag:
         """Read a DAG from a hailtop.batch-style script, GraphML, DOT, YAML or JSON file, off

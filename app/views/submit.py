@@ -110,6 +110,14 @@ class SubmitFlow(QObject):
             on_error=lambda exc: self._on_load_error(path, exc),
         )
 
+    def submit_data(self, data: object, *, source: str) -> None:
+        """Submit DAG data (a drawn DAG): its problems, or its forecast and then the batch."""
+        self.bridge.call(
+            self.bridge.service.parse_dag_data(data, source=source),
+            lambda spec: self._forecast(source, spec),
+            on_error=lambda exc: self._on_load_error(source, exc),
+        )
+
     def _on_load_error(self, path: str, exc: Exception) -> None:
         if isinstance(exc, DagFileError):
             self._refuse(path, [str(p) for p in exc.problems])

@@ -43,6 +43,8 @@ class EditorActions:
         self.zoom_out = self._action(
             "Zoom &Out", [Key.ZoomOut], lambda: view.zoom_by(1 / ZOOM_STEP)
         )
+        self.submit = self._action("&Submit…", ["Ctrl+Return", "Ctrl+Enter"], window.submit)
+        self.submit.setStatusTip("Check the DAG, show its forecast, and run it")
         self.minimap = self._action("&Minimap", ["Ctrl+M"], lambda: None)
         self.minimap.setCheckable(True)
         self.minimap.setChecked(True)
@@ -65,6 +67,8 @@ class EditorActions:
         file_menu.addMenu(self.recent_menu)
         file_menu.addActions([self.save, self.save_as])
         file_menu.addSeparator()
+        file_menu.addAction(self.submit)
+        file_menu.addSeparator()
         file_menu.addAction(self.close)
         edit_menu = menu.addMenu("&Edit")
         edit_menu.addActions([self.undo, self.redo])
@@ -79,6 +83,8 @@ class EditorActions:
         toolbar.addActions([self.undo, self.redo])
         toolbar.addSeparator()
         toolbar.addActions([self.layout, self.fit, self.zoom_in, self.zoom_out])
+        toolbar.addSeparator()
+        toolbar.addAction(self.submit)
 
     def refresh_recent_menu(self) -> None:
         """List the recently opened or saved files."""

@@ -31,10 +31,12 @@ from app.views.canvas.commands import LayoutCommand, PasteCommand, RemoveNodesCo
 from app.views.canvas.items import NodeItem
 from app.views.canvas.palette import NodePalette
 from app.views.canvas.properties import PropertiesPanel
+from app.views.canvas.run_view import RunWatcher
 from app.views.canvas.scene import DagScene
 from app.views.canvas.view import CanvasView
 from app.views.icons import app_icon
 from app.views.settings import qsettings
+from app.views.submit import SubmitFlow
 
 DAG_MIME = "application/x-labbatch-dag"  # copied jobs: the YAML of a small DAG
 FILE_FILTER = "DAG files (*.yaml *.yml *.json);;All files (*)"
@@ -77,6 +79,10 @@ class CanvasWindow(QMainWindow):
         self.resizeDocks(docks, [150, 330], Qt.Orientation.Horizontal)
         self.problems_label = QLabel()
         self.statusBar().addPermanentWidget(self.problems_label)
+        self.submit_flow = SubmitFlow(bridge, self)
+        self.submit_flow.submitted.connect(self._on_submitted)
+        self.submitted_batch_id: int | None = None
+        self.run_watcher = RunWatcher(bridge, self.scene, self.view, self)
         self.editor_actions = EditorActions(self)
         self._validate_timer = QTimer(self, singleShot=True, interval=VALIDATE_AFTER_MS)
         self._validate_timer.timeout.connect(self.refresh_problems)
@@ -139,6 +145,23 @@ class CanvasWindow(QMainWindow):
             box.setInformativeText("\n".join(details[:10]))
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    # -- running --------------------------------------------------------------------------------
+
+    def submit(self) -> None:
+        """Check the drawn DAG as the CLI would, show its forecast, submit it, then watch it."""
+        self.properties.commit()
+        source = self.path or self.document.source
+        self.submit_flow.submit_data(self.document.to_data(layout=False), source=source)
+
+    def _on_submitted(self, batch_id: int) -> None:
+        self.statusBar().showMessage(f"Submitted batch {batch_id}", 5000)
+        self.submitted_batch_id = batch_id
+        self.watch_batch(batch_id)
+
+    def watch_batch(self, batch_id: int) -> None:
+        """Colour the nodes by the states of a batch's jobs while it runs (not an edit)."""
+        self.run_watcher.watch(batch_id)
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -258,6 +281,7 @@ class CanvasWindow(QMainWindow):
             event.ignore()
             return
         self.view.cancel_interaction()
+        self.run_watcher.stop()  # and its job dialogs
         self.scene.detach()
         self.properties.detach()
         event.accept()

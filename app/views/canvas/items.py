@@ -63,6 +63,15 @@ def _fonts() -> tuple[QFont, QFont, QFontMetricsF, QFontMetricsF]:
 
 
 @cache
+def _run_font() -> tuple[QFont, QFontMetricsF]:
+    """The font of a run-time progress line: the title's, not bold (a smallest readable font
+    can be larger than the general one, and the progress must fit)."""
+    font = QFont(_fonts()[0])
+    font.setBold(False)
+    return font, QFontMetricsF(font)
+
+
+@cache
 def _pens() -> dict[str, QPen]:
     return {
         "border": QPen(QColor("#546e7a"), 1),
@@ -95,6 +104,10 @@ class NodeItem(QGraphicsItem):
         self.kind = "bash"
         self.invalid = False  # the job has a problem: drawn with a red dashed border
         self.fill: str | None = None  # a run-time colour (job state), drawn over the body
+        self.run_text: str | None = None  # run-time progress, drawn in place of the kind
+        self.run_tooltip: str | None = None  # run-time states, shown in place of the kind
+        self._run_line = ""  # run_text elided to fit
+        self._edit_tooltip = ""
         self.set_fields(fields)
 
     def set_fields(self, fields: Mapping[str, Any]) -> None:
@@ -116,7 +129,24 @@ class NodeItem(QGraphicsItem):
         self.subtitle = sub_metrics.elidedText(
             subtitle, Qt.TextElideMode.ElideMiddle, _SUBTITLE_RECT.width()
         )
-        self.setToolTip(f"{text} — {KIND_LABELS[self.kind]}")
+        self._edit_tooltip = f"{text} — {KIND_LABELS[self.kind]}"
+        self.setToolTip(self.run_tooltip or self._edit_tooltip)
+        self.update()
+
+    def set_run_state(
+        self, fill: str | None, text: str | None = None, tooltip: str | None = None
+    ) -> None:
+        """Show how the job runs: a state colour, a progress text, a tooltip (None: none)."""
+        if (fill, text, tooltip) == (self.fill, self.run_text, self.run_tooltip):
+            return
+        self.fill, self.run_text, self.run_tooltip = fill, text, tooltip
+        _, run_metrics = _run_font()
+        self._run_line = (
+            run_metrics.elidedText(text, Qt.TextElideMode.ElideRight, _SUBTITLE_RECT.width())
+            if text
+            else ""
+        )
+        self.setToolTip(tooltip or self._edit_tooltip)
         self.update()
 
     def set_invalid(self, invalid: bool) -> None:
@@ -153,7 +183,9 @@ class NodeItem(QGraphicsItem):
         color = KIND_COLORS[self.kind]
         lod = option.levelOfDetailFromTransform(painter.worldTransform())
         if lod < SIMPLE_BELOW_LOD:
-            painter.fillRect(_BODY, _brush(SELECTED_COLOR if self.isSelected() else color))
+            painter.fillRect(
+                _BODY, _brush(SELECTED_COLOR if self.isSelected() else self.fill or color)
+            )
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if self.isSelected():
@@ -170,9 +202,9 @@ class NodeItem(QGraphicsItem):
         painter.setPen(pens["text"])
         align = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         painter.drawText(_TITLE_RECT, align, self.title)
-        painter.setFont(subtitle_font)
-        painter.setPen(pens["subtext"])
-        painter.drawText(_SUBTITLE_RECT, align, self.subtitle)
+        painter.setFont(_run_font()[0] if self._run_line else subtitle_font)
+        painter.setPen(pens["text" if self.fill else "subtext"])  # grey is faint on a fill
+        painter.drawText(_SUBTITLE_RECT, align, self._run_line or self.subtitle)
         painter.setPen(pens["port"])
         painter.setBrush(_brush("#eceff1"))
         painter.drawEllipse(INPUT_PORT, PORT_RADIUS, PORT_RADIUS)
