@@ -20,6 +20,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
 from app.engine import frontend, projects  # noqa: E402
+from app.engine.browse import BatchFilter  # noqa: E402
 from app.models.spec import parse_dag_text  # noqa: E402
 from app.views.app import Desktop, QtLoop, make_application  # noqa: E402
 from app.views.main_window import TAB_DASHBOARD, TAB_POOLS, MainWindow  # noqa: E402
@@ -99,6 +100,10 @@ async def main() -> None:
     await settle(20)
     grab(window, "dashboard")
 
+    # free the workers so that the canvas's batch runs while it is shown
+    for row in await service.find_batches(BatchFilter(limit=50)):
+        if not row.batch.complete:
+            await frontend.cancel_batch(service.db, row.batch.id)
     await shoot_canvas(window)
 
     window.close()
@@ -150,7 +155,7 @@ async def shoot_canvas(window: MainWindow) -> None:
     grab(canvas, "canvas-editor")
     canvas.submit_flow.ask = lambda _dialog: True  # type: ignore[method-assign]
     canvas.submit()
-    await settle(9)
+    await settle(8)
     canvas.scene.clearSelection()
     await settle(1)
     grab(canvas, "canvas-run")

@@ -245,12 +245,21 @@ def test_the_desktop_explains_a_database_it_cannot_open(lb_home: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-async def test_importing_a_graph_draws_it_in_a_canvas(window: MainWindow) -> None:
-    dot = Path(__file__).parents[1] / "data" / "pipeline.dot"
-    window.import_into_canvas(str(dot))
-    await until(lambda: window.canvases, what="the canvas window")
+@pytest.mark.parametrize("name", ["hailtop_style.py", "pipeline.graphml", "pipeline.dot"])
+async def test_importing_a_script_or_graph_draws_it_in_a_canvas(
+    window: MainWindow, name: str
+) -> None:
+    source = Path(__file__).parents[1] / "data" / name
+    expected = await window.bridge.service.import_dag(source)
+    window.import_into_canvas(str(source))
+    await until(lambda: window.canvases, timeout_s=30, what="the canvas window")
     canvas = window.canvases[0]
-    assert len(canvas.scene.node_items) == len(canvas.document.node_ids) > 2
+    drawn = {canvas.document.name(n) for n in canvas.document.node_ids}
+    assert drawn == {job["name"] for job in expected.data["jobs"]}
+    assert len(canvas.scene.node_items) == len(drawn) >= 2
+    assert len(canvas.document.edges) == sum(
+        len(job.get("depends_on", ())) for job in expected.data["jobs"]
+    )
     assert not canvas.modified
     canvas.close()  # nothing to save: no question asked
     await until(lambda: not window.canvases, what="the canvas to close")
