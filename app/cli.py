@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="labbatch",
-        description="Run job DAGs on a fair-shared pool of workers, and watch them live.",
+        description="Run job DAGs on a fair-shared pool of workers, and watch them live. "
+        "With no command, opens the desktop app.",
     )
     parser.add_argument("--version", action="version", version=f"labbatch {__version__}")
     parser.add_argument(
@@ -54,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         help="with no command: open the desktop app on this database (default: the settings, "
         "else $LABBATCH_DB or a SQLite file in the user data dir)",
     )
-    parser.add_argument("--user", dest="gui_user", help="with no command: who you are")
+    parser.add_argument(
+        "--user", dest="gui_user", metavar="NAME", help="with no command: who you are"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("validate", parents=[common], help="check a DAG file; store nothing")
