@@ -286,6 +286,10 @@ class MainWindow(QMainWindow):
         if self.may_close:
             event.accept()
             return
+        for canvas in list(self.canvases):
+            if not canvas.close():  # the user kept a canvas with unsaved changes open
+                event.ignore()
+                return
         self.save_window_state()
         event.ignore()
         self.status.showMessage("Stopping the driver and the local workers…")

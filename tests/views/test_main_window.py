@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QDialog, QMessageBox
 
 from app.engine import lease
 from app.engine.browse import BatchFilter
@@ -263,3 +263,21 @@ async def test_importing_a_script_or_graph_draws_it_in_a_canvas(
     assert not canvas.modified
     canvas.close()  # nothing to save: no question asked
     await until(lambda: not window.canvases, what="the canvas to close")
+
+
+async def test_closing_asks_about_a_canvas_with_unsaved_changes(window: MainWindow) -> None:
+    canvas = window.new_canvas()
+    canvas.view.add_node("bash", canvas.view.visible_scene_rect().center())
+    assert canvas.modified
+    answers: list[str] = []
+
+    def keep() -> object:
+        answers.append("cancel")
+        return QMessageBox.StandardButton.Cancel
+
+    canvas.confirm_discard = keep  # type: ignore[assignment]
+    window.close()
+    assert answers == ["cancel"]
+    assert window.isVisible() and canvas.isVisible()  # nothing closed, nothing lost
+    canvas.confirm_discard = lambda: QMessageBox.StandardButton.Discard  # type: ignore[assignment]
+    canvas.close()
