@@ -1,0 +1,7 @@
+"""Google Compute Engine: the resource manager (the SDK is imported lazily inside it)."""
+
+from __future__ import annotations
+
+from app.clouds.gcp.resources import DEFAULT_IMAGE, GceResources, VmInfo, VmSpec
+
+__all__ = ["DEFAULT_IMAGE", "GceResources", "VmInfo", "VmSpec"]

@@ -1,0 +1,277 @@
+"""Compute Engine resource manager: create, delete, get and list LabBatch VMs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from app.clouds.gcp.errors import cloud_error, cloud_failures, translate
+from app.errors import CloudError
+
+log = logging.getLogger("labbatch.clouds.gcp")
+T = TypeVar("T")
+
+DEFAULT_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
+DEFAULT_NETWORK = "global/networks/default"
+LABBATCH_LABEL = "labbatch"
+OPERATION_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class VmSpec:
+    """One VM to create: placement, size, spot or standard, labels and metadata."""
+
+    name: str
+    zone: str
+    machine_type: str
+    boot_disk_gb: int = 20
+    image: str = DEFAULT_IMAGE
+    spot: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    network: str | None = None
+    subnetwork: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VmInfo:
+    """What Compute Engine says about one VM."""
+
+    name: str
+    zone: str
+    status: str  # RUNNING, PROVISIONING, STAGING, STOPPING, TERMINATED, ...
+    internal_ip: str | None
+    external_ip: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _last_segment(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def instance_body(spec: VmSpec) -> dict[str, Any]:
+    """The instances.insert body (REST field names) for ``spec``."""
+    interface: dict[str, Any] = {
+        "network": spec.network or DEFAULT_NETWORK,
+        "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}],
+    }
+    if spec.subnetwork:
+        interface["subnetwork"] = spec.subnetwork
+    body: dict[str, Any] = {
+        "name": spec.name,
+        "machineType": f"zones/{spec.zone}/machineTypes/{spec.machine_type}",
+        "disks": [
+            {
+                "boot": True,
+                "autoDelete": True,
+                "type": "PERSISTENT",
+                "initializeParams": {
+                    "sourceImage": spec.image,
+                    "diskSizeGb": str(spec.boot_disk_gb),
+                },
+            }
+        ],
+        "networkInterfaces": [interface],
+        "labels": {**spec.labels, LABBATCH_LABEL: "true"},
+        "metadata": {"items": [{"key": k, "value": v} for k, v in spec.metadata.items()]},
+    }
+    if spec.spot:
+        body["scheduling"] = {
+            "provisioningModel": "SPOT",
+            "instanceTerminationAction": "DELETE",
+            "automaticRestart": False,
+            "onHostMaintenance": "TERMINATE",
+        }
+    return body
+
+
+def _vm_info(instance: Any) -> VmInfo:
+    internal_ip: str | None = None
+    external_ip: str | None = None
+    if instance.network_interfaces:
+        nic = instance.network_interfaces[0]
+        internal_ip = nic.network_i_p or None
+        if nic.access_configs:
+            external_ip = nic.access_configs[0].nat_i_p or None
+    return VmInfo(
+        name=instance.name,
+        zone=_last_segment(instance.zone),
+        status=instance.status,
+        internal_ip=internal_ip,
+        external_ip=external_ip,
+        labels=dict(instance.labels),
+    )
+
+
+class GceResources:
+    """Creates, deletes, inspects and lists LabBatch VMs in one Google Cloud project."""
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        api_endpoint: str | None = None,
+        credentials: Any = None,
+        poll_interval_s: float = 1.0,
+        operation_timeout_s: float = OPERATION_TIMEOUT_S,
+    ) -> None:
+        self.project = project
+        self.api_endpoint = api_endpoint
+        self.poll_interval_s = poll_interval_s
+        self.operation_timeout_s = operation_timeout_s
+        self._credentials = credentials  # None → Application Default Credentials; never logged
+        self._clients: tuple[Any, Any, Any] | None = None
+        self._clients_lock = asyncio.Lock()
+
+    async def _get_clients(self) -> tuple[Any, Any, Any]:
+        """The instances, zone operations and machine types clients, built once off the loop."""
+        async with self._clients_lock:
+            if self._clients is None:
+                try:
+                    self._clients = await asyncio.to_thread(self._build_clients)
+                except cloud_failures() as exc:
+                    raise translate(exc, doing="connect") from exc
+            return self._clients
+
+    def _build_clients(self) -> tuple[Any, Any, Any]:
+        from google.cloud import compute_v1
+
+        options: dict[str, Any] = {}
+        if self.api_endpoint:
+            options["api_endpoint"] = self.api_endpoint
+        kwargs: dict[str, Any] = {
+            "transport": "rest",
+            "credentials": self._credentials,
+            "client_options": options,
+        }
+        return (
+            compute_v1.InstancesClient(**kwargs),
+            # Our own operations client: the one inside Operation.result() ignores api_endpoint.
+            compute_v1.ZoneOperationsClient(**kwargs),
+            compute_v1.MachineTypesClient(**kwargs),
+        )
+
+    async def _call(self, fn: Callable[[], T], *, doing: str, zone: str | None) -> T:
+        """Run one blocking SDK call in a thread, translating its failures."""
+        try:
+            return await asyncio.to_thread(fn)
+        except cloud_failures() as exc:
+            raise translate(exc, doing=doing, zone=zone) from exc
+
+    async def create_vm(self, spec: VmSpec) -> VmInfo:
+        """Create a VM, wait for the insert operation to finish and return its state."""
+        from google.cloud import compute_v1
+
+        instances, _, _ = await self._get_clients()
+        resource = compute_v1.Instance.from_json(json.dumps(instance_body(spec)))
+        doing = f"create VM {spec.name} ({spec.machine_type})"
+        op = await self._call(
+            lambda: instances.insert_unary(
+                project=self.project, zone=spec.zone, instance_resource=resource
+            ),
+            doing=doing,
+            zone=spec.zone,
+        )
+        await self._wait(op, doing=doing, zone=spec.zone)
+        log.info("created VM %s in %s", spec.name, spec.zone)
+        info = await self.get_vm(spec.name, spec.zone)
+        if info is None:
+            raise CloudError(
+                f"Compute Engine created VM {spec.name} in zone {spec.zone} but it is gone "
+                "(preempted at once?); LabBatch will try again",
+                transient=True,
+            )
+        return info
+
+    async def _wait(self, op: Any, *, doing: str, zone: str) -> None:
+        """Poll a zone operation until DONE; raise CloudError if it failed."""
+        from google.cloud import compute_v1
+
+        _, operations, _ = await self._get_clients()
+        done = compute_v1.Operation.Status.DONE
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.operation_timeout_s
+        while op.status != done:
+            if loop.time() > deadline:
+                raise CloudError(
+                    f"Compute Engine did not finish operation {op.name} ({doing}) in zone {zone} "
+                    f"within {self.operation_timeout_s:.0f} s; check it in the Cloud console",
+                    transient=True,
+                )
+            await asyncio.sleep(self.poll_interval_s)
+            op = await self._call(
+                partial(operations.get, project=self.project, zone=zone, operation=op.name),
+                doing=doing,
+                zone=zone,
+            )
+        if op.error and op.error.errors:
+            reasons = [e.code for e in op.error.errors]
+            detail = "; ".join(e.message for e in op.error.errors if e.message) or "failed"
+            status = op.http_error_status_code or None
+            raise cloud_error(status, reasons, detail, doing=doing, zone=zone)
+
+    async def delete_vm(self, name: str, zone: str) -> None:
+        """Delete a VM and wait until it is gone; a VM that does not exist is fine."""
+        from google.api_core.exceptions import NotFound
+
+        instances, _, _ = await self._get_clients()
+        doing = f"delete VM {name}"
+        try:
+            op = await asyncio.to_thread(
+                lambda: instances.delete_unary(project=self.project, zone=zone, instance=name)
+            )
+        except NotFound:
+            return
+        except cloud_failures() as exc:
+            raise translate(exc, doing=doing, zone=zone) from exc
+        await self._wait(op, doing=doing, zone=zone)
+        log.info("deleted VM %s in %s", name, zone)
+
+    async def get_vm(self, name: str, zone: str) -> VmInfo | None:
+        """The VM's current state, or None if it does not exist (deleted or preempted)."""
+        from google.api_core.exceptions import NotFound
+
+        instances, _, _ = await self._get_clients()
+        try:
+            instance = await asyncio.to_thread(
+                lambda: instances.get(project=self.project, zone=zone, instance=name)
+            )
+        except NotFound:
+            return None
+        except cloud_failures() as exc:
+            raise translate(exc, doing=f"get VM {name}", zone=zone) from exc
+        return _vm_info(instance)
+
+    async def list_labbatch_vms(self, zones: list[str]) -> list[VmInfo]:
+        """Every VM labelled ``labbatch=true`` in these zones (to find orphans after a crash)."""
+        instances, _, _ = await self._get_clients()
+
+        def list_zone(zone: str) -> list[VmInfo]:
+            from google.cloud import compute_v1
+
+            request = compute_v1.ListInstancesRequest(
+                project=self.project, zone=zone, filter=f'labels.{LABBATCH_LABEL} = "true"'
+            )
+            pager = instances.list(request=request)
+            return [_vm_info(i) for i in pager]
+
+        found: list[VmInfo] = []
+        for zone in zones:
+            found += await self._call(
+                partial(list_zone, zone), doing="list LabBatch VMs", zone=zone
+            )
+        return found
+
+    async def machine_types(self, zone: str) -> list[str]:
+        """Names of the machine types a zone offers, sorted."""
+        _, _, machine_types = await self._get_clients()
+        return await self._call(
+            lambda: sorted(m.name for m in machine_types.list(project=self.project, zone=zone)),
+            doing="list machine types",
+            zone=zone,
+        )
