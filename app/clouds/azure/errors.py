@@ -1,0 +1,88 @@
+"""Translate Azure SDK exceptions into LabBatch cloud errors (the one place deciding transience)."""
+
+from __future__ import annotations
+
+from app.errors import CloudError
+
+# Azure error codes meaning "no capacity for this size here right now": retry later or elsewhere.
+ALLOCATION_CODES = frozenset(
+    {
+        "AllocationFailed",
+        "ZonalAllocationFailed",
+        "OverconstrainedAllocationRequest",
+        "OverconstrainedZonalAllocationRequest",
+        "SkuNotAvailable",
+    }
+)
+QUOTA_CODES = frozenset({"QuotaExceeded", "OperationNotAllowed"})
+LOGIN_HINT = (
+    "Sign in with `az login` (LabBatch uses DefaultAzureCredential: Azure CLI, environment "
+    "variables or a managed identity) and check the subscription id."
+)
+
+
+def _error_code(exc: BaseException) -> str:
+    """The ARM error code of an HttpResponseError, or '' when there is none."""
+    error = getattr(exc, "error", None)
+    return str(getattr(error, "code", "") or "")
+
+
+def _error_message(exc: BaseException) -> str:
+    """The ARM error message of an HttpResponseError, falling back to the exception text."""
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None)
+    return str(message or exc).strip()
+
+
+def translate_error(exc: BaseException, action: str) -> CloudError:
+    """Turn an Azure SDK exception raised while doing `action` into a CloudError."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(exc, ClientAuthenticationError):
+        return CloudError(f"Azure refused the credentials while {action}. {LOGIN_HINT}")
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return CloudError(
+            f"Could not reach Azure while {action} ({exc}); check the network. Will retry.",
+            transient=True,
+        )
+    if not isinstance(exc, HttpResponseError):
+        return CloudError(f"Azure failed while {action}: {exc}")
+    code, message, status = _error_code(exc), _error_message(exc), exc.status_code or 0
+    if code in QUOTA_CODES and "quota" in message.lower():
+        return CloudError(
+            f"Azure quota exceeded while {action}: {message} "
+            "Request a quota increase (Azure portal → Subscriptions → Usage + quotas) "
+            "or pick another VM size or region. Will retry.",
+            transient=True,
+        )
+    if code in ALLOCATION_CODES:
+        return CloudError(
+            f"Azure has no capacity for this VM size while {action} ({code}): {message} "
+            "Try another VM size, zone or region. Will retry.",
+            transient=True,
+        )
+    if status == 401:
+        return CloudError(f"Azure refused the credentials while {action}. {LOGIN_HINT}")
+    if status == 403:
+        return CloudError(
+            f"Azure denied permission while {action} ({code}): {message} "
+            "Grant the signed-in identity the Virtual Machine Contributor role on the "
+            "resource group."
+        )
+    if status == 429 or status >= 500:
+        return CloudError(
+            f"Azure is busy or failing while {action} ({status} {code}): {message} Will retry.",
+            transient=True,
+        )
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        return CloudError(
+            f"Azure could not find a resource while {action} ({code}): {message} "
+            "Check the subscription, resource group, location and network interface."
+        )
+    return CloudError(f"Azure refused the request while {action} ({code or status}): {message}")
