@@ -14,7 +14,7 @@ from typing import Any
 
 from app.billing_commands import cmd_billing, cmd_cost, cmd_estimate  # noqa: F401
 from app.cli import install_stop_signals, print_json
-from app.engine import frontend
+from app.engine import frontend, rerun
 from app.engine.events import BatchChanged, EventBus
 from app.engine.records import BatchInfo, JobInfo
 from app.engine.runtime import LocalRuntime
@@ -312,7 +312,7 @@ async def cmd_why(args: argparse.Namespace) -> int:
 
 async def cmd_retry(args: argparse.Namespace) -> int:
     async with _database(args) as db:
-        n = await frontend.retry_batch(db, args.batch, user=args.user, failed_only=args.failed)
+        n = await rerun.retry_batch(db, args.batch, user=args.user, failed_only=args.failed)
     if n == 0:
         print(f"batch {args.batch} has nothing to run again")
     else:

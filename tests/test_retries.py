@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.engine import frontend
+from app.engine import frontend, rerun
 from app.engine.retries import decide
 from app.errors import UserError
 from app.models.tables import Job
@@ -122,18 +122,18 @@ async def test_retry_batch_reruns_failures_and_what_they_stopped(
         )
         assert (await eng.wait(batch)).state == "failure"
         fine_before = (await eng.jobs(batch))["fine"]
-        assert await frontend.retry_batch(eng.db, batch, user=USER, failed_only=True) == 2
+        assert await rerun.retry_batch(eng.db, batch, user=USER, failed_only=True) == 2
         eng.runtime.notify_changed()
         done = await eng.wait(batch)
         jobs = await eng.jobs(batch)
         assert done.state == "success" and done.n_failed == 0 and done.n_succeeded == 3
         assert jobs["after"].state == "Success"
         assert jobs["fine"].time_ended == fine_before.time_ended  # successes are left alone
-        assert await frontend.retry_batch(eng.db, batch, user=USER) == 0
+        assert await rerun.retry_batch(eng.db, batch, user=USER) == 0
 
 
 async def test_retry_is_refused_while_the_batch_runs(db_url: str) -> None:
     async with engine(db_url, start=False) as eng:
         batch = await eng.submit("version: 1\njobs: [{name: a, command: 'true'}]\n")
         with pytest.raises(UserError, match="still running"):
-            await frontend.retry_batch(eng.db, batch, user=USER)
+            await rerun.retry_batch(eng.db, batch, user=USER)

@@ -183,7 +183,7 @@ class EngineService:
         return info
 
     async def retry_batch(self, batch_id: int, *, failed_only: bool = True) -> int:
-        n = await frontend.retry_batch(self.db, batch_id, user=self.user, failed_only=failed_only)
+        n = await rerun.retry_batch(self.db, batch_id, user=self.user, failed_only=failed_only)
         self._poke()
         return n
 
