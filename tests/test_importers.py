@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.models.importers import import_file, parse_dot_text
-from app.models.spec import DagFileError, parse_dag_text, spec_to_dict
+from app.models.spec import DagFileError, parse_dag_text
+from app.models.spec_data import spec_to_dict
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent

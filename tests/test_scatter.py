@@ -21,9 +21,9 @@ from app.models.spec import (
     load_dag_file,
     parse_dag,
     parse_dag_text,
-    spec_to_dict,
     validate_job_field,
 )
+from app.models.spec_data import spec_to_dict
 from tests.test_cli import labbatch
 
 

@@ -25,9 +25,9 @@ from app.models.spec import (
     load_dag_file,
     parse_dag,
     parse_dag_text,
-    spec_to_dict,
     validate_job_field,
 )
+from app.models.spec_data import spec_to_dict
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GIB = 1024**3

@@ -17,7 +17,8 @@ import yaml
 
 from app.models.dag_yaml import DataPath
 from app.models.job_fields import MAX_JOB_NAME_CHARS
-from app.models.spec import BatchSpec, DagFileError, LineLocator, Problem, parse_dag, spec_to_dict
+from app.models.spec import BatchSpec, DagFileError, LineLocator, Problem, parse_dag
+from app.models.spec_data import spec_to_dict
 
 _NOT_NAME_CHARS_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
