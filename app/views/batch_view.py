@@ -122,6 +122,17 @@ class BatchPanel(QWidget):
         self._fetch_header()
         self._poll_timer.start()
 
+    def clear(self) -> None:
+        """Show no batch (the one shown was deleted)."""
+        self._generation += 1
+        self._poll_timer.stop()
+        self.batch_id, self.batch = None, None
+        self.header.setText("No batch open: double-click one in the list above")
+        self.progress.reset()
+        self.detail.clear()
+        self._pending_select = None
+        self.model.set_batch(None)
+
     def select_job(self, job_id: int) -> None:
         """Show a job's detail and select its row when the table can place it."""
         if self.batch_id is None:

@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self.notifier.enabled = settings.notifications
         self.notifier.notified.connect(lambda t, m: self.status.showMessage(f"{t}: {m}", 10000))
         self.batches.batch_opened.connect(self.open_batch)
+        self.batches.batch_deleted.connect(self._on_batch_deleted)
         bridge.user_error.connect(self.show_error)
         bridge.internal_error.connect(self.show_error)
         self._make_actions()
@@ -189,6 +190,10 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(TAB_BATCHES)
         self.batches.refresh()
         self.batch_view.show_batch(batch_id)
+
+    def _on_batch_deleted(self, batch_id: int) -> None:
+        if self.batch_view.batch_id == batch_id:
+            self.batch_view.clear()
 
     def refresh(self) -> None:
         self.batches.refresh()

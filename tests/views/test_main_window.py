@@ -281,3 +281,18 @@ async def test_closing_asks_about_a_canvas_with_unsaved_changes(window: MainWind
     assert window.isVisible() and canvas.isVisible()  # nothing closed, nothing lost
     canvas.confirm_discard = lambda: QMessageBox.StandardButton.Discard  # type: ignore[assignment]
     canvas.close()
+
+
+async def test_deleting_the_open_batch_clears_the_batch_view(
+    window: MainWindow, service: EngineService
+) -> None:
+    batch_id = await service.submit(await service.load_dag(EXAMPLES / "diamond.yaml"))
+    await until(lambda: bool(window.notifier.shown), timeout_s=30, what="the batch to end")
+    window.open_batch(batch_id)
+    await until(lambda: window.batch_view.model.rowCount() == 4, what="the jobs")
+    window.batches.confirm = lambda *_args: True  # type: ignore[assignment]
+    await until(lambda: window.batches.select_batch(batch_id), what="the row")
+    window.batches.delete_selected()
+    await until(lambda: window.batch_view.batch_id is None, what="the view to clear")
+    assert window.batch_view.model.rowCount() == 0
+    assert "No batch open" in window.batch_view.header.text()
