@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,7 @@ class FakeGce:
     requests: list[tuple[str, str]] = field(default_factory=list)
     unauthorized: bool = False
     _fail_next_insert: tuple[int, str, str] | None = None
+    _failing_zones: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     _operations: dict[str, _Operation] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -50,6 +53,17 @@ class FakeGce:
     ) -> None:
         """Make the next insert's operation finish with this error (and create nothing)."""
         self._fail_next_insert = (http_status, code, message)
+
+    def fail_zone(
+        self,
+        zone: str,
+        code: str = "ZONE_RESOURCE_POOL_EXHAUSTED",
+        message: str = "The zone does not have enough resources available.",
+        *,
+        http_status: int = 503,
+    ) -> None:
+        """Make every insert in ``zone`` finish with this error until further notice."""
+        self._failing_zones[zone] = (http_status, code, message)
 
     def preempt(self, name: str, zone: str, *, delete: bool = True) -> None:
         """Preempt a spot VM: remove it (termination action DELETE) or mark it TERMINATED."""
@@ -127,6 +141,7 @@ class FakeGce:
         key = (m["project"], m["zone"], body["name"])
         target = self._url(request, f"/instances/{body['name']}")
         failure, self._fail_next_insert = self._fail_next_insert, None
+        failure = failure or self._failing_zones.get(m["zone"])
         if key in self.instances and failure is None:
             return _error(409, f"The resource '{target}' already exists", "alreadyExists")
 
@@ -224,3 +239,17 @@ class FakeGce:
             for n, c in (("e2-standard-4", 4), ("n2-standard-8", 8), ("n2-standard-2", 2))
         ]
         return web.json_response({"kind": "compute#machineTypeList", "items": items})
+
+
+@asynccontextmanager
+async def serving(gce: FakeGce) -> AsyncIterator[str]:
+    """Serve ``gce`` on 127.0.0.1 on the running loop; yields its http endpoint."""
+    runner = web.AppRunner(gce.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,327 @@
+"""Compute Engine behind the CloudDriver interface: zone fallback, preemption watch, orphans.
+
+Pool configuration keys (the pool's stored ``config`` dict):
+- ``project`` (required): the Google Cloud project ID.
+- ``zones`` (required): list of zones tried in order; a transient failure (quota, capacity,
+  rate limit, unreachable API) moves on to the next zone.
+- ``machine_type`` (required unless the request names one), e.g. ``n2-standard-8``.
+- ``boot_disk_gb`` (default 20), ``image`` (default Debian 12), ``network``, ``subnetwork``.
+- ``api_endpoint``: another API address (private endpoints, the fake server in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.clouds.base import CreatedInstance, InstanceRequest, LostCallback
+from app.clouds.gcp.resources import DEFAULT_IMAGE, GceResources, VmInfo, VmSpec
+from app.errors import CloudError
+
+log = logging.getLogger("labbatch.clouds.gcp")
+
+POOL_LABEL = "labbatch-pool"
+INSTANCE_LABEL = "labbatch-instance"
+TOKEN_KEY = "labbatch-token"
+STARTUP_SCRIPT_KEY = "startup-script"
+# A VM in one of these states no longer runs its worker (spot preemption stops it first).
+LOST_STATES = frozenset({"STOPPING", "STOPPED", "TERMINATED", "SUSPENDING", "SUSPENDED"})
+_LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
+
+ResourcesFactory = Callable[[Mapping[str, Any]], GceResources]
+
+
+def placeholder_startup_script(request: InstanceRequest) -> str:
+    """Stand-in until the start-up script that installs the worker arrives with the TLS work."""
+    return "#!/bin/sh\n# LabBatch: the worker start-up script comes with the TLS work\n"
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid Compute Engine label value (lowercase, [a-z0-9_-], ≤ 63 chars)."""
+    return _LABEL_INVALID.sub("-", text.lower())[:63]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """The validated Compute Engine settings of one pool."""
+
+    project: str
+    zones: tuple[str, ...]
+    machine_type: str | None
+    boot_disk_gb: int
+    image: str
+    network: str | None
+    subnetwork: str | None
+    api_endpoint: str | None
+
+
+def pool_settings(pool: str, config: Mapping[str, Any]) -> PoolSettings:
+    """Validate a pool's config; a CloudError names the pool and the bad key."""
+
+    def bad(key: str, what: str) -> CloudError:
+        return CloudError(
+            f"pool {pool}: the Compute Engine setting '{key}' {what}; "
+            f"set it in the pool's configuration (labbatch pool create … --cloud gcp)"
+        )
+
+    def optional_str(key: str) -> str | None:
+        value = config.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise bad(key, "must be a non-empty string")
+        return value
+
+    project = config.get("project")
+    if not isinstance(project, str) or not project:
+        raise bad("project", "is missing (the Google Cloud project ID)")
+    zones = config.get("zones")
+    if (
+        not isinstance(zones, list | tuple)
+        or not zones
+        or not all(isinstance(z, str) and z for z in zones)
+    ):
+        raise bad("zones", "is missing or not a list of zones such as ['us-central1-a']")
+    boot_disk_gb = config.get("boot_disk_gb", 20)
+    if not isinstance(boot_disk_gb, int) or isinstance(boot_disk_gb, bool) or boot_disk_gb < 10:
+        raise bad("boot_disk_gb", "must be a whole number of GB, at least 10")
+    return PoolSettings(
+        project=project,
+        zones=tuple(zones),
+        machine_type=optional_str("machine_type"),
+        boot_disk_gb=boot_disk_gb,
+        image=optional_str("image") or DEFAULT_IMAGE,
+        network=optional_str("network"),
+        subnetwork=optional_str("subnetwork"),
+        api_endpoint=optional_str("api_endpoint"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _OwnedVm:
+    pool: str
+    zone: str
+    spot: bool
+    resources: GceResources
+
+
+class GceCloud:
+    """Creates worker VMs in a pool's zones, watches spot VMs for preemption, cleans orphans."""
+
+    kind = "gcp"
+
+    def __init__(
+        self,
+        pool_config: Callable[[str], Mapping[str, Any]],
+        *,
+        resources_factory: ResourcesFactory | None = None,
+        startup_script: Callable[[InstanceRequest], str] = placeholder_startup_script,
+        worker_port: int = 8443,
+        poll_interval_s: float = 15.0,
+        operation_poll_interval_s: float = 1.0,
+    ) -> None:
+        self._pool_config = pool_config
+        self._resources_factory = resources_factory or self._default_resources
+        self._startup_script = startup_script
+        self.worker_port = worker_port
+        self.poll_interval_s = poll_interval_s
+        self.operation_poll_interval_s = operation_poll_interval_s
+        self._resources: dict[tuple[str, str | None], GceResources] = {}
+        self._owned: dict[str, _OwnedVm] = {}
+        self._lost: LostCallback | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def _default_resources(self, config: Mapping[str, Any]) -> GceResources:
+        return GceResources(
+            str(config["project"]),
+            api_endpoint=config.get("api_endpoint"),
+            poll_interval_s=self.operation_poll_interval_s,
+        )
+
+    def _pool(self, pool: str) -> tuple[PoolSettings, GceResources]:
+        try:
+            config = self._pool_config(pool)
+        except KeyError as exc:
+            raise CloudError(f"pool {pool} has no configuration; create the pool first") from exc
+        settings = pool_settings(pool, config)
+        key = (settings.project, settings.api_endpoint)
+        if key not in self._resources:  # pools of one project share the API clients
+            self._resources[key] = self._resources_factory(config)
+        return settings, self._resources[key]
+
+    def on_lost(self, callback: LostCallback) -> None:
+        self._lost = callback
+
+    async def create_instance(self, request: InstanceRequest) -> CreatedInstance:
+        settings, resources = self._pool(request.pool)
+        machine_type = request.machine_type or settings.machine_type
+        if not machine_type:
+            raise CloudError(
+                f"pool {request.pool}: the Compute Engine setting 'machine_type' is missing; "
+                "set it in the pool's configuration (e.g. n2-standard-8)"
+            )
+        zones = list(settings.zones)
+        if request.location:  # a requested zone goes first, the pool's others remain fallbacks
+            zones = [request.location] + [z for z in zones if z != request.location]
+        failures: list[str] = []
+        for zone in zones:
+            spec = self._spec(request, settings, zone, machine_type)
+            try:
+                info = await self._create_in_zone(resources, spec)
+            except CloudError as exc:
+                if not exc.transient:
+                    raise
+                log.warning(
+                    "could not create %s in %s, trying the next zone: %s", spec.name, zone, exc
+                )
+                failures.append(f"{zone}: {exc}")
+                continue
+            self._owned[request.name] = _OwnedVm(request.pool, zone, request.preemptible, resources)
+            self._start_watcher()
+            return CreatedInstance(
+                name=request.name,
+                address=f"{info.external_ip or info.internal_ip}:{self.worker_port}",
+                location=zone,
+                handle={
+                    "project": settings.project,
+                    "zone": zone,
+                    "pool": request.pool,
+                    "spot": request.preemptible,
+                    "machine_type": machine_type,
+                },
+            )
+        raise CloudError(
+            f"pool {request.pool}: Compute Engine could not create VM {request.name} in any of "
+            f"the pool's zones; LabBatch will back off and retry. " + " | ".join(failures),
+            transient=True,
+        )
+
+    def _spec(
+        self, request: InstanceRequest, settings: PoolSettings, zone: str, machine_type: str
+    ) -> VmSpec:
+        return VmSpec(
+            name=request.name,
+            zone=zone,
+            machine_type=machine_type,
+            boot_disk_gb=settings.boot_disk_gb,
+            image=settings.image,
+            spot=request.preemptible,
+            labels={
+                POOL_LABEL: label_value(request.pool),
+                INSTANCE_LABEL: label_value(request.name),
+            },
+            metadata={TOKEN_KEY: request.token, STARTUP_SCRIPT_KEY: self._startup_script(request)},
+            network=settings.network,
+            subnetwork=settings.subnetwork,
+        )
+
+    async def _create_in_zone(self, resources: GceResources, spec: VmSpec) -> VmInfo:
+        """Create one VM; on any failure or cancellation make sure none is left behind."""
+        try:
+            info = await resources.create_vm(spec)
+        except (CloudError, asyncio.CancelledError):
+            # A failed or abandoned insert may still have made the VM (e.g. a timed-out operation).
+            await asyncio.shield(self._delete_quietly(resources, spec.name, spec.zone))
+            raise
+        if not (info.external_ip or info.internal_ip):
+            await self._delete_quietly(resources, spec.name, spec.zone)
+            raise CloudError(
+                f"Compute Engine created VM {spec.name} in zone {spec.zone} without an IP "
+                "address; check the pool's network settings",
+                transient=True,
+            )
+        return info
+
+    async def _delete_quietly(self, resources: GceResources, name: str, zone: str) -> None:
+        try:
+            await resources.delete_vm(name, zone)
+        except CloudError as exc:
+            log.warning("could not delete VM %s in %s: %s", name, zone, exc)
+
+    async def adopt_instance(self, name: str, handle: dict[str, Any]) -> bool:
+        pool, zone = handle.get("pool"), handle.get("zone")
+        if not isinstance(pool, str) or not isinstance(zone, str):
+            return False
+        _, resources = self._pool(pool)
+        info = await resources.get_vm(name, zone)
+        if info is None or info.status != "RUNNING":
+            return False  # a stopped VM left behind is found by orphans()
+        self._owned[name] = _OwnedVm(pool, zone, bool(handle.get("spot")), resources)
+        self._start_watcher()
+        return True
+
+    async def delete_instance(self, name: str) -> None:
+        owned = self._owned.pop(name, None)  # popped first: the watcher must not report it
+        if owned is not None:
+            await owned.resources.delete_vm(name, owned.zone)
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        owned, self._owned = self._owned, {}
+        await asyncio.gather(
+            *(self._delete_quietly(vm.resources, name, vm.zone) for name, vm in owned.items())
+        )
+
+    def _start_watcher(self) -> None:
+        # Our own small loop: app.engine.tasks sits above app.clouds in the layers.
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+            self._watcher.set_name("gce-watch")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self._check_owned()
+            except Exception:
+                log.exception("checking the Compute Engine VMs failed; it will run again")
+
+    async def _check_owned(self) -> None:
+        """Report VMs that were preempted or disappeared, once each."""
+        for name, vm in list(self._owned.items()):
+            try:
+                info = await vm.resources.get_vm(name, vm.zone)
+            except CloudError as exc:
+                log.warning("could not check VM %s: %s", name, exc)
+                continue
+            if info is not None and info.status not in LOST_STATES:
+                continue
+            if self._owned.get(name) is not vm:
+                continue  # deleted by us while we asked
+            del self._owned[name]
+            if vm.spot:
+                reason = "preempted"
+            else:
+                reason = f"VM {info.status}" if info else "VM deleted outside LabBatch"
+            log.warning("VM %s in %s lost: %s", name, vm.zone, reason)
+            if self._lost is not None:
+                self._lost(name, reason)
+
+    async def _orphan_vms(self, pool: str, known_names: Collection[str]) -> list[VmInfo]:
+        settings, resources = self._pool(pool)
+        vms = await resources.list_labbatch_vms(list(settings.zones))
+        return [
+            vm
+            for vm in vms
+            if vm.labels.get(POOL_LABEL) == label_value(pool)
+            and vm.name not in known_names
+            and vm.name not in self._owned
+        ]
+
+    async def orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
+        """Names of this pool's LabBatch VMs (in its zones) that are not in ``known_names``."""
+        return sorted(vm.name for vm in await self._orphan_vms(pool, known_names))
+
+    async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
+        """Delete this pool's VMs not in ``known_names`` (after a crash); returns their names."""
+        _, resources = self._pool(pool)
+        vms = await self._orphan_vms(pool, known_names)
+        await asyncio.gather(*(resources.delete_vm(vm.name, vm.zone) for vm in vms))
+        for vm in vms:
+            log.info("deleted orphan VM %s in %s", vm.name, vm.zone)
+        return sorted(vm.name for vm in vms)
