@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from azure.core.credentials import AccessToken
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 VM_PATH = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
@@ -185,3 +190,33 @@ def _not_found(name: str) -> web.Response:
         f"The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource group was "
         "not found.",
     )
+
+
+class StaticCredential:
+    """An async TokenCredential handing out a dummy token."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("dummy-token", int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+
+class AllowHttp(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Lets bearer auth go over http to the fake on 127.0.0.1."""
+
+    def on_request(self, request: Any) -> None:
+        request.context["enforce_https"] = False
+
+
+@asynccontextmanager
+async def serve(state: FakeAzure) -> AsyncIterator[str]:
+    """Run the fake on a free port of 127.0.0.1; yields its base URL."""
+    runner = web.AppRunner(state.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

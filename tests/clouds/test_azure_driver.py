@@ -1,0 +1,229 @@
+"""AzureCloud (the CloudDriver of Azure) against the fake ARM server with the real SDK client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+
+from app.clouds.azure import AzureCloud, AzureResources
+from app.clouds.base import InstanceRequest
+from app.errors import CloudError
+from tests.clouds.fake_azure import AllowHttp, FakeAzure, StaticCredential, serve
+
+SUB, RG, LOCATION = "sub-1", "rg-lab", "westeurope"
+NIC = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/networkInterfaces/n1"
+POLL_S = 0.02
+pytestmark = pytest.mark.timeout(20)
+
+
+def pool_config(**changes: Any) -> dict[str, Any]:
+    return {
+        "subscription_id": SUB,
+        "resource_group": RG,
+        "location": LOCATION,
+        "vm_size": "Standard_D4s_v3",
+        "fallback_vm_sizes": ["Standard_D4s_v5", "Standard_D4as_v5"],
+        "nic_id": NIC,
+        "worker_host": "10.0.0.4",
+        "ssh_public_key": "ssh-ed25519 AAAA test",
+    } | changes
+
+
+class Env:
+    """The fake, the pools' configuration and a driver built against them."""
+
+    def __init__(self, state: FakeAzure, base_url: str) -> None:
+        self.state = state
+        self.pools: dict[str, dict[str, Any]] = {"gpu": pool_config(base_url=base_url)}
+        self.lost: list[tuple[str, str]] = []
+        self.lost_event = asyncio.Event()
+        self.driver = AzureCloud(
+            self.pools.__getitem__,
+            resources_factory=self._resources,
+            startup_script=lambda request: f"echo start {request.name}\n",
+            poll_interval_s=POLL_S,
+        )
+        self.driver.on_lost(self._on_lost)
+
+    @staticmethod
+    def _resources(pool: str, config: Mapping[str, Any]) -> AzureResources:
+        return AzureResources(
+            config["subscription_id"],
+            config["resource_group"],
+            config["location"],
+            base_url=config["base_url"],
+            credential=StaticCredential(),
+            polling_interval_s=0.01,
+            per_call_policies=[AllowHttp()],
+        )
+
+    def _on_lost(self, name: str, reason: str) -> None:
+        self.lost.append((name, reason))
+        self.lost_event.set()
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    state = FakeAzure()
+    async with serve(state) as base_url:
+        env = Env(state, base_url)
+        yield env
+        await env.driver.close()
+
+
+def request(name: str = "lb-w1", **changes: Any) -> InstanceRequest:
+    fields: dict[str, Any] = {
+        "name": name,
+        "pool": "gpu",
+        "cores_mcpu": 4000,
+        "token": "tok-secret",
+        "preemptible": True,
+    } | changes
+    return InstanceRequest(**fields)
+
+
+async def test_create_sends_token_tags_and_spot(env: Env) -> None:
+    created = await env.driver.create_instance(request())
+
+    assert created.name == "lb-w1"
+    assert created.address == "10.0.0.4:8443"
+    assert created.location == LOCATION
+    assert created.handle["resource_group"] == RG
+    assert created.handle["vm_size"] == "Standard_D4s_v3"
+    body = env.state.put_bodies[0]
+    assert body["tags"]["labbatch-pool"] == "gpu"
+    assert body["tags"]["labbatch-instance"] == "lb-w1"
+    assert body["properties"]["priority"] == "Spot"
+    script = base64.b64decode(body["properties"]["osProfile"]["customData"]).decode()
+    assert "LABBATCH_WORKER_TOKEN=tok-secret" in script
+    assert "echo start lb-w1" in script
+    assert "tok-secret" not in str(body["tags"])
+
+
+async def test_quota_error_falls_back_to_the_next_vm_size(env: Env) -> None:
+    env.state.fail_next_put_with_quota()
+
+    created = await env.driver.create_instance(request())
+
+    sizes = [b["properties"]["hardwareProfile"]["vmSize"] for b in env.state.put_bodies]
+    assert sizes == ["Standard_D4s_v3", "Standard_D4s_v5"]
+    assert created.handle["vm_size"] == "Standard_D4s_v5"
+
+
+async def test_every_size_failing_is_one_transient_error_naming_each(env: Env) -> None:
+    env.pools["gpu"]["fallback_vm_sizes"] = ["Standard_D4s_v5"]
+    env.state.fail_next_put_with_quota()
+    # the second size fails in its long-running operation, leaving a Failed VM to clean up
+    env.state.fail_next_operation("AllocationFailed", "No capacity.")
+
+    with pytest.raises(CloudError) as caught:
+        await env.driver.create_instance(request())
+
+    assert caught.value.transient
+    message = str(caught.value)
+    assert "Standard_D4s_v3: " in message
+    assert "quota" in message
+    assert "Standard_D4s_v5: " in message
+    assert "AllocationFailed" in message
+    assert env.state.vms == {}  # the Failed VM was removed
+
+
+async def test_permanent_error_stops_at_the_first_size(env: Env) -> None:
+    env.state.fail_next_put(400, "InvalidParameter", "The value of parameter vmSize is invalid.")
+
+    with pytest.raises(CloudError) as caught:
+        await env.driver.create_instance(request())
+
+    assert not caught.value.transient
+    assert len(env.state.put_bodies) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [("nic_id", "does not create network interfaces yet"), ("ssh_public_key", "SSH key")],
+)
+async def test_missing_setting_names_pool_and_key(env: Env, key: str, hint: str) -> None:
+    del env.pools["gpu"][key]
+
+    with pytest.raises(CloudError) as caught:
+        await env.driver.create_instance(request())
+
+    assert "'gpu'" in str(caught.value)
+    assert repr(key) in str(caught.value)
+    assert hint in str(caught.value)
+    assert env.state.put_bodies == []
+
+
+async def test_adopt_is_true_only_for_a_running_vm(env: Env) -> None:
+    created = await env.driver.create_instance(request("lb-w1"))
+    await env.driver.create_instance(request("lb-w2"))
+    env.state.evict(RG, "lb-w2", deallocate=True)
+
+    assert await env.driver.adopt_instance("lb-w1", created.handle)
+    assert not await env.driver.adopt_instance("lb-w2", created.handle)
+    assert not await env.driver.adopt_instance("lb-gone", created.handle)
+
+
+async def test_delete_is_idempotent(env: Env) -> None:
+    await env.driver.create_instance(request())
+
+    await env.driver.delete_instance("lb-w1")
+    await env.driver.delete_instance("lb-w1")
+
+    assert env.state.vms == {}
+
+
+async def test_evicted_spot_vm_is_reported_preempted_once(env: Env) -> None:
+    await env.driver.create_instance(request("lb-w1"))
+    await env.driver.create_instance(request("lb-w2"))
+
+    env.state.evict(RG, "lb-w1")
+    await asyncio.wait_for(env.lost_event.wait(), 5)
+    await asyncio.sleep(POLL_S * 5)  # more polls: still reported once
+
+    assert env.lost == [("lb-w1", "preempted")]
+
+
+async def test_deallocated_spot_vm_is_preempted_and_its_disk_freed_on_delete(env: Env) -> None:
+    await env.driver.create_instance(request())
+
+    env.state.evict(RG, "lb-w1", deallocate=True)
+    await asyncio.wait_for(env.lost_event.wait(), 5)
+    await env.driver.delete_instance("lb-w1")
+
+    assert env.lost == [("lb-w1", "preempted")]
+    assert env.state.vms == {}
+
+
+async def test_vm_we_delete_is_not_reported(env: Env) -> None:
+    await env.driver.create_instance(request())
+
+    await env.driver.delete_instance("lb-w1")
+    await asyncio.sleep(POLL_S * 5)
+
+    assert env.lost == []
+
+
+async def test_orphans_are_listed_and_deleted(env: Env) -> None:
+    await env.driver.create_instance(request("lb-w1"))
+    await env.driver.create_instance(request("lb-w2"))
+    env.pools["other"] = dict(env.pools["gpu"])
+    await env.driver.create_instance(request("lb-o1", pool="other"))
+
+    assert await env.driver.orphans("gpu", {"lb-w1"}) == ["lb-w2"]
+    assert await env.driver.delete_orphans("gpu", {"lb-w1"}) == ["lb-w2"]
+    assert sorted(name for _, name in env.state.vms) == ["lb-o1", "lb-w1"]
+
+
+async def test_close_deletes_owned_vms(env: Env) -> None:
+    await env.driver.create_instance(request("lb-w1"))
+    await env.driver.create_instance(request("lb-w2", preemptible=False))
+
+    await env.driver.close()
+
+    assert env.state.vms == {}
+    assert env.lost == []
