@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -47,6 +48,7 @@ from app.models.db import JOB_PRIVATE_POOL, Database
 from app.models.tables import Attempt, InstanceState, Job, JobState
 from app.protocol import JobRun, Message, Shutdown
 
+SEND_TIMEOUT_S = 2.0
 log = logging.getLogger("labbatch.fleet")
 
 HELLO_TIMEOUT_S = 10.0
@@ -415,7 +417,11 @@ class Fleet:
         instances = list(self.instances.values())
         for inst in instances:
             if inst.conn is not None:
-                await inst.conn.send(Shutdown(reason="driver stopping"))
+                # a worker that stopped reading must not hold the driver's stop up
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        inst.conn.send(Shutdown(reason="driver stopping")), SEND_TIMEOUT_S
+                    )
         await asyncio.gather(*(cloud.close() for cloud in self.clouds.values()))
         for inst in instances:
             if inst.conn is not None:

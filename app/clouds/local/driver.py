@@ -168,7 +168,10 @@ async def _stop_child(proc: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await proc.wait()
+            try:  # a driver that stops must not hang on a child it cannot reap
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            except TimeoutError:
+                log.error("local worker pid %d did not exit after SIGKILL", proc.pid)
 
 
 async def _stop_pid(pid: int, name: str) -> None:
