@@ -24,7 +24,7 @@ from app.errors import UserError
 from app.models.dag_parts import Edge, Position
 from app.models.dag_yaml import DataPath, TextSyntaxError, load_json, load_yaml, yaml_lines
 from app.models.job_fields import BATCH_PARSERS, FORMAT_VERSION, JOB_PARSERS, describe
-from app.models.spec import DagFileError, Problem
+from app.models.spec import DagFileError, Problem, read_dag_text
 
 if TYPE_CHECKING:
     from app.models.dag_document import DagDocument
@@ -215,15 +215,9 @@ def file_format(path: str | os.PathLike[str]) -> str:
 def read_text(path: str | os.PathLike[str]) -> tuple[object, str]:
     """Load a DAG file's data and text; raise DagFileError (with the line) when unreadable."""
     source = os.fspath(path)
+    text, fmt = read_dag_text(source)
     try:
-        text = Path(source).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DagFileError([Problem(source, "the file is not UTF-8 text")]) from exc
-    except OSError as exc:
-        message = f"cannot read the file: {exc.strerror or exc}"
-        raise DagFileError([Problem(source, message)]) from exc
-    try:
-        data = load_json(text) if file_format(source) == "json" else load_yaml(text)
+        data = load_json(text) if fmt == "json" else load_yaml(text)
     except TextSyntaxError as exc:
         raise DagFileError([Problem(source, exc.message, exc.line)]) from exc
     return data, text

@@ -419,6 +419,13 @@ def load_dag_file(
     path: str | os.PathLike[str], *, existing_jobs: Collection[str] = ()
 ) -> BatchSpec:
     """Read and validate a DAG file: JSON when its suffix is .json, YAML otherwise."""
+    text, fmt = read_dag_text(path)
+    return parse_dag_text(text, source=os.fspath(path), fmt=fmt, existing_jobs=existing_jobs)
+
+
+def read_dag_text(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """A DAG file's text and format ("json" by its suffix, else "yaml"); DagFileError if
+    it cannot be read."""
     source = os.fspath(path)
     try:
         text = Path(source).read_text(encoding="utf-8-sig")
@@ -427,8 +434,7 @@ def load_dag_file(
     except OSError as exc:
         message = f"cannot read the file: {exc.strerror or exc}"
         raise DagFileError([Problem(source, message)]) from exc
-    fmt = "json" if PurePath(source).suffix.lower() == ".json" else "yaml"
-    return parse_dag_text(text, source=source, fmt=fmt, existing_jobs=existing_jobs)
+    return text, "json" if PurePath(source).suffix.lower() == ".json" else "yaml"
 
 
 def parse_dag_text(

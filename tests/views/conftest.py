@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import pytestqt.plugin
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QDialog
 
 from app.engine.service import EngineService
 from app.views.app import QtLoop
 from app.views.bridge import EngineBridge
+from app.views.submit import SubmitFlow
 
 # The qasync loop processes Qt events whenever a test or a fixture awaits. pytest-qt processes
 # them again between fixtures, when no asyncio loop runs, so the engine's callbacks would run
@@ -88,3 +89,15 @@ async def until(check: Callable[[], object], *, timeout_s: float = 20.0, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def answer_dialogs(flow: SubmitFlow, *, accept: bool) -> list[QDialog]:
+    """Answer a submit flow's dialogs instead of a user; returns the dialogs shown."""
+    shown: list[QDialog] = []
+
+    def ask(dialog: QDialog) -> bool:
+        shown.append(dialog)
+        return accept
+
+    flow.ask = ask  # type: ignore[method-assign]
+    return shown

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QDialog
 
 from app.engine.browse import BatchFilter
 from app.views.bridge import EngineBridge
@@ -15,7 +14,7 @@ from app.views.canvas import CanvasWindow
 from app.views.style import STATE_COLORS
 from app.views.submit import SubmitDialog, ValidationErrorsDialog
 from tests.views.canvas_helpers import Answer, example, node
-from tests.views.conftest import until
+from tests.views.conftest import answer_dialogs, until
 
 
 @pytest.fixture
@@ -28,22 +27,11 @@ async def canvas(bridge: EngineBridge) -> AsyncIterator[CanvasWindow]:
     win.close()
 
 
-def _answer(canvas: CanvasWindow, *, accept: bool) -> list[QDialog]:
-    shown: list[QDialog] = []
-
-    def ask(dialog: QDialog) -> bool:
-        shown.append(dialog)
-        return accept
-
-    canvas.submit_flow.ask = ask  # type: ignore[method-assign]
-    return shown
-
-
 async def test_submitting_shows_the_forecast_and_colours_the_nodes_as_jobs_end(
     canvas: CanvasWindow, tmp_path: Path
 ) -> None:
     assert canvas.open_file(example(tmp_path, "failure.yaml"))
-    shown = _answer(canvas, accept=True)
+    shown = answer_dialogs(canvas.submit_flow, accept=True)
     canvas.editor_actions.submit.trigger()
     await until(lambda: shown, what="the forecast")
     assert isinstance(shown[0], SubmitDialog)
@@ -68,7 +56,7 @@ async def test_a_drawn_dag_with_problems_lists_them_and_submits_nothing(
         "  - {name: b, command: echo b, memory: tons}\n"
     )
     assert canvas.open_file(bad)
-    shown = _answer(canvas, accept=True)
+    shown = answer_dialogs(canvas.submit_flow, accept=True)
     canvas.submit()
     await until(lambda: shown, what="the problems dialog")
     dialog = shown[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QDialog, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from app.engine import lease
 from app.engine.browse import BatchFilter
@@ -26,7 +26,7 @@ from app.views.bridge import EngineBridge
 from app.views.main_window import TAB_DASHBOARD, TAB_POOLS, MainWindow
 from app.views.settings import DesktopSettings
 from app.views.submit import SubmitDialog, ValidationErrorsDialog
-from tests.views.conftest import EXAMPLES, until
+from tests.views.conftest import EXAMPLES, answer_dialogs, until
 
 
 @pytest.fixture
@@ -51,22 +51,10 @@ def _drop(window: MainWindow, path: Path) -> None:
     window.dropEvent(event)
 
 
-def _answer(window: MainWindow, *, accept: bool) -> list[QDialog]:
-    """Answer the submit flow's dialogs instead of a user; returns the dialogs shown."""
-    shown: list[QDialog] = []
-
-    def ask(dialog: QDialog) -> bool:
-        shown.append(dialog)
-        return accept
-
-    window.submit_flow.ask = ask  # type: ignore[method-assign]
-    return shown
-
-
 async def test_dropping_a_dag_shows_its_forecast_then_runs_it(
     window: MainWindow, service: EngineService
 ) -> None:
-    shown = _answer(window, accept=True)
+    shown = answer_dialogs(window.submit_flow, accept=True)
     _drop(window, EXAMPLES / "diamond.yaml")
     await until(lambda: shown, what="the submit dialog")
     dialog = shown[0]
@@ -89,7 +77,7 @@ async def test_an_invalid_dag_lists_every_problem_and_stores_nothing(
         "  - name: a\n    command: echo a\n    cpu: lots\n"
         "  - name: b\n    command: echo b\n    depends_on: [nope]\n"
     )
-    shown = _answer(window, accept=True)
+    shown = answer_dialogs(window.submit_flow, accept=True)
     window.submit_flow.start(str(bad))
     await until(lambda: shown, what="the problems dialog")
     dialog = shown[0]
@@ -104,7 +92,7 @@ async def test_an_invalid_dag_lists_every_problem_and_stores_nothing(
 async def test_declining_the_forecast_submits_nothing(
     window: MainWindow, service: EngineService
 ) -> None:
-    shown = _answer(window, accept=False)
+    shown = answer_dialogs(window.submit_flow, accept=False)
     window.submit_flow.start(str(EXAMPLES / "diamond.yaml"))
     await until(lambda: shown, what="the submit dialog")
     await asyncio.sleep(0.3)
