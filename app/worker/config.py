@@ -22,6 +22,9 @@ class WorkerConfig:
     heartbeat_s: float
     idle_timeout_s: float | None
     orphan_timeout_s: float
+    token_file: Path | None = None
+    tls_cert: Path | None = None  # with tls_key: serve https/wss (cloud workers)
+    tls_key: Path | None = None
 
     @property
     def scratch_dir(self) -> Path:
@@ -60,12 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--heartbeat-s", type=_positive, default=2.0)
     parser.add_argument("--idle-timeout-s", type=_positive, default=None)
     parser.add_argument("--orphan-timeout-s", type=_positive, default=60.0)
+    parser.add_argument(
+        "--token-file", type=Path, help=f"read the token from this file instead of ${TOKEN_ENV}"
+    )
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve TLS (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     """Parse the command line into a WorkerConfig (argparse exits 2 on bad flags)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     return WorkerConfig(
         port=args.port,
         host=args.host,
@@ -75,13 +86,22 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         heartbeat_s=args.heartbeat_s,
         idle_timeout_s=args.idle_timeout_s,
         orphan_timeout_s=args.orphan_timeout_s,
+        token_file=args.token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
-def take_token() -> str:
-    """Remove the token from the environment (so jobs never inherit it) and return it."""
+def take_token(token_file: Path | None = None) -> str:
+    """Remove the token from the environment (so jobs never inherit it) and return it, or
+    read it from ``token_file`` (cloud VMs: a root-only file the start-up script wrote)."""
     _scrub_initial_environ(TOKEN_ENV)
     token = os.environ.pop(TOKEN_ENV, "")
+    if not token and token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise MissingTokenError(f"cannot read the token file {token_file}: {exc}") from exc
     if not token:
         raise MissingTokenError(
             f"the worker needs its secret token in ${TOKEN_ENV}; refusing to start without it"

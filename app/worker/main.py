@@ -6,6 +6,7 @@ import asyncio
 import logging
 import shutil
 import signal
+import ssl
 import sys
 
 from aiohttp import web
@@ -21,12 +22,17 @@ READY_LINE = "LABBATCH-WORKER READY port={port}"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the agent; the exit code is 0 after any orderly stop, 2 on bad setup."""
+    config = parse_args(argv)
     try:
-        token = take_token()  # first of all, so nothing started later can inherit it
+        token = take_token(config.token_file)  # before anything starts that could inherit it
     except MissingTokenError as exc:
         print(f"labbatch worker: {exc}", file=sys.stderr)
         return 2
-    config = parse_args(argv)
+    try:
+        ssl_context = _ssl_context(config)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"labbatch worker: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -39,26 +45,44 @@ def main(argv: list[str] | None = None) -> int:
     for directory in (config.scratch_dir, config.logs_dir, config.batches_dir):
         directory.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(_serve(config, token, bash_path=bash_path))
+        asyncio.run(_serve(config, token, bash_path=bash_path, ssl_context=ssl_context))
     except OSError as exc:
         log.error("could not listen on %s:%s: %s", config.host, config.port, exc)
         return 1
     return 0
 
 
-async def _serve(config: WorkerConfig, token: str, *, bash_path: str) -> None:
+def _ssl_context(config: WorkerConfig) -> ssl.SSLContext | None:
+    """The server side of TLS when the driver gave this worker a certificate (cloud VMs)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def _serve(
+    config: WorkerConfig, token: str, *, bash_path: str, ssl_context: ssl.SSLContext | None
+) -> None:
     agent = WorkerAgent(config, bash_path=bash_path)
     runner = web.AppRunner(build_app(agent, token), access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1]
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, agent.request_stop, f"got {signum.name}")
         agent.start()
-        log.info("worker %s listening on %s:%s", config.name, config.host, port)
+        log.info(
+            "worker %s listening on %s:%s%s",
+            config.name,
+            config.host,
+            port,
+            " with TLS" if ssl_context else "",
+        )
         print(READY_LINE.format(port=port), flush=True)
         await agent.run_until_stopped()
     finally:
