@@ -1,18 +1,22 @@
-"""A fake Azure Resource Manager (virtual machines only) on 127.0.0.1 for the real SDK client."""
+"""A fake Azure Resource Manager on 127.0.0.1 for the real SDK client: virtual machines, the
+network interfaces and public IPs they make, network security groups. With ``vm_root`` set, a
+created VM boots: its custom data runs in a FakeVm (a real worker on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import copy
 import itertools
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from azure.core.credentials import AccessToken
-from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+from tests.clouds.fake_vm import FakeVm
 
 VM_PATH = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
@@ -21,6 +25,11 @@ VM_LIST_PATH = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
 )
 OP_PATH = "/subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/operations/{op}"
+NETWORK_PATH = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network"
+NSG_PATH = NETWORK_PATH + "/networkSecurityGroups/{name}"
+NIC_PATH = NETWORK_PATH + "/networkInterfaces/{name}"
+PUBLIC_IP_PATH = NETWORK_PATH + "/publicIPAddresses/{name}"
+FAKE_IP = "127.0.0.1"
 
 
 @dataclass
@@ -42,16 +51,27 @@ class _Operation:
 
 @dataclass
 class FakeAzure:
-    """State and switches of the fake; `app` answers the ARM VM REST calls."""
+    """State and switches of the fake; `app` answers the ARM REST calls.
 
+    With ``vm_root`` set, each created VM runs its decoded custom data in a FakeVm under that
+    directory; deleting or evicting the VM, or stopping the server, powers it off."""
+
+    vm_root: Path | None = None
     vms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     put_bodies: list[dict[str, Any]] = field(default_factory=list)
     operation_polls: int = 0
     auth_fails: bool = False
+    nsg_write_forbidden: bool = False
+    nsgs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    nsg_put_bodies: list[dict[str, Any]] = field(default_factory=list)
+    nics: dict[str, dict[str, Any]] = field(default_factory=dict)  # by ARM id (lower case)
+    public_ips: dict[str, dict[str, Any]] = field(default_factory=dict)  # by ARM id (lower case)
     _next_put_failure: _Failure | None = None
     _next_operation_failure: _Failure | None = None
     _operations: dict[str, _Operation] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _boots: dict[tuple[str, str], asyncio.Task[FakeVm]] = field(default_factory=dict)
+    _stops: set[asyncio.Task[None]] = field(default_factory=set)
 
     def fail_next_put(self, status: int, code: str, message: str) -> None:
         """Make the next VM PUT answer this ARM error."""
@@ -73,11 +93,24 @@ class FakeAzure:
         )
 
     def evict(self, rg: str, name: str, *, deallocate: bool = False) -> None:
-        """Evict a spot VM: it disappears (policy Delete) or is deallocated."""
+        """Evict a spot VM: it disappears (policy Delete) or is deallocated; either way its
+        fake VM powers off."""
         if deallocate:
             self.vms[(rg, name)]["_power"] = "deallocated"
         else:
-            del self.vms[(rg, name)]
+            self._remove_vm((rg, name))
+        self._power_off((rg, name))
+
+    def booted(self, rg: str, name: str) -> asyncio.Task[FakeVm] | None:
+        """The boot of a VM's FakeVm (await it for the FakeVm), None if it has none."""
+        return self._boots.get((rg, name))
+
+    async def stop_vms(self) -> None:
+        """Power off every fake VM and wait until they are off."""
+        for key in list(self._boots):
+            self._power_off(key)
+        while self._stops:
+            await asyncio.gather(*list(self._stops), return_exceptions=True)
 
     def app(self) -> web.Application:
         """The aiohttp application serving this fake."""
@@ -87,6 +120,10 @@ class FakeAzure:
         app.router.add_delete(VM_PATH, self._delete_vm)
         app.router.add_get(VM_LIST_PATH, self._list_vms)
         app.router.add_get(OP_PATH, self._get_operation)
+        app.router.add_put(NSG_PATH, self._put_nsg)
+        app.router.add_get(NSG_PATH, self._get_nsg)
+        app.router.add_get(NIC_PATH, self._get_network_resource)
+        app.router.add_get(PUBLIC_IP_PATH, self._get_network_resource)
         return app
 
     @web.middleware
@@ -114,7 +151,7 @@ class FakeAzure:
         if self._next_put_failure is not None:
             failure, self._next_put_failure = self._next_put_failure, None
             return _error(failure.status, failure.code, failure.message)
-        rg, name = request.match_info["rg"], request.match_info["name"]
+        sub, rg, name = (request.match_info[k] for k in ("sub", "rg", "name"))
         vm = copy.deepcopy(body)
         vm.update(
             id=request.path,
@@ -124,14 +161,97 @@ class FakeAzure:
         )
         vm["properties"]["provisioningState"] = "Creating"
         vm["properties"]["vmId"] = f"vm-{next(self._ids)}"
+        vm["_made"] = self._make_network(sub, rg, vm)
         self.vms[(rg, name)] = vm
+        self._boot((rg, name), vm)
         headers = {"Azure-AsyncOperation": self._start_operation(request, "create")}
         return web.json_response(_public(vm), status=201, headers=headers)
+
+    def _make_network(self, sub: str, rg: str, vm: dict[str, Any]) -> list[str]:
+        """Create the NICs (and public IPs) of the VM's inline network interface
+        configurations, as Azure does; list the ids made."""
+        network = vm["properties"].get("networkProfile") or {}
+        made: list[str] = []
+        refs: list[dict[str, Any]] = []
+        for config in network.get("networkInterfaceConfigurations") or []:
+            nic_id = NIC_PATH.format(sub=sub, rg=rg, name=config["name"])
+            ip_configs = []
+            for ip_config in config["properties"].get("ipConfigurations") or []:
+                props = ip_config.get("properties") or {}
+                shown: dict[str, Any] = {
+                    "privateIPAddress": FAKE_IP,
+                    "privateIPAllocationMethod": "Dynamic",
+                    "subnet": props.get("subnet"),
+                    "primary": props.get("primary", True),
+                    "provisioningState": "Succeeded",
+                }
+                public = props.get("publicIPAddressConfiguration")
+                if public is not None:
+                    ip_id = PUBLIC_IP_PATH.format(sub=sub, rg=rg, name=public["name"])
+                    self.public_ips[ip_id.lower()] = {
+                        "id": ip_id,
+                        "name": public["name"],
+                        "location": vm["location"],
+                        "sku": public.get("sku"),
+                        "properties": {
+                            "provisioningState": "Succeeded",
+                            "ipAddress": FAKE_IP,
+                            "publicIPAddressVersion": "IPv4",
+                            "publicIPAllocationMethod": public["properties"][
+                                "publicIPAllocationMethod"
+                            ],
+                        },
+                    }
+                    made.append(ip_id)
+                    shown["publicIPAddress"] = {"id": ip_id}
+                ip_configs.append({"name": ip_config["name"], "properties": shown})
+            self.nics[nic_id.lower()] = {
+                "id": nic_id,
+                "name": config["name"],
+                "location": vm["location"],
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "primary": config["properties"].get("primary", True),
+                    "ipConfigurations": ip_configs,
+                    "networkSecurityGroup": config["properties"].get("networkSecurityGroup"),
+                },
+            }
+            made.append(nic_id)
+            refs.append({"id": nic_id, "properties": {"primary": True, "deleteOption": "Delete"}})
+        if refs:
+            network["networkInterfaces"] = refs
+        return made
+
+    def _boot(self, key: tuple[str, str], vm: dict[str, Any]) -> None:
+        custom_data = vm["properties"].get("osProfile", {}).get("customData")
+        if self.vm_root is None or not custom_data or key in self._boots:
+            return
+        script = base64.b64decode(custom_data).decode()
+        self._boots[key] = asyncio.ensure_future(FakeVm.boot(key[1], script, self.vm_root))
+
+    def _power_off(self, key: tuple[str, str]) -> None:
+        boot = self._boots.pop(key, None)
+        if boot is None:
+            return
+
+        async def stop() -> None:
+            vm = await boot
+            await vm.stop()
+
+        task = asyncio.ensure_future(stop())
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    def _remove_vm(self, key: tuple[str, str]) -> None:
+        vm = self.vms.pop(key, None)
+        for resource_id in (vm or {}).get("_made", []):
+            self.nics.pop(resource_id.lower(), None)
+            self.public_ips.pop(resource_id.lower(), None)
 
     async def _get_vm(self, request: web.Request) -> web.Response:
         vm = self.vms.get((request.match_info["rg"], request.match_info["name"]))
         if vm is None:
-            return _not_found(request.match_info["name"])
+            return _not_found("Microsoft.Compute/virtualMachines", request.match_info["name"])
         return web.json_response(
             _public(vm, instance_view=request.query.get("$expand") == "instanceView")
         )
@@ -160,8 +280,61 @@ class FakeAzure:
         if op.kind == "create" and op.vm_key in self.vms:
             self.vms[op.vm_key]["properties"]["provisioningState"] = "Succeeded"
         elif op.kind == "delete":
-            self.vms.pop(op.vm_key, None)
+            self._remove_vm(op.vm_key)
+            self._power_off(op.vm_key)
         return web.json_response({"name": request.match_info["op"], "status": "Succeeded"})
+
+    async def _put_nsg(self, request: web.Request) -> web.Response:
+        """Create or replace an NSG; it reads "Updating" until the next GET (as ARM may)."""
+        body = await request.json()
+        self.nsg_put_bodies.append(body)
+        name = request.match_info["name"]
+        if self.nsg_write_forbidden:
+            return _error(
+                403,
+                "AuthorizationFailed",
+                "The client 'ana@example.com' with object id '0000' does not have "
+                "authorization to perform action 'Microsoft.Network/networkSecurityGroups/write' "
+                f"over scope '{request.path}' or the scope is invalid.",
+            )
+        key = (request.match_info["rg"], name)
+        created = key not in self.nsgs
+        rules = [
+            {**rule, "id": f"{request.path}/securityRules/{rule['name']}"}
+            for rule in body.get("properties", {}).get("securityRules", [])
+        ]
+        for rule in rules:
+            rule["properties"] = {**rule["properties"], "provisioningState": "Updating"}
+        nsg = {
+            "id": request.path,
+            "name": name,
+            "type": "Microsoft.Network/networkSecurityGroups",
+            "location": body["location"],
+            "tags": body.get("tags", {}),
+            "properties": {
+                "provisioningState": "Updating",
+                "securityRules": rules,
+                "defaultSecurityRules": [],
+            },
+        }
+        self.nsgs[key] = nsg
+        return web.json_response(nsg, status=201 if created else 200)
+
+    async def _get_nsg(self, request: web.Request) -> web.Response:
+        nsg = self.nsgs.get((request.match_info["rg"], request.match_info["name"]))
+        if nsg is None:
+            return _not_found("Microsoft.Network/networkSecurityGroups", request.match_info["name"])
+        nsg["properties"]["provisioningState"] = "Succeeded"
+        for rule in nsg["properties"]["securityRules"]:
+            rule["properties"]["provisioningState"] = "Succeeded"
+        return web.json_response(nsg)
+
+    async def _get_network_resource(self, request: web.Request) -> web.Response:
+        found = self.nics.get(request.path.lower()) or self.public_ips.get(request.path.lower())
+        if found is None:
+            kind = request.path.split("/providers/")[-1].rsplit("/", 1)[0]
+            return _not_found(kind, request.match_info["name"])
+        return web.json_response(found)
 
 
 def _public(vm: dict[str, Any], *, instance_view: bool = False) -> dict[str, Any]:
@@ -183,35 +356,16 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def _not_found(name: str) -> web.Response:
+def _not_found(kind: str, name: str) -> web.Response:
     return _error(
-        404,
-        "ResourceNotFound",
-        f"The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource group was "
-        "not found.",
+        404, "ResourceNotFound", f"The Resource '{kind}/{name}' under resource group was not found."
     )
-
-
-class StaticCredential:
-    """An async TokenCredential handing out a dummy token."""
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("dummy-token", int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        pass
-
-
-class AllowHttp(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Lets bearer auth go over http to the fake on 127.0.0.1."""
-
-    def on_request(self, request: Any) -> None:
-        request.context["enforce_https"] = False
 
 
 @asynccontextmanager
 async def serve(state: FakeAzure) -> AsyncIterator[str]:
-    """Run the fake on a free port of 127.0.0.1; yields its base URL."""
+    """Run the fake on a free port of 127.0.0.1; yields its base URL. Stopping it powers off
+    every fake VM."""
     runner = web.AppRunner(state.app())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -219,4 +373,7 @@ async def serve(state: FakeAzure) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
-        await runner.cleanup()
+        try:
+            await state.stop_vms()
+        finally:
+            await runner.cleanup()

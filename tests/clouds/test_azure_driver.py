@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import pytest
 
-from app.clouds.azure import AzureCloud, AzureResources
+from app.clouds.azure import AzureCloud, default_resources
 from app.clouds.base import InstanceRequest
 from app.errors import CloudError
-from tests.clouds.fake_azure import AllowHttp, FakeAzure, StaticCredential, serve
+from tests.clouds.fake_azure import FakeAzure, serve
 
 SUB, RG, LOCATION = "sub-1", "rg-lab", "westeurope"
-NIC = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/networkInterfaces/n1"
+NETWORK = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network"
+SUBNET = f"{NETWORK}/virtualNetworks/vnet-lab/subnets/workers"
 POLL_S = 0.02
 pytestmark = pytest.mark.timeout(20)
 
@@ -27,8 +29,8 @@ def pool_config(**changes: Any) -> dict[str, Any]:
         "location": LOCATION,
         "vm_size": "Standard_D4s_v3",
         "fallback_vm_sizes": ["Standard_D4s_v5", "Standard_D4as_v5"],
-        "nic_id": NIC,
-        "worker_host": "10.0.0.4",
+        "subnet_id": SUBNET,
+        "allow_from": ["203.0.113.7"],
         "ssh_public_key": "ssh-ed25519 AAAA test",
     } | changes
 
@@ -43,23 +45,10 @@ class Env:
         self.lost_event = asyncio.Event()
         self.driver = AzureCloud(
             self.pools.__getitem__,
-            resources_factory=self._resources,
-            startup_script=lambda request: f"echo start {request.name}\n",
+            resources_factory=partial(default_resources, polling_interval_s=0.01),
             poll_interval_s=POLL_S,
         )
         self.driver.on_lost(self._on_lost)
-
-    @staticmethod
-    def _resources(pool: str, config: Mapping[str, Any]) -> AzureResources:
-        return AzureResources(
-            config["subscription_id"],
-            config["resource_group"],
-            config["location"],
-            base_url=config["base_url"],
-            credential=StaticCredential(),
-            polling_interval_s=0.01,
-            per_call_policies=[AllowHttp()],
-        )
 
     def _on_lost(self, name: str, reason: str) -> None:
         self.lost.append((name, reason))
@@ -75,6 +64,19 @@ async def env() -> AsyncIterator[Env]:
         await env.driver.close()
 
 
+async def sh_syntax_errors(script: str) -> str:
+    """What `sh -n` (parse, do not run) says about the script; empty when it parses."""
+    proc = await asyncio.create_subprocess_exec(
+        "sh",
+        "-n",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await proc.communicate(script.encode())
+    return output.decode() if proc.returncode else ""
+
+
 def request(name: str = "lb-w1", **changes: Any) -> InstanceRequest:
     fields: dict[str, Any] = {
         "name": name,
@@ -86,22 +88,70 @@ def request(name: str = "lb-w1", **changes: Any) -> InstanceRequest:
     return InstanceRequest(**fields)
 
 
-async def test_create_sends_token_tags_and_spot(env: Env) -> None:
+async def test_create_sends_spot_tags_network_and_a_worker_script(env: Env) -> None:
     created = await env.driver.create_instance(request())
 
     assert created.name == "lb-w1"
-    assert created.address == "10.0.0.4:8443"
+    assert created.address == "127.0.0.1:8443"  # the public IP the fake gave the VM's NIC
     assert created.location == LOCATION
     assert created.handle["resource_group"] == RG
     assert created.handle["vm_size"] == "Standard_D4s_v3"
+    assert created.handle["port"] == 8443
+    assert len(bytes.fromhex(created.handle["tls_sha256"])) == 32
     body = env.state.put_bodies[0]
     assert body["tags"]["labbatch-pool"] == "gpu"
     assert body["tags"]["labbatch-instance"] == "lb-w1"
-    assert body["properties"]["priority"] == "Spot"
-    script = base64.b64decode(body["properties"]["osProfile"]["customData"]).decode()
-    assert "LABBATCH_WORKER_TOKEN=tok-secret" in script
-    assert "echo start lb-w1" in script
+    props = body["properties"]
+    assert (props["priority"], props["evictionPolicy"]) == ("Spot", "Delete")
+    (nic,) = props["networkProfile"]["networkInterfaceConfigurations"]
+    assert nic["properties"]["networkSecurityGroup"] == {
+        "id": f"{NETWORK}/networkSecurityGroups/labbatch-gpu-worker"
+    }
+    ip_config = nic["properties"]["ipConfigurations"][0]["properties"]
+    assert ip_config["subnet"] == {"id": SUBNET}
+    assert ip_config["publicIPAddressConfiguration"]["properties"]["deleteOption"] == "Delete"
+    script = base64.b64decode(props["osProfile"]["customData"]).decode()
+    assert script.startswith("#!/bin/sh\n")
+    assert "tok-secret" in script
+    assert "--tls-cert" in script and "--port 8443" in script and "--cores 4" in script
+    assert "-----BEGIN CERTIFICATE-----" in script
+    assert "-----BEGIN PRIVATE KEY-----" in script
+    assert await sh_syntax_errors(script) == ""
     assert "tok-secret" not in str(body["tags"])
+    assert "tok-secret" not in str(created.handle)
+
+
+async def test_the_custom_data_pins_the_certificate_of_the_handle(env: Env) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    created = await env.driver.create_instance(request())
+
+    script = base64.b64decode(env.state.put_bodies[0]["properties"]["osProfile"]["customData"])
+    begin = script.index(b"-----BEGIN CERTIFICATE-----")
+    end = script.index(b"-----END CERTIFICATE-----") + len(b"-----END CERTIFICATE-----")
+    cert = x509.load_pem_x509_certificate(script[begin:end])
+    assert cert.fingerprint(hashes.SHA256()).hex() == created.handle["tls_sha256"]
+
+
+async def test_private_ip_pool_makes_no_public_ip_and_dials_the_private_address(
+    env: Env,
+) -> None:
+    env.pools["gpu"].update(use_private_ip=True, worker_port=9443, worker_requirement="lb==1")
+
+    created = await env.driver.create_instance(request(preemptible=False))
+
+    props = env.state.put_bodies[0]["properties"]
+    ip_config = props["networkProfile"]["networkInterfaceConfigurations"][0]["properties"][
+        "ipConfigurations"
+    ][0]["properties"]
+    assert "publicIPAddressConfiguration" not in ip_config
+    assert "priority" not in props
+    assert created.address == "127.0.0.1:9443"
+    assert created.handle["port"] == 9443
+    script = base64.b64decode(props["osProfile"]["customData"]).decode()
+    assert "--port 9443" in script
+    assert "lb==1" in script
 
 
 async def test_quota_error_falls_back_to_the_next_vm_size(env: Env) -> None:
@@ -144,7 +194,7 @@ async def test_permanent_error_stops_at_the_first_size(env: Env) -> None:
 
 @pytest.mark.parametrize(
     ("key", "hint"),
-    [("nic_id", "does not create network interfaces yet"), ("ssh_public_key", "SSH key")],
+    [("subnet_id", "existing subnet"), ("ssh_public_key", "SSH key"), ("allow_from", "ifconfig")],
 )
 async def test_missing_setting_names_pool_and_key(env: Env, key: str, hint: str) -> None:
     del env.pools["gpu"][key]

@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 from azure.core.credentials import AccessToken
-from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.identity import CredentialUnavailableError
 
 from app.clouds.azure import AzureResources, VmSpec
+from app.clouds.azure.credentials import AllowHttp
 from app.errors import CloudError
 from tests.clouds.fake_azure import FakeAzure
 
 SUB, RG, LOCATION = "sub-1", "rg-lab", "westeurope"
-NIC = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/networkInterfaces/n1"
+NETWORK = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network"
+SUBNET = f"{NETWORK}/virtualNetworks/vnet-lab/subnets/workers"
+NSG = f"{NETWORK}/networkSecurityGroups/labbatch-gpu-pool-worker"
 pytestmark = pytest.mark.timeout(20)
 
 
@@ -35,13 +37,6 @@ class FakeCredential:
 
     async def close(self) -> None:
         pass
-
-
-class AllowHttp(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Lets bearer auth go over http to the fake on 127.0.0.1."""
-
-    def on_request(self, request: Any) -> None:
-        request.context["enforce_https"] = False
 
 
 @pytest.fixture
@@ -79,7 +74,8 @@ def spec(name: str = "lb-w1", **changes: Any) -> VmSpec:
     fields: dict[str, Any] = {
         "name": name,
         "vm_size": "Standard_D4s_v3",
-        "nic_id": NIC,
+        "subnet_id": SUBNET,
+        "nsg_id": NSG,
         "pool": "gpu-pool",
         "ssh_public_key": "ssh-ed25519 AAAA test",
         "custom_data": "#!/bin/sh\necho hello\n",
@@ -122,7 +118,51 @@ async def test_create_sends_spot_vm_body_and_polls_to_success(
     assert props["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"] == (
         "ssh-ed25519 AAAA test"
     )
-    assert props["networkProfile"]["networkInterfaces"][0]["id"] == NIC
+    network = props["networkProfile"]
+    assert network["networkApiVersion"] >= "2020-11-01"
+    (nic,) = network["networkInterfaceConfigurations"]
+    assert nic["name"] == "lb-w1-nic"
+    assert nic["properties"]["primary"] is True
+    assert nic["properties"]["deleteOption"] == "Delete"
+    assert nic["properties"]["networkSecurityGroup"] == {"id": NSG}
+    (ip_config,) = nic["properties"]["ipConfigurations"]
+    assert ip_config["properties"]["subnet"] == {"id": SUBNET}
+    public_ip = ip_config["properties"]["publicIPAddressConfiguration"]
+    assert public_ip["sku"]["name"] == "Standard"
+    assert public_ip["properties"] == {
+        "deleteOption": "Delete",
+        "publicIPAllocationMethod": "Static",
+    }
+    assert info.nic_id == f"{NETWORK}/networkInterfaces/lb-w1-nic"
+    assert "secret" not in repr(spec(custom_data="secret"))  # token and TLS key stay out of logs
+
+
+async def test_private_ip_vm_has_no_public_ip_and_reads_its_private_address(
+    fake: tuple[FakeAzure, str], azure: AzureResources
+) -> None:
+    info = await azure.create_vm(spec(public_ip=False, custom_data="#!/bin/sh\n# tok\n"))
+
+    props = fake[0].put_bodies[0]["properties"]
+    ip_config = props["networkProfile"]["networkInterfaceConfigurations"][0]["properties"][
+        "ipConfigurations"
+    ][0]["properties"]
+    assert "publicIPAddressConfiguration" not in ip_config
+    assert fake[0].public_ips == {}
+    assert info.nic_id is not None
+    assert await azure.vm_address(info.nic_id, public=False) == "127.0.0.1"
+
+
+async def test_public_address_is_read_from_the_nic_and_its_public_ip(
+    fake: tuple[FakeAzure, str], azure: AzureResources
+) -> None:
+    info = await azure.create_vm(spec())
+    assert info.nic_id is not None
+
+    assert await azure.vm_address(info.nic_id, public=True) == "127.0.0.1"
+
+    await azure.delete_vm("lb-w1")  # the NIC and the public IP go with the VM
+    assert fake[0].nics == {}
+    assert fake[0].public_ips == {}
 
 
 async def test_standard_vm_has_no_spot_fields(

@@ -1,97 +1,85 @@
 """Azure VMs behind the CloudDriver interface: create with size fallback, watch for eviction.
 
-Pool configuration keys (the pool's stored ``config`` dict):
-
-- ``subscription_id``, ``resource_group``, ``location``: where the VMs live (required).
-- ``vm_size``: e.g. ``Standard_D4s_v3`` (required unless the request names a machine type).
-- ``fallback_vm_sizes``: optional list of sizes tried in order when Azure answers ``vm_size``
-  with a transient error (quota, no capacity). Azure pools have one location, so this list
-  stands in for the zone fallback of GCE pools. Pick sizes with the same cores and memory
-  (e.g. ``Standard_D4s_v5``, ``Standard_D4as_v5``): the engine counts the requested cores.
-  Not used when the request names its own machine type.
-- ``nic_id``: ARM id of an existing network interface (required for now: LabBatch does not yet
-  create NICs, so a pool can run one VM per NIC).
-- ``worker_host``: the IP address or host name of that NIC that the driver dials (required with
-  ``nic_id``; when LabBatch creates NICs it will read the address from the NIC).
-- ``ssh_public_key``: Azure refuses Linux VMs without one, since password login is disabled.
-- ``image``: optional Marketplace image URN ``publisher:offer:sku:version`` (default Debian 12).
-- ``base_url``: optional Resource Manager endpoint (private endpoints, tests).
+Each VM boots a LabBatch worker from its custom data (bootstrap.inline_startup_script: the token,
+a fresh TLS key and certificate, the agent's install). The VM makes its own network interface in
+the pool's subnet, behind the pool's network security group (ensured here), and unless the pool
+uses private addresses a static public IP; Azure deletes both with the VM. The driver pins the
+worker's certificate by its SHA-256 (``handle["tls_sha256"]``). Pool configuration keys: see
+app.clouds.azure.config.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.clouds.azure.resources import POOL_TAG, AzureResources, ImageRef, VmSpec
+from app.clouds.azure.config import AzurePoolSettings, parse_config
+from app.clouds.azure.resources import (
+    DEFAULT_POLLING_INTERVAL_S,
+    POOL_TAG,
+    AzureResources,
+    VmInfo,
+    VmSpec,
+)
 from app.clouds.base import CreatedInstance, InstanceRequest, LostCallback
+from app.clouds.bootstrap import WorkerBoot, inline_startup_script, make_tls_identity
 from app.errors import CloudError
-from app.protocol import TOKEN_ENV
 
 log = logging.getLogger("labbatch.clouds.azure")
 
 PoolConfig = Callable[[str], Mapping[str, Any]]
-ResourcesFactory = Callable[[str, Mapping[str, Any]], AzureResources]
+ResourcesFactory = Callable[[AzurePoolSettings], AzureResources]
 PREEMPTED = "preempted"
 # Power states in which the worker cannot be running; Spot eviction with policy Deallocate
 # leaves the VM "deallocated".
 STOPPED_POWER_STATES = frozenset({"deallocating", "deallocated", "stopping", "stopped"})
-LOCATION_KEYS = ("subscription_id", "resource_group", "location")
 
 
-def placeholder_startup_script(request: InstanceRequest) -> str:
-    """The stand-in startup script until the TLS work brings the real one."""
-    return "echo 'LabBatch: the worker startup script comes with the TLS work (issue 6)'\n"
+def default_resources(
+    settings: AzurePoolSettings, *, polling_interval_s: float = DEFAULT_POLLING_INTERVAL_S
+) -> AzureResources:
+    """A resource manager for the pool's subscription and group: DefaultAzureCredential over
+    https, or a dummy credential for a plain-http endpoint on loopback (a local proxy, a fake)."""
+    from app.clouds.azure.credentials import loopback_auth
 
-
-def custom_data(token: str, startup_script: str) -> str:
-    """The VM's custom data: a shell script exporting the instance token, then the script."""
-    return f"#!/bin/sh\nexport {TOKEN_ENV}={shlex.quote(token)}\n{startup_script}"
-
-
-def default_resources(pool: str, config: Mapping[str, Any]) -> AzureResources:
-    """A resource manager using DefaultAzureCredential for the pool's subscription and group."""
+    credential, policies = loopback_auth(settings.base_url)
     return AzureResources(
-        _required(pool, config, "subscription_id"),
-        _required(pool, config, "resource_group"),
-        _required(pool, config, "location"),
-        base_url=config.get("base_url"),
+        settings.subscription_id,
+        settings.resource_group,
+        settings.location,
+        base_url=settings.base_url,
+        credential=credential,
+        polling_interval_s=polling_interval_s,
+        per_call_policies=policies,
     )
 
 
-def _required(pool: str, config: Mapping[str, Any], key: str, why: str = "") -> str:
-    value = config.get(key)
-    if not value or not isinstance(value, str):
-        hint = f" ({why})" if why else ""
-        raise CloudError(f"Azure pool {pool!r} has no {key!r} in its configuration{hint}.")
-    return value
-
-
-def _image(pool: str, config: Mapping[str, Any]) -> ImageRef:
-    urn = config.get("image")
-    if not urn:
-        return ImageRef()
-    parts = str(urn).split(":")
-    if len(parts) != 4 or not all(parts):
-        raise CloudError(
-            f"Azure pool {pool!r} has image {urn!r}; write it as publisher:offer:sku:version, "
-            "e.g. Debian:debian-12:12-gen2:latest."
-        )
-    return ImageRef(*parts)
-
-
-def _vm_sizes(pool: str, config: Mapping[str, Any], request: InstanceRequest) -> list[str]:
+def _vm_sizes(pool: str, settings: AzurePoolSettings, request: InstanceRequest) -> list[str]:
     if request.machine_type:
         return [request.machine_type]
-    first = _required(pool, config, "vm_size")
-    fallbacks = config.get("fallback_vm_sizes") or []
-    if not isinstance(fallbacks, list) or not all(isinstance(s, str) for s in fallbacks):
-        raise CloudError(f"Azure pool {pool!r}: 'fallback_vm_sizes' must be a list of VM sizes.")
-    return list(dict.fromkeys([first, *fallbacks]))
+    if not settings.vm_size:
+        raise CloudError(
+            f"Azure pool {pool!r} has no 'vm_size' in its configuration (e.g. Standard_D4s_v3)."
+        )
+    return list(dict.fromkeys([settings.vm_size, *settings.fallback_vm_sizes]))
+
+
+def startup_script(request: InstanceRequest, settings: AzurePoolSettings) -> tuple[str, str]:
+    """(the VM's custom data, the SHA-256 pin of the worker's new certificate)."""
+    tls = make_tls_identity(request.name)
+    boot = WorkerBoot(
+        request.name,
+        cores_mcpu=request.cores_mcpu,
+        token=request.token,
+        tls=tls,
+        port=settings.worker_port,
+        requirement=settings.worker_requirement,
+        idle_timeout_s=request.idle_timeout_s,
+    )
+    return inline_startup_script(boot), tls.sha256
 
 
 def _lost_reason(power_state: str | None, *, exists: bool, spot: bool) -> str | None:
@@ -120,14 +108,10 @@ class AzureCloud:
         pool_config: PoolConfig,
         *,
         resources_factory: ResourcesFactory = default_resources,
-        startup_script: Callable[[InstanceRequest], str] = placeholder_startup_script,
-        worker_port: int = 8443,
         poll_interval_s: float = 30.0,
     ) -> None:
         self._pool_config = pool_config
         self._resources_factory = resources_factory
-        self._startup_script = startup_script
-        self.worker_port = worker_port
         self.poll_interval_s = poll_interval_s
         self._resources: dict[tuple[str, ...], AzureResources] = {}
         self._owned: dict[str, _Owned] = {}
@@ -135,68 +119,117 @@ class AzureCloud:
         self._reported: set[str] = set()
         self._lost: LostCallback | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # pool -> (what its NSG was made for, the NSG's id): ensured once per process
+        self._nsgs: dict[str, tuple[tuple[Any, ...], str]] = {}
+        self._nsg_locks: dict[str, asyncio.Lock] = {}
 
     def on_lost(self, callback: LostCallback) -> None:
         self._lost = callback
 
-    def _resources_for(self, pool: str, config: Mapping[str, Any]) -> AzureResources:
+    def _settings(self, pool: str) -> AzurePoolSettings:
+        return parse_config(pool, self._pool_config(pool))
+
+    def _resources_for(self, settings: AzurePoolSettings) -> AzureResources:
         """One resource manager (one HTTP session) per subscription, group and location."""
-        key = (*(_required(pool, config, k) for k in LOCATION_KEYS), config.get("base_url") or "")
+        key = (
+            settings.subscription_id,
+            settings.resource_group,
+            settings.location,
+            settings.base_url or "",
+        )
         if key not in self._resources:
-            self._resources[key] = self._resources_factory(pool, config)
+            self._resources[key] = self._resources_factory(settings)
         return self._resources[key]
+
+    async def _ensure_nsg(
+        self, pool: str, settings: AzurePoolSettings, resources: AzureResources
+    ) -> str:
+        """The id of the pool's NSG, made or updated when first needed or after the
+        configuration changed."""
+        wanted = (
+            resources.subscription_id,
+            resources.resource_group,
+            resources.location,
+            settings.base_url,
+            settings.worker_port,
+            settings.allow_from,
+        )
+        async with self._nsg_locks.setdefault(pool, asyncio.Lock()):
+            done = self._nsgs.get(pool)
+            if done is not None and done[0] == wanted:
+                return done[1]
+            nsg_id = await resources.ensure_worker_nsg(
+                pool, settings.worker_port, settings.allow_from
+            )
+            self._nsgs[pool] = (wanted, nsg_id)
+            return nsg_id
 
     async def create_instance(self, request: InstanceRequest) -> CreatedInstance:
         pool = request.pool
-        config = self._pool_config(pool)
-        resources = self._resources_for(pool, config)
+        settings = self._settings(pool)
+        resources = self._resources_for(settings)
         if request.location and request.location != resources.location:
             raise CloudError(
                 f"Azure pool {pool!r} runs in {resources.location}, not {request.location}."
             )
-        nic_why = "LabBatch does not create network interfaces yet; make one and give its id"
+        sizes = _vm_sizes(pool, settings, request)
+        nsg_id = await self._ensure_nsg(pool, settings, resources)
+        custom_data, tls_sha256 = startup_script(request, settings)
         base = VmSpec(
             name=request.name,
             vm_size="",
-            nic_id=_required(pool, config, "nic_id", nic_why),
+            subnet_id=settings.subnet_id,
+            nsg_id=nsg_id,
             pool=pool,
-            image=_image(pool, config),
-            ssh_public_key=_required(
-                pool, config, "ssh_public_key", "Azure requires an SSH key for Linux VMs"
-            ),
-            custom_data=custom_data(request.token, self._startup_script(request)),
+            public_ip=not settings.use_private_ip,
+            image=settings.image,
+            ssh_public_key=settings.ssh_public_key,
+            custom_data=custom_data,
             spot=request.preemptible,
         )
-        host = _required(pool, config, "worker_host", "the address of the network interface")
+        vm_size, vm = await self._create_vm(resources, base, sizes)
+        try:
+            if vm.nic_id is None:
+                raise CloudError(f"Azure reported no network interface for VM {request.name}.")
+            ip = await resources.vm_address(vm.nic_id, public=not settings.use_private_ip)
+        except CloudError:
+            await self._remove_failed(resources, request.name)
+            raise
+        self._owned[request.name] = _Owned(pool, resources, request.preemptible)
+        self._start_watching()
+        host = f"[{ip}]" if ":" in ip else ip
+        return CreatedInstance(
+            name=request.name,
+            address=f"{host}:{settings.worker_port}",
+            location=resources.location,
+            handle={
+                "pool": pool,
+                "subscription_id": resources.subscription_id,
+                "resource_group": resources.resource_group,
+                "location": resources.location,
+                "vm_size": vm_size,
+                "spot": request.preemptible,
+                "tls_sha256": tls_sha256,
+                "port": settings.worker_port,
+            },
+        )
+
+    async def _create_vm(
+        self, resources: AzureResources, base: VmSpec, sizes: list[str]
+    ) -> tuple[str, VmInfo]:
+        """Create the VM with the first size Azure accepts; (that size, the VM)."""
         reasons: list[str] = []
-        for vm_size in _vm_sizes(pool, config, request):
-            spec = replace(base, vm_size=vm_size)
+        for vm_size in sizes:
             try:
-                await resources.create_vm(spec)
+                return vm_size, await resources.create_vm(replace(base, vm_size=vm_size))
             except CloudError as exc:
-                await self._remove_failed(resources, request.name)
+                await self._remove_failed(resources, base.name)
                 if not exc.transient:
                     raise
                 reasons.append(f"{vm_size}: {exc}")
-                continue
-            self._owned[request.name] = _Owned(pool, resources, request.preemptible)
-            self._start_watching()
-            return CreatedInstance(
-                name=request.name,
-                address=f"{host}:{self.worker_port}",
-                location=resources.location,
-                handle={
-                    "pool": pool,
-                    "subscription_id": resources.subscription_id,
-                    "resource_group": resources.resource_group,
-                    "location": resources.location,
-                    "vm_size": vm_size,
-                    "spot": request.preemptible,
-                },
-            )
         raise CloudError(
-            f"Azure could not create {request.name} in {resources.location} with any VM size of "
-            f"pool {pool!r}:\n" + "\n".join(reasons),
+            f"Azure could not create {base.name} in {resources.location} with any VM size of "
+            f"pool {base.pool!r}:\n" + "\n".join(reasons),
             transient=True,
         )
 
@@ -211,9 +244,7 @@ class AzureCloud:
         pool = handle.get("pool")
         if not isinstance(pool, str):
             return False
-        config = dict(self._pool_config(pool))
-        config.update({k: handle[k] for k in LOCATION_KEYS if handle.get(k)})
-        resources = self._resources_for(pool, config)
+        resources = self._resources_for(self._settings(pool).with_location(handle))
         vm = await resources.get_vm(name)
         if vm is None or vm.power_state != "running":
             return False
@@ -270,7 +301,7 @@ class AzureCloud:
 
     async def orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
         """LabBatch VMs of this pool in its resource group that the engine does not know."""
-        resources = self._resources_for(pool, self._pool_config(pool))
+        resources = self._resources_for(self._settings(pool))
         vms = await resources.list_labbatch_vms()
         return sorted(
             vm.name for vm in vms if vm.tags.get(POOL_TAG) == pool and vm.name not in known_names
@@ -279,7 +310,7 @@ class AzureCloud:
     async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
         """Delete this pool's orphaned VMs (after a crash); returns their names."""
         names = await self.orphans(pool, known_names)
-        resources = self._resources_for(pool, self._pool_config(pool))
+        resources = self._resources_for(self._settings(pool))
         await asyncio.gather(*(resources.delete_vm(name) for name in names))
         return names
 

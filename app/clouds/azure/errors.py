@@ -20,6 +20,11 @@ LOGIN_HINT = (
     "variables or a managed identity) and check the subscription id."
 )
 
+FORBIDDEN_HINT = (
+    "Grant the signed-in identity the Virtual Machine Contributor and Network Contributor roles "
+    "on the resource group (each VM makes its own network interface and public IP)."
+)
+
 
 def _error_code(exc: BaseException) -> str:
     """The ARM error code of an HttpResponseError, or '' when there is none."""
@@ -34,8 +39,11 @@ def _error_message(exc: BaseException) -> str:
     return str(message or exc).strip()
 
 
-def translate_error(exc: BaseException, action: str) -> CloudError:
-    """Turn an Azure SDK exception raised while doing `action` into a CloudError."""
+def translate_error(
+    exc: BaseException, action: str, *, forbidden_hint: str = FORBIDDEN_HINT
+) -> CloudError:
+    """Turn an Azure SDK exception raised while doing `action` into a CloudError;
+    ``forbidden_hint`` says what to do about a 403."""
     from azure.core.exceptions import (
         ClientAuthenticationError,
         HttpResponseError,
@@ -71,9 +79,7 @@ def translate_error(exc: BaseException, action: str) -> CloudError:
         return CloudError(f"Azure refused the credentials while {action}. {LOGIN_HINT}")
     if status == 403:
         return CloudError(
-            f"Azure denied permission while {action} ({code}): {message} "
-            "Grant the signed-in identity the Virtual Machine Contributor role on the "
-            "resource group."
+            f"Azure denied permission while {action} ({code}): {message} {forbidden_hint}"
         )
     if status == 429 or status >= 500:
         return CloudError(
@@ -83,6 +89,6 @@ def translate_error(exc: BaseException, action: str) -> CloudError:
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         return CloudError(
             f"Azure could not find a resource while {action} ({code}): {message} "
-            "Check the subscription, resource group, location and network interface."
+            "Check the subscription, resource group, location and subnet."
         )
     return CloudError(f"Azure refused the request while {action} ({code or status}): {message}")

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.clouds.azure.errors import translate_error
+from app.clouds.azure.network import ArmRest, WorkerNsg, ensure_worker_nsg, nic_address
 
 LABBATCH_TAG = "labbatch"
 POOL_TAG = "labbatch-pool"
 INSTANCE_TAG = "labbatch-instance"
 DEFAULT_POLLING_INTERVAL_S = 5.0
+# Microsoft.Network version for the NICs a VM makes (2020-11-01 or later allows inline ones)
+NETWORK_PROFILE_API_VERSION = "2022-11-01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +30,14 @@ class ImageRef:
 
 @dataclass(frozen=True, slots=True)
 class VmSpec:
-    """One Linux VM to create, attached to an existing network interface."""
+    """One Linux VM to create, with its own network interface (and public IP) in a subnet."""
 
     name: str
     vm_size: str
-    nic_id: str
+    subnet_id: str
+    nsg_id: str
     pool: str
+    public_ip: bool = True  # False: the driver dials the private address (VPN)
     image: ImageRef = ImageRef()
     os_disk_size_gb: int = 30
     admin_username: str = "labbatch"
@@ -40,6 +45,9 @@ class VmSpec:
     custom_data: str = ""
     spot: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # custom data holds the token and the TLS key
+        return f"VmSpec(name={self.name!r}, vm_size={self.vm_size!r}, pool={self.pool!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ class VmInfo:
     provisioning_state: str | None
     power_state: str | None  # "running", "deallocated", ...; None when not asked or unknown
     tags: dict[str, str]
+    nic_id: str | None = None  # the primary network interface
 
 
 def vm_tags(spec: VmSpec) -> dict[str, str]:
@@ -87,15 +96,46 @@ def vm_body(spec: VmSpec, location: str) -> dict[str, Any]:
             },
         },
         "osProfile": os_profile,
-        "networkProfile": {
-            "networkInterfaces": [{"id": spec.nic_id, "properties": {"primary": True}}]
-        },
+        "networkProfile": network_profile(spec),
     }
     if spec.spot:
         properties["priority"] = "Spot"
         properties["evictionPolicy"] = "Delete"
         properties["billingProfile"] = {"maxPrice": -1}  # pay up to the regular price
     return {"location": location, "tags": vm_tags(spec), "properties": properties}
+
+
+def network_profile(spec: VmSpec) -> dict[str, Any]:
+    """A network interface (and public IP) that the VM creates, and deletes with itself."""
+    ip_config: dict[str, Any] = {"subnet": {"id": spec.subnet_id}, "primary": True}
+    if spec.public_ip:
+        ip_config["publicIPAddressConfiguration"] = {
+            "name": f"{spec.name}-ip",
+            "sku": {"name": "Standard", "tier": "Regional"},
+            "properties": {"deleteOption": "Delete", "publicIPAllocationMethod": "Static"},
+        }
+    return {
+        "networkApiVersion": NETWORK_PROFILE_API_VERSION,
+        "networkInterfaceConfigurations": [
+            {
+                "name": f"{spec.name}-nic",
+                "properties": {
+                    "primary": True,
+                    "deleteOption": "Delete",
+                    "networkSecurityGroup": {"id": spec.nsg_id},
+                    "ipConfigurations": [{"name": "ipconfig1", "properties": ip_config}],
+                },
+            }
+        ],
+    }
+
+
+def _primary_nic_id(props: Any) -> str | None:
+    network = props.network_profile if props is not None else None
+    nics = list(network.network_interfaces or []) if network is not None else []
+    primary = [n for n in nics if n.properties is not None and n.properties.primary]
+    chosen = (primary or nics)[:1]
+    return str(chosen[0].id) if chosen and chosen[0].id else None
 
 
 def _vm_info(vm: Any) -> VmInfo:
@@ -112,7 +152,15 @@ def _vm_info(vm: Any) -> VmInfo:
         provisioning_state=props.provisioning_state if props is not None else None,
         power_state=power_state,
         tags=dict(vm.tags or {}),
+        nic_id=_primary_nic_id(props),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """Wraps a client's send_request so ArmRest sees one name across SDK versions."""
+
+    send_request: Any
 
 
 class AzureResources:
@@ -139,8 +187,8 @@ class AzureResources:
         self._per_call_policies = list(per_call_policies or [])
         self._client: Any = None
 
-    def _vms(self) -> Any:
-        """The SDK's virtual machines operations, creating the client on first use."""
+    def _compute(self) -> Any:
+        """The SDK client, created on first use."""
         if self._client is None:
             from azure.mgmt.compute.aio import ComputeManagementClient
 
@@ -157,7 +205,29 @@ class AzureResources:
             self._client = ComputeManagementClient(
                 credential=self._credential, subscription_id=self.subscription_id, **options
             )
-        return self._client.virtual_machines
+        return self._client
+
+    def _vms(self) -> Any:
+        """The SDK's virtual machines operations."""
+        return self._compute().virtual_machines
+
+    def _rest(self) -> ArmRest:
+        """Microsoft.Network REST calls through the compute client's pipeline."""
+        client = self._compute()
+        send = getattr(client, "send_request", None) or client._send_request  # older SDKs
+        return ArmRest(_Sender(send), poll_interval_s=self._polling_interval_s)
+
+    async def ensure_worker_nsg(self, pool: str, port: int, sources: tuple[str, ...]) -> str:
+        """Make the pool's network security group allow ``sources`` to ``port``; its id."""
+        nsg = WorkerNsg(
+            self.subscription_id, self.resource_group, self.location, pool, port, sources
+        )
+        await ensure_worker_nsg(self._rest(), nsg)
+        return nsg.id
+
+    async def vm_address(self, nic_id: str, *, public: bool) -> str:
+        """The IP address of a VM's network interface: its public IP, or its private one."""
+        return await nic_address(self._rest(), nic_id, public=public)
 
     async def create_vm(self, spec: VmSpec) -> VmInfo:
         """Create (PUT) a VM and wait until Azure reports it provisioned."""
