@@ -1,17 +1,27 @@
-"""A fake Compute Engine REST API on 127.0.0.1 answering the documented JSON shapes."""
+"""A fake Compute Engine REST API on 127.0.0.1 answering the documented JSON shapes.
+
+With ``boot_dir`` set, an inserted instance boots a FakeVm that runs its real start-up script,
+reading its metadata from a per-instance endpoint of this server (like the metadata server).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from tests.clouds.fake_vm import FakeVm
+
 BASE = "/compute/v1/projects/{project}/zones/{zone}"
+GLOBAL = "/compute/v1/projects/{project}/global"
+METADATA = "/fake-metadata/{project}/{zone}/{name}/attributes"
 LABEL_FILTER = re.compile(r'^\s*labels\.([\w-]+)\s*=\s*"?([^"]*)"?\s*$')
 
 
@@ -38,7 +48,14 @@ class FakeGce:
     instances: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     insert_bodies: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)  # each request's header
     unauthorized: bool = False
+    firewalls: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    firewall_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # method, body
+    forbidden_firewall_methods: set[str] = field(default_factory=set)  # e.g. {"POST", "PATCH"}
+    boot_dir: Path | None = None  # set: an insert boots a FakeVm running the startup-script
+    vms: dict[tuple[str, str, str], FakeVm] = field(default_factory=dict)
+    _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     _fail_next_insert: tuple[int, str, str] | None = None
     _failing_zones: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     _operations: dict[str, _Operation] = field(default_factory=dict)
@@ -72,6 +89,20 @@ class FakeGce:
             del self.instances[key]
         else:
             self.instances[key]["status"] = "TERMINATED"
+        self._power_off(key)
+
+    def _power_off(self, key: tuple[str, str, str]) -> None:
+        vm = self.vms.pop(key, None)
+        if vm is not None:
+            task = asyncio.get_running_loop().create_task(vm.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def stop_vms(self) -> None:
+        """Power off every FakeVm (and wait for those already powering off)."""
+        for key in list(self.vms):
+            self._power_off(key)
+        await asyncio.gather(*self._stopping)
 
     def operation_polls(self) -> list[int]:
         """How many times each operation was polled, in creation order."""
@@ -86,11 +117,19 @@ class FakeGce:
         app.router.add_delete(BASE + "/instances/{name}", self._delete)
         app.router.add_get(BASE + "/operations/{op}", self._get_operation)
         app.router.add_get(BASE + "/machineTypes", self._machine_types)
+        app.router.add_get(GLOBAL + "/firewalls/{name}", self._get_firewall)
+        app.router.add_post(GLOBAL + "/firewalls", self._insert_firewall)
+        app.router.add_patch(GLOBAL + "/firewalls/{name}", self._patch_firewall)
+        app.router.add_get(GLOBAL + "/operations/{op}", self._get_operation)
+        app.router.add_get(METADATA + "/{key}", self._metadata)
         return app
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/fake-metadata/"):  # the VM's side: no API credentials
+            return await handler(request)
         self.requests.append((request.method, request.path_qs))
+        self.authorizations.append(request.headers.get("Authorization"))
         if self.unauthorized:
             return web.json_response(
                 {
@@ -117,11 +156,15 @@ class FakeGce:
             "name": name,
             "operationType": kind,
             "status": "PENDING" if self.polls_until_done else "DONE",
-            "zone": self._url(request).rsplit("/instances", 1)[0],
             "targetLink": target,
-            "selfLink": self._url(request, f"/operations/{name}"),
             "progress": 0,
         }
+        if "zone" in request.match_info:
+            op["zone"] = self._url(request).rsplit("/instances", 1)[0]
+            op["selfLink"] = self._url(request, f"/operations/{name}")
+        else:
+            project = request.match_info["project"]
+            op["selfLink"] = f"{request.url.origin()}{GLOBAL.format(project=project)}/{name}"
         state = _Operation(op, self.polls_until_done, on_done)
         self._operations[name] = state
         if not self.polls_until_done:
@@ -156,7 +199,7 @@ class FakeGce:
                 self.instances[key]["status"] = "RUNNING"
 
         if failure is None:
-            n = len(self.instances) + 1
+            n = len(self.instances) + 2
             self.instances[key] = {
                 "kind": "compute#instance",
                 "id": str(next(self._ids)),
@@ -171,20 +214,44 @@ class FakeGce:
                     {
                         "kind": "compute#networkInterface",
                         "name": "nic0",
-                        "networkIP": "127.0.0.1",
+                        "networkIP": f"10.128.0.{n}",
                         "accessConfigs": [
                             {
                                 "kind": "compute#accessConfig",
                                 "type": "ONE_TO_ONE_NAT",
                                 "name": "External NAT",
-                                "natIP": f"203.0.113.{n}",
+                                "natIP": "127.0.0.1",  # where a FakeVm's worker listens
                             }
                         ],
                     }
                 ],
                 "selfLink": target,
             }
+            if body.get("tags"):
+                self.instances[key]["tags"] = body["tags"]
+            if self.boot_dir is not None:
+                await self._boot(request, key)
         return web.json_response(self._operation(request, "insert", target, done))
+
+    async def _boot(self, request: web.Request, key: tuple[str, str, str]) -> None:
+        assert self.boot_dir is not None
+        project, zone, name = key
+        items = self.instances[key]["metadata"].get("items", [])
+        script = next((i["value"] for i in items if i["key"] == "startup-script"), "")
+        url = f"{request.url.origin()}{METADATA.format(project=project, zone=zone, name=name)}"
+        self.vms[key] = await FakeVm.boot(name, script, self.boot_dir, metadata_url=url)
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        """One metadata item of one instance, as the metadata server answers it."""
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403, text="Missing Metadata-Flavor:Google header.\n")
+        m = request.match_info
+        instance = self.instances.get((m["project"], m["zone"], m["name"]))
+        items = instance["metadata"].get("items", []) if instance else []
+        for item in items:
+            if item["key"] == m["key"]:
+                return web.Response(text=item["value"], content_type="text/plain")
+        return web.Response(status=404, text="not found\n")
 
     async def _get(self, request: web.Request) -> web.Response:
         m = request.match_info
@@ -199,6 +266,7 @@ class FakeGce:
         if key not in self.instances:
             return _error(404, f"The resource '{self._url(request)}' was not found", "notFound")
         self.instances[key]["status"] = "STOPPING"
+        self._power_off(key)
         target = self._url(request)
         return web.json_response(
             self._operation(request, "delete", target, lambda op: self.instances.pop(key, None))
@@ -232,6 +300,58 @@ class FakeGce:
                 state.body["status"] = "RUNNING"
         return web.json_response(state.body)
 
+    async def _get_firewall(self, request: web.Request) -> web.Response:
+        refusal = self._firewall_refusal(request)
+        if refusal is not None:
+            return refusal
+        m = request.match_info
+        rule = self.firewalls.get((m["project"], m["name"]))
+        if rule is None:
+            return _error(404, f"The resource '{request.path}' was not found", "notFound")
+        return web.json_response(rule)
+
+    def _firewall_refusal(self, request: web.Request) -> web.Response | None:
+        if request.method not in self.forbidden_firewall_methods:
+            return None
+        verb = {"GET": "get", "POST": "create", "PATCH": "update"}[request.method]
+        message = f"Required 'compute.firewalls.{verb}' permission for '{request.path}'"
+        return _error(403, message, "forbidden")
+
+    async def _insert_firewall(self, request: web.Request) -> web.Response:
+        refusal = self._firewall_refusal(request)
+        if refusal is not None:
+            return refusal
+        body = await request.json()
+        self.firewall_writes.append(("POST", body))
+        project = request.match_info["project"]
+        if (project, body["name"]) in self.firewalls:
+            return _error(409, f"The resource '{body['name']}' already exists", "alreadyExists")
+        target = f"{request.url.origin()}{GLOBAL.format(project=project)}/firewalls/{body['name']}"
+        network = body.get("network", "global/networks/default").rsplit("/", 1)[-1]
+        self.firewalls[(project, body["name"])] = {
+            "kind": "compute#firewall",
+            "id": str(next(self._ids)),
+            "priority": 1000,
+            **body,
+            "network": f"https://www.googleapis.com/compute/v1/projects/{project}"
+            f"/global/networks/{network}",
+            "selfLink": target,
+        }
+        return web.json_response(self._operation(request, "insert", target, None))
+
+    async def _patch_firewall(self, request: web.Request) -> web.Response:
+        refusal = self._firewall_refusal(request)
+        if refusal is not None:
+            return refusal
+        body = await request.json()
+        self.firewall_writes.append(("PATCH", body))
+        m = request.match_info
+        rule = self.firewalls.get((m["project"], m["name"]))
+        if rule is None:
+            return _error(404, f"The resource '{request.path}' was not found", "notFound")
+        rule.update(body)
+        return web.json_response(self._operation(request, "patch", rule["selfLink"], None))
+
     async def _machine_types(self, request: web.Request) -> web.Response:
         zone = request.match_info["zone"]
         items = [
@@ -252,4 +372,5 @@ async def serving(gce: FakeGce) -> AsyncIterator[str]:
     try:
         yield f"http://{host}:{port}"
     finally:
+        await gce.stop_vms()
         await runner.cleanup()

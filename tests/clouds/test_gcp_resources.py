@@ -53,6 +53,7 @@ def spot_spec(name: str = "lb-pool-1", zone: str = ZONE) -> VmSpec:
         spot=True,
         labels={"pool": "gpu", "instance": name},
         metadata={"labbatch-token": "s3cret", "startup-script": "#!/bin/sh\necho hi\n"},
+        network_tags=("labbatch-worker",),
     )
 
 
@@ -62,8 +63,8 @@ async def test_create_sends_the_documented_body_and_waits_for_the_operation(
     info = await resources.create_vm(spot_spec())
 
     assert (info.name, info.zone, info.status) == ("lb-pool-1", ZONE, "RUNNING")
-    assert info.internal_ip == "127.0.0.1"
-    assert info.external_ip and info.external_ip.startswith("203.0.113.")
+    assert info.internal_ip and info.internal_ip.startswith("10.128.0.")
+    assert info.external_ip == "127.0.0.1"
     assert info.labels == {"labbatch": "true", "pool": "gpu", "instance": "lb-pool-1"}
     assert gce.operation_polls() == [2]  # PENDING → RUNNING → DONE, polled by our client
     [body] = gce.insert_bodies
@@ -81,6 +82,7 @@ async def test_create_sends_the_documented_body_and_waits_for_the_operation(
         "onHostMaintenance": "TERMINATE",
     }
     assert body["labels"] == {"labbatch": "true", "pool": "gpu", "instance": "lb-pool-1"}
+    assert body["tags"] == {"items": ["labbatch-worker"]}
     assert {i["key"]: i["value"] for i in body["metadata"]["items"]} == {
         "labbatch-token": "s3cret",
         "startup-script": "#!/bin/sh\necho hi\n",
@@ -100,7 +102,7 @@ async def test_standard_vm_has_no_spot_scheduling(gce: FakeGce, resources: GceRe
     )
     await resources.create_vm(spec)
     [body] = gce.insert_bodies
-    assert "scheduling" not in body
+    assert "scheduling" not in body and "tags" not in body
     assert body["networkInterfaces"][0]["subnetwork"] == "regions/us-central1/subnetworks/lab"
 
 

@@ -1,12 +1,9 @@
 """Compute Engine behind the CloudDriver interface: zone fallback, preemption watch, orphans.
 
-Pool configuration keys (the pool's stored ``config`` dict):
-- ``project`` (required): the Google Cloud project ID.
-- ``zones`` (required): list of zones tried in order; a transient failure (quota, capacity,
-  rate limit, unreachable API) moves on to the next zone.
-- ``machine_type`` (required unless the request names one), e.g. ``n2-standard-8``.
-- ``boot_disk_gb`` (default 20), ``image`` (default Debian 12), ``network``, ``subnetwork``.
-- ``api_endpoint``: another API address (private endpoints, the fake server in tests).
+Each VM gets a fresh TLS identity; its token, certificate and key travel in the VM's metadata
+and its start-up script installs and starts the worker (app.clouds.bootstrap). The pool's
+firewall rule is made or brought up to date before the pool's first VM (app.clouds.gcp.firewall).
+The pool configuration keys are described in app.clouds.gcp.config.
 """
 
 from __future__ import annotations
@@ -19,14 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.clouds.base import CreatedInstance, InstanceRequest, LostCallback
-from app.clouds.gcp.resources import DEFAULT_IMAGE, GceResources, VmInfo, VmSpec
+from app.clouds.bootstrap import (
+    WorkerBoot,
+    gce_secret_metadata,
+    gce_startup_script,
+    make_tls_identity,
+)
+from app.clouds.gcp.config import PoolSettings, is_loopback_http, is_plain_http, pool_settings
+from app.clouds.gcp.firewall import FirewallRule, rule_name
+from app.clouds.gcp.resources import DEFAULT_NETWORK, GceResources, VmInfo, VmSpec
 from app.errors import CloudError
 
 log = logging.getLogger("labbatch.clouds.gcp")
 
 POOL_LABEL = "labbatch-pool"
 INSTANCE_LABEL = "labbatch-instance"
-TOKEN_KEY = "labbatch-token"
 STARTUP_SCRIPT_KEY = "startup-script"
 # A VM in one of these states no longer runs its worker (spot preemption stops it first).
 LOST_STATES = frozenset({"STOPPING", "STOPPED", "TERMINATED", "SUSPENDING", "SUSPENDED"})
@@ -35,68 +39,9 @@ _LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
 ResourcesFactory = Callable[[Mapping[str, Any]], GceResources]
 
 
-def placeholder_startup_script(request: InstanceRequest) -> str:
-    """Stand-in until the start-up script that installs the worker arrives with the TLS work."""
-    return "#!/bin/sh\n# LabBatch: the worker start-up script comes with the TLS work\n"
-
-
 def label_value(text: str) -> str:
     """``text`` as a valid Compute Engine label value (lowercase, [a-z0-9_-], ≤ 63 chars)."""
     return _LABEL_INVALID.sub("-", text.lower())[:63]
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """The validated Compute Engine settings of one pool."""
-
-    project: str
-    zones: tuple[str, ...]
-    machine_type: str | None
-    boot_disk_gb: int
-    image: str
-    network: str | None
-    subnetwork: str | None
-    api_endpoint: str | None
-
-
-def pool_settings(pool: str, config: Mapping[str, Any]) -> PoolSettings:
-    """Validate a pool's config; a CloudError names the pool and the bad key."""
-
-    def bad(key: str, what: str) -> CloudError:
-        return CloudError(
-            f"pool {pool}: the Compute Engine setting '{key}' {what}; "
-            f"set it in the pool's configuration (labbatch pool create … --cloud gcp)"
-        )
-
-    def optional_str(key: str) -> str | None:
-        value = config.get(key)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise bad(key, "must be a non-empty string")
-        return value
-
-    project = config.get("project")
-    if not isinstance(project, str) or not project:
-        raise bad("project", "is missing (the Google Cloud project ID)")
-    zones = config.get("zones")
-    if (
-        not isinstance(zones, list | tuple)
-        or not zones
-        or not all(isinstance(z, str) and z for z in zones)
-    ):
-        raise bad("zones", "is missing or not a list of zones such as ['us-central1-a']")
-    boot_disk_gb = config.get("boot_disk_gb", 20)
-    if not isinstance(boot_disk_gb, int) or isinstance(boot_disk_gb, bool) or boot_disk_gb < 10:
-        raise bad("boot_disk_gb", "must be a whole number of GB, at least 10")
-    return PoolSettings(
-        project=project,
-        zones=tuple(zones),
-        machine_type=optional_str("machine_type"),
-        boot_disk_gb=boot_disk_gb,
-        image=optional_str("image") or DEFAULT_IMAGE,
-        network=optional_str("network"),
-        subnetwork=optional_str("subnetwork"),
-        api_endpoint=optional_str("api_endpoint"),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,26 +62,38 @@ class GceCloud:
         pool_config: Callable[[str], Mapping[str, Any]],
         *,
         resources_factory: ResourcesFactory | None = None,
-        startup_script: Callable[[InstanceRequest], str] = placeholder_startup_script,
-        worker_port: int = 8443,
         poll_interval_s: float = 15.0,
         operation_poll_interval_s: float = 1.0,
     ) -> None:
         self._pool_config = pool_config
         self._resources_factory = resources_factory or self._default_resources
-        self._startup_script = startup_script
-        self.worker_port = worker_port
         self.poll_interval_s = poll_interval_s
         self.operation_poll_interval_s = operation_poll_interval_s
         self._resources: dict[tuple[str, str | None], GceResources] = {}
         self._owned: dict[str, _OwnedVm] = {}
         self._lost: LostCallback | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # the firewall rule last made sure of, per pool (re-checked when the pool's config changes)
+        self._firewalls: dict[str, FirewallRule] = {}
+        self._firewall_locks: dict[str, asyncio.Lock] = {}
 
     def _default_resources(self, config: Mapping[str, Any]) -> GceResources:
+        """Application Default Credentials, or none at all for a fake or proxy on loopback."""
+        endpoint = config.get("api_endpoint")
+        credentials: Any = None
+        if is_loopback_http(endpoint):
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()  # credentials never travel over plain http
+        elif is_plain_http(endpoint):
+            raise CloudError(
+                f"the Compute Engine API address {endpoint} is plain http to another machine; "
+                "LabBatch sends no credentials unencrypted: use https"
+            )
         return GceResources(
             str(config["project"]),
-            api_endpoint=config.get("api_endpoint"),
+            api_endpoint=endpoint,
+            credentials=credentials,
             poll_interval_s=self.operation_poll_interval_s,
         )
 
@@ -162,14 +119,53 @@ class GceCloud:
                 f"pool {request.pool}: the Compute Engine setting 'machine_type' is missing; "
                 "set it in the pool's configuration (e.g. n2-standard-8)"
             )
+        await self._ensure_firewall(request.pool, settings, resources)
+        boot = WorkerBoot(
+            request.name,
+            cores_mcpu=request.cores_mcpu,
+            token=request.token,
+            tls=make_tls_identity(request.name),
+            port=settings.worker_port,
+            requirement=settings.worker_requirement or "",
+            idle_timeout_s=request.idle_timeout_s,
+        )
+        # the secrets go to the VM only; never log this dict
+        metadata = {**gce_secret_metadata(boot), STARTUP_SCRIPT_KEY: gce_startup_script(boot)}
+        zone, ip = await self._create_in_zones(request, settings, resources, machine_type, metadata)
+        self._owned[request.name] = _OwnedVm(request.pool, zone, request.preemptible, resources)
+        self._start_watcher()
+        return CreatedInstance(
+            name=request.name,
+            address=f"{ip}:{settings.worker_port}",
+            location=zone,
+            handle={
+                "project": settings.project,
+                "zone": zone,
+                "pool": request.pool,
+                "spot": request.preemptible,
+                "machine_type": machine_type,
+                "port": settings.worker_port,
+                "tls_sha256": boot.tls.sha256,
+            },
+        )
+
+    async def _create_in_zones(
+        self,
+        request: InstanceRequest,
+        settings: PoolSettings,
+        resources: GceResources,
+        machine_type: str,
+        metadata: dict[str, str],
+    ) -> tuple[str, str]:
+        """Try the pool's zones in turn; returns the zone and the IP address to dial."""
         zones = list(settings.zones)
         if request.location:  # a requested zone goes first, the pool's others remain fallbacks
             zones = [request.location] + [z for z in zones if z != request.location]
         failures: list[str] = []
         for zone in zones:
-            spec = self._spec(request, settings, zone, machine_type)
+            spec = self._spec(request, settings, zone, machine_type, metadata)
             try:
-                info = await self._create_in_zone(resources, spec)
+                ip = await self._create_in_zone(resources, spec, settings)
             except CloudError as exc:
                 if not exc.transient:
                     raise
@@ -178,20 +174,7 @@ class GceCloud:
                 )
                 failures.append(f"{zone}: {exc}")
                 continue
-            self._owned[request.name] = _OwnedVm(request.pool, zone, request.preemptible, resources)
-            self._start_watcher()
-            return CreatedInstance(
-                name=request.name,
-                address=f"{info.external_ip or info.internal_ip}:{self.worker_port}",
-                location=zone,
-                handle={
-                    "project": settings.project,
-                    "zone": zone,
-                    "pool": request.pool,
-                    "spot": request.preemptible,
-                    "machine_type": machine_type,
-                },
-            )
+            return zone, ip
         raise CloudError(
             f"pool {request.pool}: Compute Engine could not create VM {request.name} in any of "
             f"the pool's zones; LabBatch will back off and retry. " + " | ".join(failures),
@@ -199,7 +182,12 @@ class GceCloud:
         )
 
     def _spec(
-        self, request: InstanceRequest, settings: PoolSettings, zone: str, machine_type: str
+        self,
+        request: InstanceRequest,
+        settings: PoolSettings,
+        zone: str,
+        machine_type: str,
+        metadata: dict[str, str],
     ) -> VmSpec:
         return VmSpec(
             name=request.name,
@@ -212,27 +200,53 @@ class GceCloud:
                 POOL_LABEL: label_value(request.pool),
                 INSTANCE_LABEL: label_value(request.name),
             },
-            metadata={TOKEN_KEY: request.token, STARTUP_SCRIPT_KEY: self._startup_script(request)},
+            metadata=metadata,
             network=settings.network,
             subnetwork=settings.subnetwork,
+            network_tags=(settings.network_tag,),
         )
 
-    async def _create_in_zone(self, resources: GceResources, spec: VmSpec) -> VmInfo:
-        """Create one VM; on any failure or cancellation make sure none is left behind."""
+    async def _create_in_zone(
+        self, resources: GceResources, spec: VmSpec, settings: PoolSettings
+    ) -> str:
+        """Create one VM and return the IP to dial; on any failure or cancellation make sure
+        none is left behind."""
         try:
             info = await resources.create_vm(spec)
         except (CloudError, asyncio.CancelledError):
             # A failed or abandoned insert may still have made the VM (e.g. a timed-out operation).
             await asyncio.shield(self._delete_quietly(resources, spec.name, spec.zone))
             raise
-        if not (info.external_ip or info.internal_ip):
+        if settings.use_internal_ip:
+            ip, which = info.internal_ip, "an internal"
+        else:
+            ip, which = info.external_ip or info.internal_ip, "an"
+        if not ip:
             await self._delete_quietly(resources, spec.name, spec.zone)
             raise CloudError(
-                f"Compute Engine created VM {spec.name} in zone {spec.zone} without an IP "
+                f"Compute Engine created VM {spec.name} in zone {spec.zone} without {which} IP "
                 "address; check the pool's network settings",
                 transient=True,
             )
-        return info
+        return ip
+
+    async def _ensure_firewall(
+        self, pool: str, settings: PoolSettings, resources: GceResources
+    ) -> None:
+        """Make sure of the pool's firewall rule once per process (again if the config changed)."""
+        rule = FirewallRule(
+            name=rule_name(pool),
+            network=settings.network or DEFAULT_NETWORK,
+            port=settings.worker_port,
+            source_ranges=settings.allow_from,
+            target_tag=settings.network_tag,
+        )
+        lock = self._firewall_locks.setdefault(pool, asyncio.Lock())
+        async with lock:  # concurrent creates in one pool make sure of the rule once
+            if self._firewalls.get(pool) == rule:
+                return
+            await resources.ensure_firewall(rule)
+            self._firewalls[pool] = rule
 
     async def _delete_quietly(self, resources: GceResources, name: str, zone: str) -> None:
         try:

@@ -1,4 +1,4 @@
-"""Compute Engine resource manager: create, delete, get and list LabBatch VMs."""
+"""Compute Engine resource manager: create, delete, get and list LabBatch VMs; their firewall."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 from app.clouds.gcp.errors import cloud_error, cloud_failures, translate
+from app.clouds.gcp.firewall import (
+    FirewallRule,
+    firewall_body,
+    forbidden_error,
+    patch_body,
+    same_network,
+    wrong_network_error,
+)
 from app.errors import CloudError
 
 log = logging.getLogger("labbatch.clouds.gcp")
@@ -36,6 +44,7 @@ class VmSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     network: str | None = None
     subnetwork: str | None = None
+    network_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,8 @@ def instance_body(spec: VmSpec) -> dict[str, Any]:
         "labels": {**spec.labels, LABBATCH_LABEL: "true"},
         "metadata": {"items": [{"key": k, "value": v} for k, v in spec.metadata.items()]},
     }
+    if spec.network_tags:
+        body["tags"] = {"items": list(spec.network_tags)}
     if spec.spot:
         body["scheduling"] = {
             "provisioningModel": "SPOT",
@@ -108,6 +119,15 @@ def _vm_info(instance: Any) -> VmInfo:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    instances: Any
+    zone_operations: Any
+    global_operations: Any
+    machine_types: Any
+    firewalls: Any
+
+
 class GceResources:
     """Creates, deletes, inspects and lists LabBatch VMs in one Google Cloud project."""
 
@@ -125,11 +145,11 @@ class GceResources:
         self.poll_interval_s = poll_interval_s
         self.operation_timeout_s = operation_timeout_s
         self._credentials = credentials  # None → Application Default Credentials; never logged
-        self._clients: tuple[Any, Any, Any] | None = None
+        self._clients: _Clients | None = None
         self._clients_lock = asyncio.Lock()
 
-    async def _get_clients(self) -> tuple[Any, Any, Any]:
-        """The instances, zone operations and machine types clients, built once off the loop."""
+    async def _get_clients(self) -> _Clients:
+        """The SDK clients, built once off the loop (finding credentials may do I/O)."""
         async with self._clients_lock:
             if self._clients is None:
                 try:
@@ -138,7 +158,7 @@ class GceResources:
                     raise translate(exc, doing="connect") from exc
             return self._clients
 
-    def _build_clients(self) -> tuple[Any, Any, Any]:
+    def _build_clients(self) -> _Clients:
         from google.cloud import compute_v1
 
         options: dict[str, Any] = {}
@@ -149,11 +169,13 @@ class GceResources:
             "credentials": self._credentials,
             "client_options": options,
         }
-        return (
-            compute_v1.InstancesClient(**kwargs),
-            # Our own operations client: the one inside Operation.result() ignores api_endpoint.
-            compute_v1.ZoneOperationsClient(**kwargs),
-            compute_v1.MachineTypesClient(**kwargs),
+        return _Clients(
+            instances=compute_v1.InstancesClient(**kwargs),
+            # Our own operations clients: the one inside Operation.result() ignores api_endpoint.
+            zone_operations=compute_v1.ZoneOperationsClient(**kwargs),
+            global_operations=compute_v1.GlobalOperationsClient(**kwargs),
+            machine_types=compute_v1.MachineTypesClient(**kwargs),
+            firewalls=compute_v1.FirewallsClient(**kwargs),
         )
 
     async def _call(self, fn: Callable[[], T], *, doing: str, zone: str | None) -> T:
@@ -167,7 +189,7 @@ class GceResources:
         """Create a VM, wait for the insert operation to finish and return its state."""
         from google.cloud import compute_v1
 
-        instances, _, _ = await self._get_clients()
+        instances = (await self._get_clients()).instances
         resource = compute_v1.Instance.from_json(json.dumps(instance_body(spec)))
         doing = f"create VM {spec.name} ({spec.machine_type})"
         op = await self._call(
@@ -188,27 +210,29 @@ class GceResources:
             )
         return info
 
-    async def _wait(self, op: Any, *, doing: str, zone: str) -> None:
-        """Poll a zone operation until DONE; raise CloudError if it failed."""
+    async def _wait(self, op: Any, *, doing: str, zone: str | None) -> None:
+        """Poll a zone operation (a global one if ``zone`` is None) until DONE; raise
+        CloudError if it failed."""
         from google.cloud import compute_v1
 
-        _, operations, _ = await self._get_clients()
+        clients = await self._get_clients()
+        if zone is None:
+            poll = partial(clients.global_operations.get, project=self.project)
+        else:
+            poll = partial(clients.zone_operations.get, project=self.project, zone=zone)
+        where = f" in zone {zone}" if zone else ""
         done = compute_v1.Operation.Status.DONE
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.operation_timeout_s
         while op.status != done:
             if loop.time() > deadline:
                 raise CloudError(
-                    f"Compute Engine did not finish operation {op.name} ({doing}) in zone {zone} "
+                    f"Compute Engine did not finish operation {op.name} ({doing}){where} "
                     f"within {self.operation_timeout_s:.0f} s; check it in the Cloud console",
                     transient=True,
                 )
             await asyncio.sleep(self.poll_interval_s)
-            op = await self._call(
-                partial(operations.get, project=self.project, zone=zone, operation=op.name),
-                doing=doing,
-                zone=zone,
-            )
+            op = await self._call(partial(poll, operation=op.name), doing=doing, zone=zone)
         if op.error and op.error.errors:
             reasons = [e.code for e in op.error.errors]
             detail = "; ".join(e.message for e in op.error.errors if e.message) or "failed"
@@ -219,7 +243,7 @@ class GceResources:
         """Delete a VM and wait until it is gone; a VM that does not exist is fine."""
         from google.api_core.exceptions import NotFound
 
-        instances, _, _ = await self._get_clients()
+        instances = (await self._get_clients()).instances
         doing = f"delete VM {name}"
         try:
             op = await asyncio.to_thread(
@@ -236,7 +260,7 @@ class GceResources:
         """The VM's current state, or None if it does not exist (deleted or preempted)."""
         from google.api_core.exceptions import NotFound
 
-        instances, _, _ = await self._get_clients()
+        instances = (await self._get_clients()).instances
         try:
             instance = await asyncio.to_thread(
                 lambda: instances.get(project=self.project, zone=zone, instance=name)
@@ -249,7 +273,7 @@ class GceResources:
 
     async def list_labbatch_vms(self, zones: list[str]) -> list[VmInfo]:
         """Every VM labelled ``labbatch=true`` in these zones (to find orphans after a crash)."""
-        instances, _, _ = await self._get_clients()
+        instances = (await self._get_clients()).instances
 
         def list_zone(zone: str) -> list[VmInfo]:
             from google.cloud import compute_v1
@@ -269,9 +293,101 @@ class GceResources:
 
     async def machine_types(self, zone: str) -> list[str]:
         """Names of the machine types a zone offers, sorted."""
-        _, _, machine_types = await self._get_clients()
+        machine_types = (await self._get_clients()).machine_types
         return await self._call(
             lambda: sorted(m.name for m in machine_types.list(project=self.project, zone=zone)),
             doing="list machine types",
             zone=zone,
         )
+
+    async def ensure_firewall(self, rule: FirewallRule) -> None:
+        """Create the ingress rule if it is missing, patch it if its port or ranges differ."""
+        from google.api_core.exceptions import Conflict
+
+        for _ in range(2):  # a second round if another driver inserted it meanwhile
+            try:
+                existing = await self._get_firewall(rule)
+            except _Unreadable as exc:
+                log.warning(
+                    "may not read the firewall rule %s (%s); assuming it was made by hand",
+                    rule.name,
+                    exc,
+                )
+                return
+            if existing is None:
+                body, action = firewall_body(rule), "create"
+            elif not same_network(existing, rule):
+                raise wrong_network_error(rule, self.project, existing.get("network", ""))
+            elif (changes := patch_body(existing, rule)) is not None:
+                body, action = changes, "update"
+            else:
+                return
+            try:
+                await self._write_firewall(rule, body, action=action)
+            except Conflict:
+                continue
+            log.info("%sd firewall rule %s (tcp:%s)", action, rule.name, rule.port)
+            return
+        raise CloudError(
+            f"the firewall rule {rule.name} in project {self.project} keeps changing under "
+            "LabBatch; LabBatch will try again",
+            transient=True,
+        )
+
+    async def _get_firewall(self, rule: FirewallRule) -> dict[str, Any] | None:
+        """The rule as REST JSON, None if it does not exist; _Unreadable if we may not look."""
+        from google.api_core.exceptions import Forbidden, NotFound
+        from google.cloud import compute_v1
+
+        firewalls = (await self._get_clients()).firewalls
+        doing = f"check the firewall rule {rule.name}"
+        try:
+            found = await asyncio.to_thread(
+                lambda: firewalls.get(project=self.project, firewall=rule.name)
+            )
+        except NotFound:
+            return None
+        except Forbidden as exc:
+            if (error := translate(exc, doing=doing)).transient:
+                raise error from exc  # a 403 that is a rate limit, not a permission
+            raise _Unreadable(exc.message) from exc
+        except cloud_failures() as exc:
+            raise translate(exc, doing=doing) from exc
+        existing: dict[str, Any] = json.loads(compute_v1.Firewall.to_json(found))
+        return existing
+
+    async def _write_firewall(
+        self, rule: FirewallRule, body: dict[str, Any], *, action: str
+    ) -> None:
+        """Insert (``create``) or patch (``update``) the rule and wait for the operation;
+        google's Conflict passes through (someone else inserted it first)."""
+        from google.api_core.exceptions import Conflict, Forbidden
+        from google.cloud import compute_v1
+
+        firewalls = (await self._get_clients()).firewalls
+        resource = compute_v1.Firewall.from_json(json.dumps(body))
+        if action == "create":
+            call = partial(firewalls.insert_unary, project=self.project, firewall_resource=resource)
+        else:
+            call = partial(
+                firewalls.patch_unary,
+                project=self.project,
+                firewall=rule.name,
+                firewall_resource=resource,
+            )
+        doing = f"{action} the firewall rule {rule.name}"
+        try:
+            op = await asyncio.to_thread(call)
+        except Conflict:
+            raise
+        except Forbidden as exc:
+            if (error := translate(exc, doing=doing)).transient:
+                raise error from exc  # quota or rate limit, not a permission
+            raise forbidden_error(rule, self.project, doing=action, detail=exc.message) from exc
+        except cloud_failures() as exc:
+            raise translate(exc, doing=doing) from exc
+        await self._wait(op, doing=doing, zone=None)
+
+
+class _Unreadable(Exception):
+    """The credentials may not read a firewall rule (it may have been made by hand)."""
