@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,6 +52,10 @@ class CloudDriver(Protocol):
 
     async def delete_instance(self, name: str) -> None:
         """Stop a worker and release its resources (idempotent)."""
+
+    async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
+        """Delete the pool's instances that are not in ``known_names`` (left behind by a
+        driver that crashed); returns their names."""
 
     async def close(self) -> None:
         """Delete every instance this driver owns."""

@@ -16,6 +16,18 @@ _ids = itertools.count(1)
 DIAL_TIMEOUT_S = 5.0
 
 
+def worker_url(address: str, path: str, tls_sha256: str | None) -> str:
+    """The URL of ``path`` on a worker: https for cloud workers (which have a pinned
+    certificate), plain http for local ones on 127.0.0.1."""
+    return f"{'https' if tls_sha256 else 'http'}://{address}{path}"
+
+
+def pinned(tls_sha256: str | None) -> aiohttp.Fingerprint | bool:
+    """What aiohttp checks of the worker's certificate: exactly the one the driver made for
+    it (no CA can vouch for a VM's fresh address), or nothing without TLS."""
+    return aiohttp.Fingerprint(bytes.fromhex(tls_sha256)) if tls_sha256 else True
+
+
 class DialError(Exception):
     """The worker could not be reached, or refused the token."""
 
@@ -36,19 +48,29 @@ class WorkerConnection:
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def dial(cls, instance_name: str, address: str, token: str) -> WorkerConnection:
+    async def dial(
+        cls, instance_name: str, address: str, token: str, *, tls_sha256: str | None = None
+    ) -> WorkerConnection:
+        """Open the WebSocket; with ``tls_sha256`` over TLS, accepting only that certificate."""
         # a worker that does not answer must not hang the driver: bound the connect
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=DIAL_TIMEOUT_S)
         session = aiohttp.ClientSession(timeout=timeout)
         try:
             ws = await session.ws_connect(
-                f"http://{address}{WS_PATH}",
+                worker_url(address, WS_PATH, tls_sha256),
+                ssl=pinned(tls_sha256),
                 headers={"Authorization": bearer(token)},
                 heartbeat=None,
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 max_msg_size=64 * 1024 * 1024,
                 autoping=True,
             )
+        except aiohttp.ServerFingerprintMismatch as exc:
+            await session.close()
+            raise DialError(
+                f"worker {instance_name} at {address} presented another certificate than the "
+                "one LabBatch made for it; not connecting"
+            ) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await session.close()
             raise DialError(f"cannot reach worker {instance_name} at {address}: {exc}") from exc

@@ -38,8 +38,9 @@ from app.engine.instances import (
     open_attempts,
     requeue_attempts,
     set_instance_state,
+    tls_pin,
 )
-from app.engine.pools import PoolConfig
+from app.engine.pools import START_FAILURE, PoolConfig
 from app.engine.scheduling import QueuedJob, UserQueue, cut_head
 from app.engine.secrets import worker_token
 from app.engine.tasks import TaskManager
@@ -102,7 +103,9 @@ class Fleet:
         """Dial a worker and wait for its hello; True once it is usable."""
         assert inst.address is not None and self._on_message is not None
         try:
-            conn = await WorkerConnection.dial(inst.name, inst.address, worker_token(inst.name))
+            conn = await WorkerConnection.dial(
+                inst.name, inst.address, worker_token(inst.name), tls_sha256=inst.tls_sha256
+            )
         except DialError as exc:
             log.info("%s", exc)
             return False
@@ -156,6 +159,7 @@ class Fleet:
                 location=row.location or "local",
                 state=InstanceState.ACTIVE,
                 standing=row.standing,
+                tls_sha256=tls_pin(row.handle),
                 idle_since=time.time(),
             )
             adopted = (
@@ -172,6 +176,28 @@ class Fleet:
                     continue
                 self.instances.pop(inst.name, None)
             await self.retire(inst, reason="lost while no driver was running")
+        self._tasks.spawn("orphan sweep", self.delete_orphans())
+
+    async def delete_orphans(self) -> None:
+        """Delete the cloud VMs of our pools that no live instance row knows: left behind by
+        a driver that crashed while creating or deleting them. They would bill forever."""
+        for pool in list(self.pools.values()):
+            cloud = self.clouds.get(pool.cloud)
+            if cloud is None or pool.cloud == "local" or pool.name == JOB_PRIVATE_POOL:
+                continue
+            try:
+                # a live view: a worker registered while the cloud lists its VMs is known too
+                deleted = await cloud.delete_orphans(pool.name, self.instances.keys())
+            except LabBatchError as exc:
+                log.warning("could not look for orphaned VMs of pool %s: %s", pool.name, exc)
+                continue
+            if deleted:
+                log.warning(
+                    "deleted %d VM(s) of pool %s that no driver knew: %s",
+                    len(deleted),
+                    pool.name,
+                    ", ".join(deleted),
+                )
 
     async def _load_assigned(self, inst: LiveInstance, build_run: RunBuilder) -> None:
         def read(conn: Connection) -> list[Any]:
@@ -318,7 +344,8 @@ class Fleet:
                 pool=pool.name,
                 cores_mcpu=cores,
                 token=worker_token(name),
-                machine_type=private_job.machine_type if private_job else pool.machine_type,
+                # a cloud pool's own machine type is in its settings (pools.cloud_config)
+                machine_type=private_job.machine_type if private_job else None,
                 preemptible=pool.preemptible,
                 boot_delay_s=pool.boot_time_s,
             )
@@ -327,6 +354,7 @@ class Fleet:
                 await cloud.delete_instance(name)
                 return
             inst.address, inst.location = created.address, created.location
+            inst.tls_sha256 = tls_pin(created.handle)
             await self.db.run(
                 lambda conn: activate_instance(
                     conn,
@@ -371,7 +399,7 @@ class Fleet:
         )
         if failures >= 3 and not any(i.healthy for i in self.live(pool.name)):
             self.problems[pool.name] = f"pool {pool.name} cannot start workers: {reason}"
-        await self.retire(inst, reason=f"could not start: {reason}")
+        await self.retire(inst, reason=f"{START_FAILURE}{reason}")
         # back off: 1, 2, 4 … 30 s between attempts while workers cannot start
         await asyncio.sleep(min(30.0, 2.0 ** (failures - 1)))
 

@@ -39,6 +39,7 @@ class LiveInstance:
     location: str
     state: InstanceState = InstanceState.PENDING
     standing: bool = False
+    tls_sha256: str | None = None  # the pinned certificate of a cloud worker (None: local)
     draining: bool = False  # takes no new jobs; retires when empty
     conn: WorkerConnection | None = None
     last_heartbeat: float = 0.0
@@ -138,6 +139,15 @@ def set_instance_state(
     )
     if state == InstanceState.DELETED:
         conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
+
+
+TLS_PIN_KEY = "tls_sha256"
+
+
+def tls_pin(handle: dict[str, Any] | None) -> str | None:
+    """The certificate pin a cloud put in an instance's handle (local workers have none)."""
+    pin = (handle or {}).get(TLS_PIN_KEY)
+    return pin if isinstance(pin, str) and pin else None
 
 
 def live_instances(conn: Connection, pools: Sequence[str]) -> list[Any]:

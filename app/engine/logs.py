@@ -9,7 +9,9 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from app.engine.connection import pinned, worker_url
 from app.engine.frontend import find_job, job_log
+from app.engine.instances import tls_pin
 from app.engine.secrets import worker_token
 from app.models.db import Database
 from app.models.tables import Instance, Job, JobState
@@ -43,11 +45,11 @@ async def read_log(db: Database, batch_id: int, job_ref: str | int, *, offset: i
         text = await job_log(db, batch_id, job.job_id)
         note = "" if text or job.state not in _WAITING else f"job {job.name} is {job.state}"
         return LogChunk(text=text, offset=len(text.encode()), whole=True, live=False, note=note)
-    instance, address, attempt = place
+    instance, address, attempt, tls_sha256 = place
     if address is None:
         return LogChunk("", offset, whole=False, live=True, note=f"waiting for {instance}")
     try:
-        data = await _fetch(instance, address, batch_id, job.job_id, attempt, offset)
+        data = await _fetch(instance, address, tls_sha256, batch_id, job.job_id, attempt, offset)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         log.info("cannot read the live log from %s: %s", instance, exc)
         return LogChunk("", offset, whole=False, live=True, note=f"{instance} does not answer")
@@ -62,27 +64,34 @@ _WAITING = (JobState.PENDING, JobState.READY, JobState.CREATING, JobState.RUNNIN
 
 def _where_running(
     conn: Connection, batch_id: int, job_id: int
-) -> tuple[str, str | None, int] | None:
+) -> tuple[str, str | None, int, str | None] | None:
     row = conn.execute(
-        select(Job.state, Job.instance_name, Job.last_attempt, Instance.address)
+        select(Job.state, Job.instance_name, Job.last_attempt, Instance.address, Instance.handle)
         .select_from(Job)
         .outerjoin(Instance, Instance.name == Job.instance_name)
         .where(Job.batch_id == batch_id, Job.job_id == job_id)
     ).first()
     if row is None or row.state not in _LIVE or row.instance_name is None:
         return None
-    return row.instance_name, row.address, row.last_attempt
+    return row.instance_name, row.address, row.last_attempt, tls_pin(row.handle)
 
 
 async def _fetch(
-    instance: str, address: str, batch_id: int, job_id: int, attempt: int, offset: int
+    instance: str,
+    address: str,
+    tls_sha256: str | None,
+    batch_id: int,
+    job_id: int,
+    attempt: int,
+    offset: int,
 ) -> bytes:
     path = LOG_PATH.format(batch_id=batch_id, job_id=job_id, attempt=attempt)
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
         session.get(
-            f"http://{address}{path}",
+            worker_url(address, path, tls_sha256),
+            ssl=pinned(tls_sha256),
             params={"offset": str(offset)},
             headers={"Authorization": bearer(worker_token(instance))},
         ) as response,

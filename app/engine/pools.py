@@ -11,13 +11,14 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from app.clouds import registry
 from app.engine.marker import bump_marker
-from app.errors import ConfigError, NotFoundError
+from app.errors import CloudError, ConfigError, NotFoundError
 from app.models.db import DEFAULT_POOL_NAME, Database
 from app.models.tables import Instance, InstanceState, Pool
 
 DEFAULT_POOL = DEFAULT_POOL_NAME
-CLOUDS = ("local",)  # gcp and azure come with their cloud drivers
+CLOUDS = ("local", *registry.CLOUD_KINDS)
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
@@ -61,8 +62,52 @@ class PoolConfig:
             problems.append("idle timeout and boot time cannot be negative")
         if self.price_per_core_hour_usd is not None and self.price_per_core_hour_usd < 0:
             problems.append("price per core-hour cannot be negative")
+        if self.cloud == "local" and self.config:
+            problems.append("local pools take no cloud settings")
+        if self.cloud in registry.CLOUD_KINDS:
+            try:
+                registry.check_config(self.cloud, self.name, cloud_config(self))
+            except CloudError as exc:
+                problems.append(str(exc).removeprefix(f"pool {self.name}: "))
         if problems:
             raise ConfigError(f"pool {self.name}: " + "; ".join(problems))
+
+
+# the key under which each cloud's driver reads the pool's machine type from its settings
+MACHINE_TYPE_KEY = {"gcp": "machine_type", "azure": "vm_size"}
+
+
+def cloud_config(pool: PoolConfig) -> dict[str, Any]:
+    """The settings a cloud driver reads for a pool: its ``config`` plus its machine type."""
+    config = dict(pool.config)
+    key = MACHINE_TYPE_KEY.get(pool.cloud)
+    if key is not None and pool.machine_type:
+        config[key] = pool.machine_type
+    return config
+
+
+def with_cloud_defaults(pool: PoolConfig) -> PoolConfig:
+    """Fill what billing and the autoscaler read from a cloud pool's settings: its machine
+    type (moved out of ``config``, so that it is kept in one place) and its regions (a GCE
+    zone's region, an Azure location) unless they are set."""
+    key = MACHINE_TYPE_KEY.get(pool.cloud)
+    if key is None:
+        return pool
+    changes: dict[str, Any] = {}
+    if key in pool.config:
+        config = dict(pool.config)
+        machine_type = config.pop(key)
+        changes["config"] = config
+        if isinstance(machine_type, str) and machine_type:
+            changes["machine_type"] = machine_type
+    if not pool.regions:
+        if pool.cloud == "gcp":
+            zones = pool.config.get("zones") or []
+            regions = [z.rsplit("-", 1)[0] for z in zones if isinstance(z, str) and "-" in z]
+            changes["regions"] = tuple(dict.fromkeys(regions)) or None
+        elif isinstance(pool.config.get("location"), str):
+            changes["regions"] = (pool.config["location"],)
+    return replace(pool, **changes) if changes else pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +163,7 @@ async def get_pool(db: Database, name: str) -> PoolConfig:
 
 
 async def create_pool(db: Database, pool: PoolConfig) -> PoolConfig:
+    pool = with_cloud_defaults(pool)
     pool.check()
 
     def store(conn: Connection) -> None:
@@ -140,7 +186,7 @@ async def set_pool(db: Database, name: str, **changes: Any) -> PoolConfig:
         pools = read_pools(conn)
         if name not in pools:
             raise NotFoundError(f"there is no pool {name!r}")
-        new = replace(pools[name], **changes)
+        new = with_cloud_defaults(replace(pools[name], **changes))
         new.check()
         conn.execute(update(Pool).where(Pool.name == name).values(**_to_row(new)))
         bump_marker(conn)
@@ -212,5 +258,36 @@ async def count_live(db: Database, name: str) -> int:
                 Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]),
             )
         ).scalar_one()
+
+    return await db.run(read)
+
+
+START_FAILURE_WINDOW_S = 3600.0
+START_FAILURE = "could not start: "  # the reason the fleet gives a worker that failed to start
+
+
+async def last_start_failure(db: Database, name: str) -> str | None:
+    """Why the pool's latest worker that could not start failed (credentials, quota, capacity,
+    machine type…), if one failed within the last hour and none started since."""
+
+    def read(conn: Connection) -> str | None:
+        failed = conn.execute(
+            select(Instance.reason, Instance.time_deactivated)
+            .where(
+                Instance.pool == name,
+                Instance.reason.like(f"{START_FAILURE}%"),
+                Instance.time_deactivated > time.time() - START_FAILURE_WINDOW_S,
+            )
+            .order_by(Instance.time_deactivated.desc())
+            .limit(1)
+        ).first()
+        if failed is None:
+            return None
+        started_since = conn.execute(
+            select(Instance.name)
+            .where(Instance.pool == name, Instance.time_activated > failed.time_deactivated)
+            .limit(1)
+        ).first()
+        return None if started_since else str(failed.reason).removeprefix(START_FAILURE)
 
     return await db.run(read)

@@ -1,19 +1,22 @@
-"""The driver wired to the local cloud: what `labbatch run`, `serve` and the desktop use."""
+"""The driver wired to its clouds: what `labbatch run`, `serve` and the desktop use."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.clouds import registry
+from app.clouds.base import CloudDriver
 from app.clouds.local import LocalCloud
 from app.engine import lease
 from app.engine.driver import Driver
 from app.engine.events import EventBus
-from app.engine.pools import DEFAULT_POOL
+from app.engine.pools import DEFAULT_POOL, cloud_config
 from app.models.db import Database, data_dir
 
 
 class LocalRuntime:
-    """A driver with the local cloud: pools of worker processes under the user data dir.
+    """A driver with the local cloud (pools of worker processes under the user data dir) and
+    the GCE and Azure clouds, which load their SDK only when a pool of theirs needs it.
 
     ``n_workers`` / ``worker_cores_mcpu`` size the default pool for this process only (what
     `labbatch run --workers N --cores C` asks for); without them the stored settings apply.
@@ -39,13 +42,20 @@ class LocalRuntime:
             )
         if worker_cores_mcpu is not None:
             override.update(worker_cores_mcpu=worker_cores_mcpu, standing_worker_cores_mcpu=0)
+        clouds: dict[str, CloudDriver] = {"local": self.cloud}
+        for kind in registry.CLOUD_KINDS:
+            clouds[kind] = registry.LazyCloud(kind, self._cloud_settings)
         self.driver = Driver(
             db,
-            {"local": self.cloud},
+            clouds,
             bus=bus,
             batch_dir=lambda batch_id: str(batches / str(batch_id)),
             pool_overrides={DEFAULT_POOL: override} if override else None,
         )
+
+    def _cloud_settings(self, pool: str) -> dict[str, Any]:
+        """A cloud pool's settings as the driver last loaded them (KeyError: no such pool)."""
+        return cloud_config(self.driver.fleet.pools[pool])
 
     async def start(self, *, wait_for_lease: bool = False) -> bool:
         """Start the driver if this process can take the lease."""

@@ -273,6 +273,12 @@ class EngineService:
     async def pools(self) -> list[browse.PoolRow]:
         return await browse.pools_with_instances(self.db)
 
+    async def create_pool(self, pool: PoolConfig) -> PoolConfig:
+        """Store a new pool (as `labbatch pool create`); ConfigError says what is wrong."""
+        created = await pools.create_pool(self.db, pool)
+        self._poke()
+        return created
+
     async def scale_pool(self, name: str, target: int) -> PoolConfig:
         """Create or drain workers until the pool has ``target`` (as `labbatch pool scale`)."""
         pool = await pools.scale_pool(self.db, name, target)

@@ -21,7 +21,7 @@ from app.protocol import (
     Schedule,
     Shutdown,
 )
-from app.worker.attempt import KillReason
+from app.worker.attempt import SHUTDOWN_ERROR, KillReason
 from app.worker.config import WorkerConfig
 from app.worker.jobs import JobTable
 from app.worker.outbox import Outbox
@@ -42,6 +42,7 @@ class WorkerAgent:
         self._ws: web.WebSocketResponse | None = None
         self._loop = asyncio.get_running_loop()
         self._stop_reason: str | None = None
+        self._driver_stops = False  # the driver asked, and has put the jobs back already
         self._stopped = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
         self._idle_since = time.monotonic()
@@ -117,6 +118,7 @@ class WorkerAgent:
         elif isinstance(message, Ack):
             self.jobs.ack(message.attempts)
         elif isinstance(message, Shutdown):
+            self._driver_stops = True
             self.request_stop(f"the driver asked: {message.reason or 'shutdown'}")
         else:
             log.warning("ignoring a %r frame, which only a worker sends", message.type)
@@ -125,6 +127,11 @@ class WorkerAgent:
         self._outbox.job_started(start)
 
     def job_ended(self, result: JobResult) -> None:
+        if self.stopping and not self._driver_stops and result.error == SHUTDOWN_ERROR:
+            # Stopped from outside (SIGTERM: a spot VM preempted, a machine shutting down) or
+            # by its own clocks: the job did not end, its worker did. Saying "cancelled" would
+            # end the job for good; silence lets the driver see the worker go and run it again.
+            return
         self._outbox.job_ended(result)
         if self.jobs.is_idle:
             self._update_idle_clock()

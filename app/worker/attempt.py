@@ -53,6 +53,9 @@ class Verdict:
     error: str | None = None
 
 
+SHUTDOWN_ERROR = "the worker shut down"
+
+
 def judge_exit(attempt: Attempt, exit_code: int) -> Verdict:
     """Turn ``os.waitstatus_to_exitcode`` (negative = killed by signal) into a Verdict."""
     if exit_code < 0:
@@ -63,7 +66,7 @@ def judge_exit(attempt: Attempt, exit_code: int) -> Verdict:
     if reason is KillReason.CANCEL:
         return Verdict(Outcome.CANCELLED, exit_code, "cancelled")
     if reason is KillReason.SHUTDOWN:
-        return Verdict(Outcome.CANCELLED, exit_code, "the worker shut down")
+        return Verdict(Outcome.CANCELLED, exit_code, SHUTDOWN_ERROR)
     if exit_code == 0:
         return Verdict(Outcome.SUCCESS, 0)
     if attempt.runtime and exit_code == RUNTIME_FAILED_EXIT:

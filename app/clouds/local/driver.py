@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,11 @@ class LocalCloud:
         pid = self._adopted.pop(name, None)
         if pid is not None:
             await _stop_pid(pid, name)
+
+    async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
+        """Nothing to sweep: a local worker whose driver is gone stops by itself (orphan
+        timeout), and one started by an earlier driver is adopted by its pid."""
+        return []
 
     async def close(self) -> None:
         names = list(self._procs) + list(self._adopted)

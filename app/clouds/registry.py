@@ -1,0 +1,85 @@
+"""The cloud drivers by name, loaded on first use.
+
+The engine asks for a cloud by its pool's ``cloud`` field and never imports a cloud package
+itself: the SDKs stay out of the engine (an import contract checks it), and a laptop with only
+local pools never pays for importing google-cloud-compute or the Azure SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, cast
+
+from app.clouds.base import CloudDriver, CreatedInstance, InstanceRequest, LostCallback
+
+CLOUD_KINDS = ("gcp", "azure")
+PoolConfigReader = Callable[[str], Mapping[str, Any]]
+
+
+def _package(kind: str) -> Any:
+    if kind not in CLOUD_KINDS:
+        raise ValueError(f"unknown cloud {kind!r}; one of {', '.join(CLOUD_KINDS)}")
+    return importlib.import_module(f"app.clouds.{kind}")
+
+
+def check_config(kind: str, pool: str, config: Mapping[str, Any]) -> None:
+    """Refuse a cloud pool's settings that cannot work (CloudError naming pool and key)."""
+    _package(kind).check_config(pool, config)
+
+
+def config_keys(kind: str) -> tuple[str, ...]:
+    """The settings a pool of this cloud accepts in its ``config``."""
+    return tuple(_package(kind).CONFIG_KEYS)
+
+
+def make_cloud(kind: str, pool_config: PoolConfigReader) -> CloudDriver:
+    """The driver of ``kind``; it reads each pool's stored settings through ``pool_config``."""
+    return cast(CloudDriver, _package(kind).make_cloud(pool_config))
+
+
+class LazyCloud:
+    """A cloud driver that imports and builds its implementation on first use.
+
+    The driver keeps one per cloud from the start (it cannot know which pools will be
+    created), but a lab that never makes a GCE pool never loads the Compute Engine SDK.
+    """
+
+    def __init__(self, kind: str, pool_config: PoolConfigReader) -> None:
+        if kind not in CLOUD_KINDS:  # fail now, not at the first create
+            raise ValueError(f"unknown cloud {kind!r}; one of {', '.join(CLOUD_KINDS)}")
+        self.kind = kind
+        self._pool_config = pool_config
+        self._cloud: CloudDriver | None = None
+        self._lost: LostCallback | None = None
+
+    @property
+    def cloud(self) -> CloudDriver:
+        if self._cloud is None:
+            self._cloud = make_cloud(self.kind, self._pool_config)
+            if self._lost is not None:
+                self._cloud.on_lost(self._lost)
+        return self._cloud
+
+    def on_lost(self, callback: LostCallback) -> None:
+        self._lost = callback
+        if self._cloud is not None:
+            self._cloud.on_lost(callback)
+
+    async def create_instance(self, request: InstanceRequest) -> CreatedInstance:
+        return await self.cloud.create_instance(request)
+
+    async def adopt_instance(self, name: str, handle: dict[str, Any]) -> bool:
+        return await self.cloud.adopt_instance(name, handle)
+
+    async def delete_instance(self, name: str) -> None:
+        if self._cloud is not None:  # nothing was created or adopted through an unloaded one
+            await self._cloud.delete_instance(name)
+
+    async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
+        """Delete the pool's VMs that the database does not know (left by a crash)."""
+        return await self.cloud.delete_orphans(pool, known_names)
+
+    async def close(self) -> None:
+        if self._cloud is not None:
+            await self._cloud.close()

@@ -1,0 +1,230 @@
+"""Cloud pools end to end: the real engine creates VMs through the real SDKs on fake GCE and
+Azure servers; each fake VM runs the start-up script, whose worker the driver dials over TLS."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.clouds.registry import LazyCloud
+from app.engine import frontend, pools
+from app.engine.pools import PoolConfig
+from app.models.tables import Instance
+from tests.clouds.fake_azure import FakeAzure, serve
+from tests.clouds.fake_gce import FakeGce, serving
+from tests.engine_helpers import Engine, engine, until
+from tests.test_cli import labbatch
+
+pytestmark = pytest.mark.timeout(90)
+ALLOW = ["203.0.113.7/32"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def fake_gce(tmp_path: Path) -> AsyncIterator[tuple[FakeGce, str]]:
+    gce = FakeGce(boot_dir=tmp_path / "vms")
+    async with serving(gce) as endpoint:
+        yield gce, endpoint
+
+
+def gce_pool(endpoint: str, *, spot: bool = False, name: str = "gce") -> PoolConfig:
+    return PoolConfig(
+        name=name,
+        cloud="gcp",
+        machine_type="e2-standard-2",
+        worker_cores_mcpu=2000,
+        preemptible=spot,
+        max_instances=1,
+        max_live_instances=1,
+        config={
+            "project": "lab-project",
+            "zones": ["us-central1-a", "us-central1-b"],
+            "allow_from": ALLOW,
+            "worker_port": free_port(),
+            "api_endpoint": endpoint,
+        },
+    )
+
+
+async def instance_row(eng: Engine, name: str) -> Any:
+    async with eng.db.connect() as conn:
+        return (await conn.execute(select(Instance).where(Instance.name == name))).one()
+
+
+def quick_watch(eng: Engine, kind: str) -> None:
+    """Poll the cloud's VM states every 0.2 s instead of every 15-30 s."""
+    cloud = eng.runtime.driver.fleet.clouds[kind]
+    assert isinstance(cloud, LazyCloud)
+    cloud.cloud.poll_interval_s = 0.2  # type: ignore[attr-defined]
+
+
+async def test_a_job_runs_on_a_gce_vm_booted_by_its_startup_script(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with fake_gce(tmp_path) as (gce, endpoint), engine(f"sqlite:///{tmp_path}/lb.db") as eng:
+        created = await pools.create_pool(eng.db, gce_pool(endpoint))
+        assert created.regions == ("us-central1",)  # what billing and jobs' regions use
+        batch_id = await eng.submit(
+            """
+            version: 1
+            jobs:
+              - name: hello
+                pool: gce
+                command: echo "hello from $(hostname) on a cloud worker"
+            """
+        )
+        info = await eng.wait(batch_id, timeout_s=60)
+        assert info.state == "success", await eng.jobs(batch_id)
+        job = (await eng.jobs(batch_id))["hello"]
+        log = await frontend.job_log(eng.db, batch_id, job.job_id)
+        assert "on a cloud worker" in log
+
+        row = await instance_row(eng, str(job.instance_name))
+        assert row.location == "us-central1-a"
+        assert row.address.startswith("127.0.0.1:")
+        assert len(row.handle["tls_sha256"]) == 64  # the pin, not the key
+        assert "PRIVATE KEY" not in str(row.handle)
+        body = next(iter(gce.instances.values()))
+        keys = {item["key"] for item in body["metadata"]["items"]}
+        assert {"startup-script", "labbatch-token", "labbatch-tls-key"} <= keys
+        assert gce.firewall_writes, "the pool's firewall rule was not ensured"
+        token = next(i["value"] for i in body["metadata"]["items"] if i["key"] == "labbatch-token")
+        assert token not in caplog.text
+
+    assert not any(vm.running for vm in gce.vms.values()), "closing the driver left a VM running"
+
+
+async def test_a_preempted_spot_vm_reruns_its_job_on_a_new_vm(tmp_path: Path) -> None:
+    async with fake_gce(tmp_path) as (gce, endpoint), engine(f"sqlite:///{tmp_path}/lb.db") as eng:
+        await pools.create_pool(eng.db, gce_pool(endpoint, spot=True))
+        quick_watch(eng, "gcp")
+        batch_id = await eng.submit(
+            """
+            version: 1
+            jobs:
+              - name: long
+                pool: gce
+                command: |
+                  if [ "$LABBATCH_ATTEMPT_ID" -gt 1 ]; then echo second run; exit 0; fi
+                  sleep 60
+            """
+        )
+
+        async def running() -> bool:
+            return await eng.job_state(batch_id, "long") == "Running"
+
+        await until(running, timeout_s=60, what="the job to run on the first VM")
+        first = str((await frontend.find_job(eng.db, batch_id, "long")).instance_name)
+        gce.preempt(first, "us-central1-a")
+
+        info = await eng.wait(batch_id, timeout_s=60)
+        assert info.state == "success", await frontend.job_detail(eng.db, batch_id, "long")
+        detail = await frontend.job_detail(eng.db, batch_id, "long")
+        reasons = [a.end_reason for a in detail.attempts]
+        assert reasons[0] is not None and reasons[0].startswith("preempted"), reasons
+        assert detail.attempts[-1].instance_name != first
+        assert (await instance_row(eng, first)).state == "deleted"
+
+
+async def test_a_full_zone_falls_back_and_a_failing_pool_says_why_in_pool_show(
+    tmp_path: Path,
+) -> None:
+    db_url = f"sqlite:///{tmp_path}/lb.db"
+    async with fake_gce(tmp_path) as (gce, endpoint), engine(db_url) as eng:
+        await pools.create_pool(eng.db, gce_pool(endpoint))
+        gce.fail_zone("us-central1-a")  # out of capacity: the next zone takes the VM
+        batch_id = await eng.submit(
+            "version: 1\njobs:\n  - {name: one, pool: gce, command: 'true'}\n"
+        )
+        assert (await eng.wait(batch_id, timeout_s=60)).state == "success"
+        job = (await eng.jobs(batch_id))["one"]
+        assert (await instance_row(eng, str(job.instance_name))).location == "us-central1-b"
+
+        gce.unauthorized = True  # credentials revoked: every zone fails the same way
+        await pools.create_pool(eng.db, gce_pool(endpoint, name="gce2"))
+        await pools.scale_pool(eng.db, "gce2", 1)
+        eng.runtime.notify_changed()
+
+        async def failed() -> bool:
+            return await pools.last_start_failure(eng.db, "gce2") is not None
+
+        await until(failed, timeout_s=30, what="the pool to report why it cannot start workers")
+
+    shown = labbatch("pool", "show", "gce2", "--db", db_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "last failure to start a worker" in shown.stdout
+    assert "gcloud auth application-default login" in shown.stdout
+    assert "Traceback" not in shown.stdout + shown.stderr
+
+
+async def test_a_new_driver_deletes_the_vms_no_driver_knows(tmp_path: Path) -> None:
+    async with fake_gce(tmp_path) as (gce, endpoint):
+        gce.instances[("lab-project", "us-central1-b", "gce-0rphan00")] = {
+            "name": "gce-0rphan00",
+            "zone": "projects/lab-project/zones/us-central1-b",
+            "status": "RUNNING",
+            "labels": {"labbatch": "true", "labbatch-pool": "gce"},
+        }
+        db_url = f"sqlite:///{tmp_path}/lb.db"
+        async with engine(db_url, start=False) as eng:
+            await pools.create_pool(eng.db, gce_pool(endpoint))
+        async with engine(db_url) as eng:
+
+            async def swept() -> bool:
+                return not any(key[2] == "gce-0rphan00" for key in gce.instances)
+
+            await until(swept, timeout_s=20, what="the orphaned VM to be deleted")
+
+
+async def test_a_job_runs_on_an_azure_vm_booted_by_its_custom_data(tmp_path: Path) -> None:
+    state = FakeAzure(vm_root=tmp_path / "vms")
+    async with serve(state) as base_url, engine(f"sqlite:///{tmp_path}/lb.db") as eng:
+        created = await pools.create_pool(
+            eng.db,
+            PoolConfig(
+                name="az",
+                cloud="azure",
+                worker_cores_mcpu=4000,
+                max_instances=1,
+                max_live_instances=1,
+                config={
+                    "subscription_id": "sub-1",
+                    "resource_group": "rg-lab",
+                    "location": "westeurope",
+                    "vm_size": "Standard_D4s_v5",
+                    "subnet_id": (
+                        "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
+                        "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
+                    ),
+                    "allow_from": ALLOW,
+                    "ssh_public_key": "ssh-ed25519 AAAA lab",
+                    "worker_port": free_port(),
+                    "base_url": base_url,
+                },
+            ),
+        )
+        assert created.machine_type == "Standard_D4s_v5" and created.regions == ("westeurope",)
+        batch_id = await eng.submit(
+            "version: 1\njobs:\n  - {name: hi, pool: az, command: 'echo hello from azure'}\n"
+        )
+        info = await eng.wait(batch_id, timeout_s=60)
+        assert info.state == "success", await eng.jobs(batch_id)
+        job = (await eng.jobs(batch_id))["hi"]
+        assert "hello from azure" in await frontend.job_log(eng.db, batch_id, job.job_id)
+        row = await instance_row(eng, str(job.instance_name))
+        assert row.location == "westeurope" and len(row.handle["tls_sha256"]) == 64
+        body = state.put_bodies[-1]
+        assert body["properties"]["hardwareProfile"]["vmSize"] == "Standard_D4s_v5"
