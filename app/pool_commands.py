@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from app.cli import print_json
@@ -24,8 +26,33 @@ _SETTINGS = {
     "idle_timeout": ("idle_timeout_s", "float", "seconds before an idle worker retires"),
     "boot_time": ("boot_time_s", "float", "seconds a worker takes to start (local: a delay)"),
     "price": ("price_per_core_hour_usd", "usd", "USD per core-hour (local pools; default 0)"),
-    "machine_type": ("machine_type", "str", "the cloud's machine type"),
-    "regions": ("regions", "list", "comma-separated regions or zones"),
+    "machine_type": ("machine_type", "str", "the cloud's machine type (Azure: the VM size)"),
+    "regions": ("regions", "list", "comma-separated regions (cloud pools: from their zones)"),
+}
+_ALIASES = {"max": ["--max-instances"], "machine_type": ["--vm-size"]}
+
+# Cloud settings, stored in the pool's config: flag -> (config key, parser, clouds, help)
+_CLOUD_SETTINGS = {
+    "project": ("project", "str", "gcp", "Google Cloud project ID"),
+    "zones": ("zones", "list", "gcp", "comma-separated zones, tried in order"),
+    "boot_disk_gb": ("boot_disk_gb", "int", "gcp", "boot disk size in GB (default 20)"),
+    "network": ("network", "str", "gcp", "VPC network (default: default)"),
+    "subnetwork": ("subnetwork", "str", "gcp", "subnetwork of that network"),
+    "use_internal_ip": ("use_internal_ip", "bool", "gcp", "dial the VMs' internal IP (VPN)"),
+    "network_tag": ("network_tag", "str", "gcp", "network tag the firewall rule targets"),
+    "api_endpoint": ("api_endpoint", "str", "gcp", "another Compute Engine API address"),
+    "subscription": ("subscription_id", "str", "azure", "Azure subscription ID"),
+    "resource_group": ("resource_group", "str", "azure", "resource group of the VMs"),
+    "location": ("location", "str", "azure", "Azure location, e.g. westeurope"),
+    "fallback_vm_sizes": ("fallback_vm_sizes", "list", "azure", "sizes tried when one fails"),
+    "subnet_id": ("subnet_id", "str", "azure", "ARM id of the subnet the VMs join"),
+    "ssh_public_key": ("ssh_public_key", "key", "azure", "SSH public key, or a file holding it"),
+    "use_private_ip": ("use_private_ip", "bool", "azure", "no public IP; dial the private one"),
+    "base_url": ("base_url", "str", "azure", "another Resource Manager address"),
+    "image": ("image", "str", "gcp,azure", "boot image (Azure: publisher:offer:sku:version)"),
+    "allow_from": ("allow_from", "list", "gcp,azure", "CIDRs that may reach the worker port"),
+    "worker_port": ("worker_port", "int", "gcp,azure", "port the workers listen on (8443)"),
+    "worker_requirement": ("worker_requirement", "str", "gcp,azure", "pip requirement"),
 }
 
 
@@ -42,10 +69,20 @@ def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         p = actions.add_parser(action, parents=[common], help=help_text)
         p.add_argument("name")
         if action == "create":
-            p.add_argument("--cloud", default="local", help="local (gcp and azure: soon)")
+            p.add_argument("--cloud", default="local", choices=pools.CLOUDS)
         for flag, (_field, _kind, text) in _SETTINGS.items():
-            p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=text)
-        p.add_argument("--preemptible", action=argparse.BooleanOptionalAction, default=None)
+            names = [f"--{flag.replace('_', '-')}", *_ALIASES.get(flag, [])]
+            p.add_argument(*names, dest=flag, help=text)
+        p.add_argument(
+            "--preemptible", "--spot", action=argparse.BooleanOptionalAction, default=None
+        )
+        cloud = p.add_argument_group("cloud settings (gcp, azure; see docs/clouds.md)")
+        for flag, (_key, kind, clouds, text) in _CLOUD_SETTINGS.items():
+            name = f"--{flag.replace('_', '-')}"
+            if kind == "bool":
+                cloud.add_argument(name, dest=flag, action=argparse.BooleanOptionalAction)
+            else:
+                cloud.add_argument(name, dest=flag, help=f"{clouds}: {text}")
     scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
     scale.add_argument("name")
     scale.add_argument("instances", type=int)
@@ -79,6 +116,69 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
+def _cloud_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The cloud settings given on the command line, as config keys."""
+    config: dict[str, Any] = {}
+    for flag, (key, kind, _clouds, _text) in _CLOUD_SETTINGS.items():
+        text = getattr(args, flag)
+        if text is None:
+            continue
+        if kind == "bool":
+            config[key] = bool(text)
+        elif kind == "key":
+            config[key] = _ssh_key(text)
+        elif kind == "list":
+            config[key] = list(_value(flag, kind, text) or [])
+        else:
+            config[key] = _value(flag, kind, text)
+    return config
+
+
+def _ssh_key(text: str) -> str:
+    """An SSH public key given as text, or the path of a file holding one."""
+    if text.startswith(("ssh-", "ecdsa-")):
+        return text.strip()
+    path = Path(text).expanduser()
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"--ssh-public-key {text}: not a key and not a readable file ({exc.strerror})"
+        ) from exc
+
+
+def _cores_of(cloud: str, machine_type: str | None) -> int | None:
+    """The cores of a machine type, read from its name where the clouds' naming tells them:
+    GCE 'n2-standard-8' (the last number) and Azure 'Standard_D4s_v5' (the first)."""
+    if not machine_type:
+        return None
+    if cloud == "gcp":
+        match = re.search(r"-(\d+)$", machine_type)
+    else:
+        match = re.search(r"^Standard_[A-Za-z]+(\d+)", machine_type)
+    return int(match.group(1)) * 1000 if match else None
+
+
+def _new_pool(args: argparse.Namespace) -> pools.PoolConfig:
+    changes = _changes(args)
+    changes.setdefault("max_live_instances", changes.get("max_instances", 1))
+    config = _cloud_changes(args)
+    if args.cloud == "local" and config:
+        raise ConfigError(
+            f"pool {args.name}: {', '.join('--' + k.replace('_', '-') for k in config)} "
+            "are settings of cloud pools; add --cloud gcp or --cloud azure"
+        )
+    if args.cloud != "local" and "worker_cores_mcpu" not in changes:
+        cores = _cores_of(args.cloud, changes.get("machine_type"))
+        if cores is None:
+            raise ConfigError(
+                f"pool {args.name}: give --worker-cores (the cores of machine type "
+                f"{changes.get('machine_type') or '(none given: --machine-type)'})"
+            )
+        changes["worker_cores_mcpu"] = cores
+    return pools.PoolConfig(name=args.name, cloud=args.cloud, config=config, **changes)
+
+
 async def cmd_pool(args: argparse.Namespace) -> int:
     db = await open_database(args.db)
     try:
@@ -92,14 +192,15 @@ async def cmd_pool(args: argparse.Namespace) -> int:
         elif action == "show":
             await _show(db, args.name, as_json=args.json)
         elif action == "create":
-            changes = _changes(args)
-            changes.setdefault("max_live_instances", changes.get("max_instances", 1))
-            created = await pools.create_pool(
-                db, pools.PoolConfig(name=args.name, cloud=args.cloud, **changes)
-            )
+            created = await pools.create_pool(db, _new_pool(args))
             print(f"created {_pool_line(created, 0)}")
         elif action == "set":
-            changed = await pools.set_pool(db, args.name, **_changes(args))
+            changes = _changes(args)
+            config = _cloud_changes(args)
+            if config:  # merged into the stored cloud settings
+                stored = await pools.get_pool(db, args.name)
+                changes["config"] = {**stored.config, **config}
+            changed = await pools.set_pool(db, args.name, **changes)
             print(f"changed {_pool_line(changed, await pools.count_live(db, args.name))}")
         elif action == "scale":
             await pools.scale_pool(db, args.name, args.instances)
@@ -138,6 +239,14 @@ async def _show(db: Any, name: str, *, as_json: bool) -> None:
         f"idle timeout {format_duration(pool.idle_timeout_s)}, "
         f"boot {format_duration(pool.boot_time_s)}"
     )
+    if pool.cloud != "local":
+        print(f"  {pool.machine_type or '(no machine type)'} in {', '.join(pool.regions or [])}")
+        for key, value in sorted(pool.config.items()):
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            print(f"  {key}: {shown}")
+    problem = await pools.last_start_failure(db, name)
+    if problem is not None:
+        print(f"  last failure to start a worker: {problem}")
     for i in instances:
         kind = "standing" if i.standing else "autoscaled"
         print(
@@ -171,5 +280,7 @@ def _pool_json(pool: pools.PoolConfig, n_live: int) -> dict[str, Any]:
             None if pool.price_per_core_hour_usd is None else str(pool.price_per_core_hour_usd)
         ),
         "regions": list(pool.regions) if pool.regions else None,
+        "machine_type": pool.machine_type,
+        "config": pool.config,
         "live_instances": n_live,
     }
