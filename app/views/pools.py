@@ -1,8 +1,10 @@
-"""The pools: each pool's live workers, its limits, and one-click scaling.
+"""The pools: each pool's live workers, its limits, one-click scaling, and new pools.
 
 Scaling goes through the same engine calls as `labbatch pool scale`; the driver acts at its
 next look, so the panel shows a short confirmation and the rows follow as workers start and
-retire. Refused actions (a target beyond the limits, a bad setting) show inline, in red.
+retire. Refused actions (a target beyond the limits, a bad setting) show inline, in red, as do
+the driver's problem and the reasons its workers give. A cloud pool also shows its cloud
+settings; "New pool…" opens `NewPoolDialog`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from app.engine.browse import InstanceRow, PoolRow
 from app.engine.pools import DEFAULT_POOL, PoolConfig
 from app.views import style
 from app.views.bridge import EngineBridge
+from app.views.pool_dialog import ERROR_COLOR, NewPoolDialog, cloud_summary
 
 POOL_COLUMNS = ("Name", "Cloud", "Workers", "Cores")
 INSTANCE_COLUMNS = (
@@ -54,7 +57,6 @@ STATE_COLUMN, UPTIME_COLUMN, COST_COLUMN = 1, 5, 6
 POLL_EVERY_MS = 2000  # changes made by other processes
 THROTTLE_MS = 500  # at most two refreshes a second on bursts of signals
 TICK_EVERY_MS = 1000  # uptime and cost
-ERROR_COLOR = "#e53935"
 MAX_COUNT = 10_000
 DRAIN_TEXT = (
     "Drain pool {name}?\n\n"
@@ -149,6 +151,12 @@ class PoolsPanel(QWidget):
         self.scale_to = self._count_box("How many workers to scale to")
         self.scale_button = QPushButton("Scale to N")
         self.drain_button = QPushButton("Drain…")
+        self.new_pool_button = QPushButton("New pool…")
+        self.new_pool_button.setToolTip("Create a local, Compute Engine or Azure pool")
+        self.cloud_box = QGroupBox("Cloud")
+        self.cloud_summary = QLabel()
+        self.cloud_summary.setWordWrap(True)
+        self.cloud_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -163,6 +171,8 @@ class PoolsPanel(QWidget):
         self._action_text = ""
         self._action_error = False
         self._problem: str | None = None
+        self._worker_problems: list[str] = []  # reasons the selected pool's workers give
+        self._select_when_listed: str | None = None  # a new pool, selected once it is listed
         self._connected = False
         self._build()
 
@@ -183,6 +193,7 @@ class PoolsPanel(QWidget):
         self.remove_button.clicked.connect(lambda: self._scale_by(-1))
         self.scale_button.clicked.connect(self._on_scale)
         self.drain_button.clicked.connect(self._on_drain)
+        self.new_pool_button.clicked.connect(self.open_new_pool_dialog)
         self.scale_to.valueChanged.connect(self._on_scale_to_changed)
         self._connect()
         self._update_buttons()
@@ -198,7 +209,7 @@ class PoolsPanel(QWidget):
     @property
     def message_is_error(self) -> bool:
         """True while the inline message shows a refusal or a pool problem (in red)."""
-        return self._action_error or bool(self._problem)
+        return self._action_error or bool(self._problem) or bool(self._worker_problems)
 
     def select_pool(self, name: str) -> None:
         """Show this pool on the right (as a click on its row does)."""
@@ -207,6 +218,14 @@ class PoolsPanel(QWidget):
             if item is not None and item.text() == name:
                 self.pool_list.selectRow(row)
                 return
+
+    def open_new_pool_dialog(self) -> NewPoolDialog:
+        """Open the "New pool" dialog (window-modal); the pool it creates gets selected."""
+        dialog = NewPoolDialog(self.bridge, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.created.connect(self._on_pool_created)
+        dialog.open()
+        return dialog
 
     def refresh(self) -> None:
         """Fetch the pools now, or right after the fetch in flight."""
@@ -255,6 +274,8 @@ class PoolsPanel(QWidget):
         form.addRow("Worker cores:", self.worker_cores)
         form.addRow("Price per core-hour:", self.price)
         form.addRow("", self.apply_button)
+        QVBoxLayout(self.cloud_box).addWidget(self.cloud_summary)
+        self.cloud_box.hide()
 
         scaling = QHBoxLayout()
         for widget in (self.add_button, self.remove_button, QLabel("Workers:"), self.scale_to):
@@ -267,12 +288,19 @@ class PoolsPanel(QWidget):
         column = QVBoxLayout(right)
         column.addWidget(self.title)
         column.addWidget(self.instances, 1)
+        column.addWidget(self.cloud_box)
         column.addWidget(limits)
         column.addLayout(scaling)
         column.addWidget(self.message)
 
+        left = QWidget()
+        pools_column = QVBoxLayout(left)
+        pools_column.setContentsMargins(0, 0, 0, 0)
+        pools_column.addWidget(self.pool_list, 1)
+        pools_column.addWidget(self.new_pool_button)
+
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.pool_list)
+        splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
@@ -297,6 +325,8 @@ class PoolsPanel(QWidget):
     def _on_pools(self, rows: list[PoolRow]) -> None:
         self._rows = {row.pool.name: row for row in rows}
         self._fetched_at = time.time()
+        if self._select_when_listed in self._rows:
+            self._selected, self._select_when_listed = self._select_when_listed, None
         if self._selected not in self._rows:
             default = DEFAULT_POOL if DEFAULT_POOL in self._rows else None
             self._selected = default or (rows[0].pool.name if rows else None)
@@ -341,6 +371,7 @@ class PoolsPanel(QWidget):
     def _show_selected(self) -> None:
         row = self._rows.get(self._selected or "")
         self._show_instances(row)
+        self._show_cloud(row)
         if row is not None:
             pool = row.pool
             self.title.setText(
@@ -373,6 +404,16 @@ class PoolsPanel(QWidget):
             items = [_set_cell(self.instances, r, c, text) for c, text in enumerate(values)]
             items[STATE_COLUMN].setForeground(style.state_color(info.state))
             items[0].setToolTip(info.reason or "")
+
+    def _show_cloud(self, row: PoolRow | None) -> None:
+        """A cloud pool's settings, and the reasons its workers give (pending, failing)."""
+        lines = cloud_summary(row.pool) if row is not None else []
+        self.cloud_box.setVisible(bool(lines))
+        self.cloud_summary.setText("\n".join(lines))
+        instances = row.instances if row is not None else ()
+        self._worker_problems = [
+            f"{r.instance.name}: {r.instance.reason}" for r in instances if r.instance.reason
+        ]
 
     def _on_tick(self) -> None:
         row = self._rows.get(self._selected or "")
@@ -437,6 +478,13 @@ class PoolsPanel(QWidget):
         text = f"Draining {name}: its workers retire as their jobs end."
         self._run(self.bridge.service.drain_pool(name), text, refill=True)
 
+    def _on_pool_created(self, pool: PoolConfig) -> None:
+        self._select_when_listed = pool.name
+        self._action_text, self._action_error = f"Created pool {pool.name}.", False
+        self._show_message()
+        self.bridge.pools_changed.emit()
+        self.refresh()
+
     def _on_apply(self) -> None:
         name = self._selected
         row = self._rows.get(name or "")
@@ -493,6 +541,7 @@ class PoolsPanel(QWidget):
 
     def _show_message(self) -> None:
         lines = [text for text in (self._action_text, self._problem) if text]
+        lines += self._worker_problems
         self.message.setText("\n".join(lines))
         self.message.setStyleSheet(f"color: {ERROR_COLOR};" if self.message_is_error else "")
 
