@@ -138,8 +138,11 @@ async def cmd_estimate(args: argparse.Namespace) -> int:
                 "estimate one at a time with --pool"
             )
         pool = await get_pool(db, names.pop())
+        refreshed = await db.read(costs.refreshed_prices)
     finally:
         await db.close()
-    estimate = costs.estimate_on_pool(spec.jobs, pool, default_duration_s=args.default_duration)
+    estimate = costs.estimate_on_pool(
+        spec.jobs, pool, default_duration_s=args.default_duration, refreshed=refreshed
+    )
     print(format_estimate(estimate))
     return 0

@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_pool_parser(sub, common)
     add_billing_parsers(sub, common)
+    from app.price_commands import add_price_parser  # sets its own handler
+
+    add_price_parser(sub, common)
     from app.import_commands import add_import_parser  # sets its own handler
 
     add_import_parser(sub, common)

@@ -28,17 +28,30 @@ from app.models.tables import (
     Attempt,
     AttemptResource,
     Batch,
+    CloudPrice,
     Resource,
     attempt_resources_table,
 )
 
 SECONDS_PER_HOUR = Decimal(3600)
+# the scale of resources.usd_per_unit_hour: a price is compared with its stored version at this
+# scale, else a monthly price / 730 (more decimals than the column keeps) would read as changed
+# and add a version at every sync
+RATE_QUANTUM = Decimal("1e-12")
 
 
-def pool_rates(pool: PoolConfig) -> dict[str, Decimal]:
-    """The USD per unit-hour of what a pool's workers bill (local: its own compute price)."""
+RefreshedPrices = Mapping[str, Mapping[str, Decimal]]  # cloud -> resource -> USD per unit-hour
+
+
+def pool_rates(pool: PoolConfig, refreshed: RefreshedPrices | None = None) -> dict[str, Decimal]:
+    """The USD per unit-hour of what a pool's workers bill (local: its own compute price).
+
+    A cloud pool's come from its cloud's price file, overridden by the prices ``refreshed``
+    from the cloud's catalogue (``refreshed_prices``)."""
     if pool.cloud != "local":
-        return billing.load_price_table(pool.cloud)
+        rates = billing.load_price_table(pool.cloud)
+        rates.update((refreshed or {}).get(pool.cloud, {}))
+        return rates
     rates = billing.local_rates(pool.price_per_core_hour_usd)
     rates[_local_compute(pool)] = rates.pop(billing.LOCAL_COMPUTE)
     return rates
@@ -64,7 +77,11 @@ def pool_quantities(
 
 
 def estimate_on_pool(
-    jobs: Sequence[JobSpec], pool: PoolConfig, *, default_duration_s: float = 60.0
+    jobs: Sequence[JobSpec],
+    pool: PoolConfig,
+    *,
+    default_duration_s: float = 60.0,
+    refreshed: RefreshedPrices | None = None,
 ) -> Estimate:
     """The expected cost and time range of jobs on a pool of its size, at its prices."""
     by_shape: dict[tuple[int, int, int, bool], dict[str, Decimal]] = {}
@@ -85,7 +102,7 @@ def estimate_on_pool(
         jobs,
         worker_cores_mcpu=pool.worker_cores_mcpu,
         n_workers=max(1, pool.max_instances),
-        rates=pool_rates(pool),
+        rates=pool_rates(pool, refreshed),
         quantities_for=quantities_for,
         default_duration_s=default_duration_s,
         pool=pool.name,
@@ -96,15 +113,33 @@ def _local_compute(pool: PoolConfig) -> str:
     return f"{billing.LOCAL_COMPUTE}/{pool.name}"
 
 
-def sync_rates(conn: Connection, pools: Iterable[PoolConfig]) -> dict[str, Rate]:
-    """Store new versions of the pools' rates that changed; return the latest of each."""
-    current = billing.latest_rates(
+def refreshed_prices(conn: Connection) -> dict[str, dict[str, Decimal]]:
+    """The list prices last read from each cloud's catalogue: cloud -> resource -> USD/hour."""
+    prices: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    query = select(CloudPrice.cloud, CloudPrice.resource, CloudPrice.usd_per_unit_hour)
+    for cloud, resource, usd in conn.execute(query):
+        prices[cloud][resource] = Decimal(str(usd))
+    return dict(prices)
+
+
+def stored_rates(conn: Connection) -> dict[str, Rate]:
+    """The newest stored version of every rate."""
+    return billing.latest_rates(
         Rate(r.name, r.version, Decimal(str(r.usd_per_unit_hour)))
         for r in conn.execute(select(Resource.name, Resource.version, Resource.usd_per_unit_hour))
     )
+
+
+def sync_rates(conn: Connection, pools: Iterable[PoolConfig]) -> dict[str, Rate]:
+    """Store new versions of the pools' rates that changed; return the latest of each.
+
+    A cloud's prices are its price file's, overridden by those refreshed from its catalogue."""
+    current = stored_rates(conn)
+    refreshed = refreshed_prices(conn)
     wanted: dict[str, Decimal] = {}
     for pool in pools:
-        wanted.update(pool_rates(pool))
+        wanted.update(pool_rates(pool, refreshed))
+    wanted = {resource: usd.quantize(RATE_QUANTUM) for resource, usd in wanted.items()}
     new = billing.versioned_updates(current, wanted)
     if new:
         now = time.time()

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from app.engine import browse, frontend, lease, logs, metrics, pools, rerun
-from app.engine.costs import estimate_on_pool
+from app.engine.costs import estimate_on_pool, refreshed_prices
 from app.engine.events import BatchFinished, BudgetPassed, EventBus, MetricsSampled
 from app.engine.forecast import Estimate
 from app.engine.pools import DEFAULT_POOL, PoolConfig
@@ -248,9 +248,13 @@ class EngineService:
         for job in spec.jobs:
             by_pool.setdefault(job.pool or DEFAULT_POOL, []).append(job)
         configs = {name: await pools.get_pool(self.db, name) for name in sorted(by_pool)}
+        refreshed = await self.db.read(refreshed_prices)  # catalogue prices over the files'
 
         def estimate() -> tuple[Estimate, ...]:
-            return tuple(estimate_on_pool(by_pool[n], configs[n]) for n in sorted(by_pool))
+            return tuple(
+                estimate_on_pool(by_pool[n], configs[n], refreshed=refreshed)
+                for n in sorted(by_pool)
+            )
 
         return Forecast(spec, await asyncio.to_thread(estimate))
 

@@ -320,6 +320,18 @@ class Resource(Base):
     time_created: Mapped[float] = mapped_column(Float)
 
 
+class CloudPrice(Base):
+    """A list price read from a cloud's catalogue; it overrides the price file's figure."""
+
+    __tablename__ = "cloud_prices"
+
+    resource: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(20))
+    usd_per_unit_hour: Mapped[Decimal] = mapped_column(Numeric(24, 12))
+    source: Mapped[str] = mapped_column(String(500))
+    time_fetched: Mapped[float] = mapped_column(Float)
+
+
 class AttemptResource(Base):
     """How much of a resource (per hour) one attempt uses, at which price version."""
 
