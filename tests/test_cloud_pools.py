@@ -83,12 +83,20 @@ async def test_a_job_runs_on_a_gce_vm_booted_by_its_startup_script(
             jobs:
               - name: hello
                 pool: gce
+                regions: [us-central1]
                 command: echo "hello from $(hostname) on a cloud worker"
+              - name: elsewhere
+                pool: gce
+                regions: [europe-west1]
+                command: "true"
             """
         )
-        info = await eng.wait(batch_id, timeout_s=60)
-        assert info.state == "success", await eng.jobs(batch_id)
-        job = (await eng.jobs(batch_id))["hello"]
+        await eng.wait(batch_id, timeout_s=60)
+        jobs = await eng.jobs(batch_id)
+        assert jobs["hello"].state == "Success", jobs
+        assert jobs["elsewhere"].state == "Error"
+        assert "no zone of pool gce is in regions [europe-west1]" in str(jobs["elsewhere"].error)
+        job = jobs["hello"]
         log = await frontend.job_log(eng.db, batch_id, job.job_id)
         assert "on a cloud worker" in log
 

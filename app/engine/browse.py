@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy import delete, func, select, update
@@ -12,7 +12,13 @@ from sqlalchemy.engine import Connection
 
 from app.engine.billing import hourly_cost_usd
 from app.engine.completion import Changes, cancel_batch_jobs
-from app.engine.costs import costs_by, pool_quantities, pool_rates
+from app.engine.costs import (
+    RefreshedPrices,
+    costs_by,
+    pool_quantities,
+    pool_rates,
+    refreshed_prices,
+)
 from app.engine.frontend import (
     BATCH_COLUMNS,
     JOB_INFO_COLUMNS,
@@ -22,7 +28,13 @@ from app.engine.frontend import (
     parse_job_state,
 )
 from app.engine.marker import bump_marker
-from app.engine.pools import InstanceInfo, PoolConfig, instance_info, read_pools
+from app.engine.pools import (
+    InstanceInfo,
+    PoolConfig,
+    instance_info,
+    last_start_failures,
+    read_pools,
+)
 from app.engine.records import BatchInfo, JobInfo
 from app.errors import NotFoundError, UserError
 from app.models.db import Database
@@ -76,6 +88,7 @@ class PoolRow:
 
     pool: PoolConfig
     instances: tuple[InstanceRow, ...]
+    last_failure: str | None = None  # why its latest worker could not start (none since)
 
     @property
     def n_live(self) -> int:
@@ -181,6 +194,7 @@ async def pools_with_instances(db: Database) -> list[PoolRow]:
             used[name or ""] = int(mcpu)
         instances: dict[str, list[InstanceRow]] = defaultdict(list)
         now = time.time()
+        refreshed = refreshed_prices(conn)
         for row in conn.execute(
             select(*Instance.__table__.c)
             .where(Instance.state.in_((InstanceState.PENDING, InstanceState.ACTIVE)))
@@ -188,14 +202,24 @@ async def pools_with_instances(db: Database) -> list[PoolRow]:
         ):
             pool = pools.get(row.pool)
             info = instance_info(row)
-            cost = instance_cost_usd(pool, info, now=now) if pool else Decimal(0)
+            cost = (
+                instance_cost_usd(pool, info, now=now, refreshed=refreshed) if pool else Decimal(0)
+            )
             instances[row.pool].append(InstanceRow(info, used.get(row.name, 0), cost))
         return [PoolRow(pools[n], tuple(instances.get(n, ()))) for n in sorted(pools)]
 
-    return await db.read(read)
+    rows = await db.read(read)
+    failures = await last_start_failures(db)
+    return [replace(row, last_failure=failures.get(row.pool.name)) for row in rows]
 
 
-def instance_cost_usd(pool: PoolConfig, instance: InstanceInfo, *, now: float) -> Decimal:
+def instance_cost_usd(
+    pool: PoolConfig,
+    instance: InstanceInfo,
+    *,
+    now: float,
+    refreshed: RefreshedPrices | None = None,
+) -> Decimal:
     """What a worker has cost since it started: its cores at the pool's rates, for its uptime."""
     start = instance.time_activated or instance.time_created
     hours = Decimal(str(max(0.0, now - start))) / SECONDS_PER_HOUR
@@ -206,7 +230,7 @@ def instance_cost_usd(pool: PoolConfig, instance: InstanceInfo, *, now: float) -
         storage_bytes=0,
         preemptible=pool.preemptible,
     )
-    per_hour = hourly_cost_usd(whole_worker, pool_rates(pool))
+    per_hour = hourly_cost_usd(whole_worker, pool_rates(pool, refreshed))
     return (per_hour * hours).quantize(Decimal("1e-6"))
 
 

@@ -11,11 +11,12 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
+from app.engine.autoscale import no_zone_message
 from app.engine.completion import JobEnd
 from app.engine.fleet import RUN_COLUMNS
 from app.engine.instances import Assignment, LiveInstance
 from app.engine.placement import Capacity
-from app.engine.pools import PoolConfig
+from app.engine.pools import PoolConfig, region_of
 from app.engine.scheduling import (
     MAX_HEAD_JOBS,
     PendingReason,
@@ -144,13 +145,22 @@ def plan_pool(
         for r in load_head(conn, pool, user, budget):
             if r.cores_mcpu > largest_mcpu:  # no worker of this pool will ever fit it
                 result.unplaceable.append(_too_big(r, pool, largest_mcpu, now))
+            elif (
+                (regions := _regions(pool, r)) and pool.regions and regions.isdisjoint(pool.regions)
+            ):  # nor will one in its regions
+                error = no_zone_message(pool.name, regions)
+                result.unplaceable.append(
+                    JobEnd(r.batch_id, r.job_id, JobState.ERROR, now, error=error)
+                )
             else:
                 head.append(r)
         rows.update({(r.batch_id, r.job_id): r for r in head})
         jobs = [QueuedJob((r.batch_id, r.job_id), r.cores_mcpu, _regions(pool, r)) for r in head]
         queues[user] = UserQueue(users[user][0], users[user][1], cut_head(jobs, budget))
     capacities = [
-        Capacity(i.name, max(0, i.free_mcpu), i.location, cores_mcpu=i.cores_mcpu)
+        Capacity(
+            i.name, max(0, i.free_mcpu), region_of(pool.cloud, i.location), cores_mcpu=i.cores_mcpu
+        )
         for i in instances
     ]
     plan = plan_pass(queues, capacities, deficits)

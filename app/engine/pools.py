@@ -86,6 +86,14 @@ def cloud_config(pool: PoolConfig) -> dict[str, Any]:
     return config
 
 
+def region_of(cloud: str, location: str) -> str:
+    """The region of an instance's location: a GCE zone's region ('us-central1-a' ->
+    'us-central1'); Azure locations and everything else are regions already."""
+    if cloud == "gcp" and location.count("-") >= 2:
+        return location.rsplit("-", 1)[0]
+    return location
+
+
 def with_cloud_defaults(pool: PoolConfig) -> PoolConfig:
     """Fill what billing and the autoscaler read from a cloud pool's settings: its machine
     type (moved out of ``config``, so that it is kept in one place) and its regions (a GCE
@@ -103,7 +111,7 @@ def with_cloud_defaults(pool: PoolConfig) -> PoolConfig:
     if not pool.regions:
         if pool.cloud == "gcp":
             zones = pool.config.get("zones") or []
-            regions = [z.rsplit("-", 1)[0] for z in zones if isinstance(z, str) and "-" in z]
+            regions = [region_of("gcp", z) for z in zones if isinstance(z, str)]
             changes["regions"] = tuple(dict.fromkeys(regions)) or None
         elif isinstance(pool.config.get("location"), str):
             changes["regions"] = (pool.config["location"],)
@@ -266,28 +274,38 @@ START_FAILURE_WINDOW_S = 3600.0
 START_FAILURE = "could not start: "  # the reason the fleet gives a worker that failed to start
 
 
+async def last_start_failures(db: Database) -> dict[str, str]:
+    """Pool -> why its latest worker that could not start failed (credentials, quota,
+    capacity, machine type…), for pools where one failed within the last hour and none
+    started since."""
+
+    def read(conn: Connection) -> dict[str, str]:
+        since = time.time() - START_FAILURE_WINDOW_S
+        latest: dict[str, tuple[str, float]] = {}
+        for pool, reason, at in conn.execute(
+            select(Instance.pool, Instance.reason, Instance.time_deactivated)
+            .where(Instance.reason.like(f"{START_FAILURE}%"), Instance.time_deactivated > since)
+            .order_by(Instance.time_deactivated)
+        ):
+            latest[pool] = (str(reason), at or 0.0)  # ordered: the newest failure wins
+        if not latest:
+            return {}
+        started = dict(
+            conn.execute(
+                select(Instance.pool, func.max(Instance.time_activated))
+                .where(Instance.pool.in_(list(latest)), Instance.time_activated > since)
+                .group_by(Instance.pool)
+            ).all()
+        )
+        return {
+            pool: reason.removeprefix(START_FAILURE)
+            for pool, (reason, at) in latest.items()
+            if (started.get(pool) or 0.0) <= at
+        }
+
+    return await db.read(read)
+
+
 async def last_start_failure(db: Database, name: str) -> str | None:
-    """Why the pool's latest worker that could not start failed (credentials, quota, capacity,
-    machine type…), if one failed within the last hour and none started since."""
-
-    def read(conn: Connection) -> str | None:
-        failed = conn.execute(
-            select(Instance.reason, Instance.time_deactivated)
-            .where(
-                Instance.pool == name,
-                Instance.reason.like(f"{START_FAILURE}%"),
-                Instance.time_deactivated > time.time() - START_FAILURE_WINDOW_S,
-            )
-            .order_by(Instance.time_deactivated.desc())
-            .limit(1)
-        ).first()
-        if failed is None:
-            return None
-        started_since = conn.execute(
-            select(Instance.name)
-            .where(Instance.pool == name, Instance.time_activated > failed.time_deactivated)
-            .limit(1)
-        ).first()
-        return None if started_since else str(failed.reason).removeprefix(START_FAILURE)
-
-    return await db.run(read)
+    """Why the pool's latest worker could not start, if none started since (see above)."""
+    return (await last_start_failures(db)).get(name)

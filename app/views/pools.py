@@ -414,6 +414,8 @@ class PoolsPanel(QWidget):
         self._worker_problems = [
             f"{r.instance.name}: {r.instance.reason}" for r in instances if r.instance.reason
         ]
+        if row is not None and row.last_failure:
+            self._worker_problems.append(f"Workers cannot start: {row.last_failure}")
 
     def _on_tick(self) -> None:
         row = self._rows.get(self._selected or "")

@@ -354,3 +354,21 @@ async def test_scaling_cloud_pools_boots_workers_in_the_fakes(
         finally:
             await gce.stop_vms()
             await azure.stop_vms()
+
+
+async def test_a_pool_whose_workers_cannot_start_says_why(lb_home: Path, tmp_path: Path) -> None:
+    gce = FakeGce(boot_dir=tmp_path / "gce-vms")
+    gce.unauthorized = True  # the lab's credentials are gone
+    async with serving(gce) as gce_url, open_panel() as (panel, _service):
+        await create_and_scale_to_one(
+            panel, "gcp", "gce", {"project": "lab-project", "api_endpoint": gce_url}
+        )
+
+        def says_why() -> bool:
+            panel.refresh()
+            return "Workers cannot start" in panel.message.text()
+
+        await until(says_why, timeout_s=30, what="the pool's problem in the view")
+        assert panel.message_is_error
+        assert "gcloud auth application-default login" in panel.message.text()
+        assert "Traceback" not in panel.message.text()
