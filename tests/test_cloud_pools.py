@@ -236,3 +236,45 @@ async def test_a_job_runs_on_an_azure_vm_booted_by_its_custom_data(tmp_path: Pat
         assert row.location == "westeurope" and len(row.handle["tls_sha256"]) == 64
         body = state.put_bodies[-1]
         assert body["properties"]["hardwareProfile"]["vmSize"] == "Standard_D4s_v5"
+
+
+def spot_of(gce: FakeGce, name: str) -> bool:
+    body = next(b for b in gce.insert_bodies if b["name"] == name)
+    return (body.get("scheduling") or {}).get("provisioningModel") == "SPOT"
+
+
+async def test_after_its_preemptions_a_job_falls_back_to_a_standard_vm(tmp_path: Path) -> None:
+    async with fake_gce(tmp_path) as (gce, endpoint), engine(f"sqlite:///{tmp_path}/lb.db") as eng:
+        await pools.create_pool(eng.db, gce_pool(endpoint, spot=True))  # one VM at a time
+        quick_watch(eng, "gcp")
+        batch_id = await eng.submit(
+            """
+            version: 1
+            jobs:
+              - name: long
+                pool: gce
+                retry: {on: preemption, fallback_to_standard: 1}
+                command: |
+                  if [ "$LABBATCH_ATTEMPT_ID" -gt 1 ]; then exit 0; fi
+                  sleep 60
+            """
+        )
+
+        async def running() -> bool:
+            return await eng.job_state(batch_id, "long") == "Running"
+
+        await until(running, timeout_s=60, what="the job to run on a spot VM")
+        first = str((await frontend.find_job(eng.db, batch_id, "long")).instance_name)
+        assert spot_of(gce, first)
+        gce.preempt(first, "us-central1-a")
+
+        assert (await eng.wait(batch_id, timeout_s=60)).state == "success"
+        second = str((await frontend.find_job(eng.db, batch_id, "long")).instance_name)
+        assert second != first and not spot_of(gce, second), "no fallback to a standard VM"
+
+        steady = await eng.submit(
+            "version: 1\njobs:\n  - {name: s, pool: gce, preemptible: false, command: 'true'}\n"
+        )
+        assert (await eng.wait(steady, timeout_s=60)).state == "success"
+        ran_on = str((await frontend.find_job(eng.db, steady, "s")).instance_name)
+        assert not spot_of(gce, ran_on), "a job with preemptible: false ran on a spot VM"

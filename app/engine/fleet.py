@@ -88,6 +88,9 @@ class Fleet:
         self._on_message: MessageHandler | None = None
         self._hello: dict[int, asyncio.Event] = {}
         self._creating: dict[str, int] = defaultdict(int)
+        self._creating_standard: dict[str, int] = defaultdict(
+            int
+        )  # of those, standard in spot pools
         self._failures: dict[str, int] = defaultdict(int)
         self._scale_targets: dict[str, int] = {}
         self._stopping = False
@@ -160,6 +163,7 @@ class Fleet:
                 state=InstanceState.ACTIVE,
                 standing=row.standing,
                 tls_sha256=tls_pin(row.handle),
+                preemptible=bool((row.handle or {}).get("spot")),
                 idle_since=time.time(),
             )
             adopted = (
@@ -256,10 +260,27 @@ class Fleet:
         if len(live) + creating >= min(pool.max_live_instances, pool.max_instances):
             await self._retire_idle(pool, live, now)  # full: nothing to estimate
             return
+        if pool.preemptible:
+            room = min(pool.max_live_instances, pool.max_instances) - len(live) - creating
+            await self._create_standard(pool, live, room)
+            creating = self._creating[pool.name]
         plan = await self.db.run(lambda conn: scale_plan(conn, pool, live, creating))
         for create in plan.create:
             self._create(pool, create.count, standing=create.reason == CreateReason.MIN_INSTANCES)
         await self._retire_idle(pool, live, now)
+
+    async def _create_standard(self, pool: PoolConfig, live: list[LiveInstance], room: int) -> None:
+        """Standard workers in a spot pool for the jobs that may no longer be preempted (their
+        retry policy's fallback); they retire when idle like any other worker."""
+        if room <= 0:
+            return
+        waiting = await self.db.run(lambda conn: _standard_demand(conn, pool.name))
+        if not waiting:
+            return
+        free = sum(max(0, i.free_mcpu) for i in live if not i.preemptible and not i.draining)
+        free += self._creating_standard[pool.name] * pool.worker_cores_mcpu
+        needed = -(-(waiting - free) // pool.worker_cores_mcpu)  # ceiling
+        self._create(pool, min(room, needed), standing=False, preemptible=False)
 
     async def _size_private(self, pool: PoolConfig) -> None:
         """One worker per job that names a machine type; each retires after its job."""
@@ -288,10 +309,18 @@ class Fleet:
                     f"create-{pool.name}", self._create_instance(pool, False, private_job=job)
                 )
 
-    def _create(self, pool: PoolConfig, count: int, *, standing: bool) -> None:
+    def _create(
+        self, pool: PoolConfig, count: int, *, standing: bool, preemptible: bool | None = None
+    ) -> None:
+        """Start ``count`` workers; spot ones if the pool is, unless ``preemptible`` says."""
+        spot = pool.preemptible if preemptible is None else preemptible
         for _ in range(max(0, count)):
             self._creating[pool.name] += 1
-            self._tasks.spawn(f"create-{pool.name}", self._create_instance(pool, standing))
+            if not spot and pool.preemptible:
+                self._creating_standard[pool.name] += 1
+            self._tasks.spawn(
+                f"create-{pool.name}", self._create_instance(pool, standing, preemptible=spot)
+            )
 
     async def _drain(self, live: list[LiveInstance], count: int, now: float) -> None:
         """Take ``count`` instances out: idle ones at once, busy ones once they are empty."""
@@ -315,7 +344,26 @@ class Fleet:
                 n_live -= 1
 
     async def _create_instance(
-        self, pool: PoolConfig, standing: bool, *, private_job: private.PrivateJob | None = None
+        self,
+        pool: PoolConfig,
+        standing: bool,
+        *,
+        preemptible: bool | None = None,
+        private_job: private.PrivateJob | None = None,
+    ) -> None:
+        spot = pool.preemptible if preemptible is None else preemptible
+        try:
+            await self._start_instance(pool, standing, spot, private_job)
+        finally:
+            if not spot and pool.preemptible:
+                self._creating_standard[pool.name] -= 1
+
+    async def _start_instance(
+        self,
+        pool: PoolConfig,
+        standing: bool,
+        spot: bool,
+        private_job: private.PrivateJob | None,
     ) -> None:
         name = f"{pool.name}-{uuid.uuid4().hex[:8]}"
         cores = pool.worker_cores_mcpu
@@ -324,7 +372,9 @@ class Fleet:
         if private_job is not None:
             cores = private_job.cores_mcpu
         now = time.time()
-        inst = LiveInstance(name, pool.name, cores, None, "local", standing=standing)
+        inst = LiveInstance(
+            name, pool.name, cores, None, "local", standing=standing, preemptible=spot
+        )
         if private_job is not None:
             inst.reserved_for, inst.reserved_user = private_job.key, private_job.user
         cloud = self.clouds[pool.cloud]
@@ -346,7 +396,7 @@ class Fleet:
                 token=worker_token(name),
                 # a cloud pool's own machine type is in its settings (pools.cloud_config)
                 machine_type=private_job.machine_type if private_job else None,
-                preemptible=pool.preemptible,
+                preemptible=spot,
                 boot_delay_s=pool.boot_time_s,
             )
             created = await cloud.create_instance(request)
@@ -471,7 +521,7 @@ def scale_plan(
 ) -> ScalePlan:
     """The autoscaler's decision for one pool: the heads of the users' queues under fair
     share over the cores it could offer by the end of the next boot, minus live capacity."""
-    from app.engine.planner import load_head  # the planner imports this module
+    from app.engine.planner import load_head, standard_only  # the planner imports this module
 
     region = (pool.regions or ("local",))[0]
     settings = PoolSettings(
@@ -503,23 +553,47 @@ def scale_plan(
     for inst in live:
         for assignment in inst.assigned.values():
             running[assignment.user] += assignment.run.cores_mcpu
-    ready = {u: int(r) for u, r in conn.execute(_READY_BY_USER, {"b_pool": pool.name})}
+    # a spot pool's spot workers serve only jobs that may be preempted (see _create_standard)
+    by_user = _READY_SPOT_BY_USER if pool.preemptible else _READY_BY_USER
+    ready = {u: int(r) for u, r in conn.execute(by_user, {"b_pool": pool.name})}
     users = {u: (running.get(u, 0), r) for u, r in ready.items()}
     budgets = demand_budget_mcpu(users, settings, instances)
     queues = {}
     for user, budget in budgets.items():
+        head = load_head(conn, pool, user, budget)
+        standard = standard_only(conn, pool, head)
         jobs = [
             QueuedJob((r.batch_id, r.job_id), r.cores_mcpu)
-            for r in load_head(conn, pool, user, budget)
+            for r in head
+            if (r.batch_id, r.job_id) not in standard
         ]
         queues[user] = UserQueue(users[user][0], users[user][1], cut_head(jobs, budget))
     n = len(instances)
     return plan_scale_up(queues, settings, instances, n_live=n, n_total=n)
 
 
+def _standard_demand(conn: Connection, pool: str) -> int:
+    """Cores of the pool's Ready jobs that may only run on standard workers."""
+    total = conn.execute(
+        select(func.sum(Job.cores_mcpu)).where(
+            Job.state == str(JobState.READY), Job.pool == pool, Job.preemptible.is_(False)
+        )
+    ).scalar()
+    return int(total or 0)
+
+
 _READY_BY_USER = (
     select(Job.user, func.sum(Job.cores_mcpu))
     .where(Job.state == str(JobState.READY), Job.pool == bindparam("b_pool"))
+    .group_by(Job.user)
+)
+_READY_SPOT_BY_USER = (
+    select(Job.user, func.sum(Job.cores_mcpu))
+    .where(
+        Job.state == str(JobState.READY),
+        Job.pool == bindparam("b_pool"),
+        Job.preemptible.is_(True),
+    )
     .group_by(Job.user)
 )
 

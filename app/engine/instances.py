@@ -40,6 +40,7 @@ class LiveInstance:
     state: InstanceState = InstanceState.PENDING
     standing: bool = False
     tls_sha256: str | None = None  # the pinned certificate of a cloud worker (None: local)
+    preemptible: bool = False  # a spot VM, which the cloud may take back at any time
     draining: bool = False  # takes no new jobs; retires when empty
     conn: WorkerConnection | None = None
     last_heartbeat: float = 0.0

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
 from app.engine.autoscale import no_zone_message
-from app.engine.completion import JobEnd
+from app.engine.completion import JobEnd, chunks
 from app.engine.fleet import RUN_COLUMNS
 from app.engine.instances import Assignment, LiveInstance
 from app.engine.placement import Capacity
@@ -155,12 +155,18 @@ def plan_pool(
             else:
                 head.append(r)
         rows.update({(r.batch_id, r.job_id): r for r in head})
-        jobs = [QueuedJob((r.batch_id, r.job_id), r.cores_mcpu, _regions(pool, r)) for r in head]
+        standard_only_keys = standard_only(conn, pool, head)
+        jobs = [
+            QueuedJob(
+                (r.batch_id, r.job_id),
+                r.cores_mcpu,
+                _allowed(pool, _regions(pool, r), (r.batch_id, r.job_id) in standard_only_keys),
+            )
+            for r in head
+        ]
         queues[user] = UserQueue(users[user][0], users[user][1], cut_head(jobs, budget))
     capacities = [
-        Capacity(
-            i.name, max(0, i.free_mcpu), region_of(pool.cloud, i.location), cores_mcpu=i.cores_mcpu
-        )
+        Capacity(i.name, max(0, i.free_mcpu), _place_of(pool, i), cores_mcpu=i.cores_mcpu)
         for i in instances
     ]
     plan = plan_pass(queues, capacities, deficits)
@@ -232,6 +238,53 @@ def _regions(pool: PoolConfig, row: Any) -> frozenset[str] | None:
     if pool.cloud == "local" or not row.regions:
         return None
     return frozenset(row.regions)
+
+
+# In a spot pool, a job that must not be preempted (its retry policy fell back to standard
+# after preemptions) may only run on the pool's standard workers. Placement keys free cores by
+# location, so a spot worker's location is its region with this suffix, which only jobs that
+# may be preempted list among their allowed locations.
+SPOT_SUFFIX = "/spot"
+
+
+def _place_of(pool: PoolConfig, inst: LiveInstance) -> str:
+    region = region_of(pool.cloud, inst.location)
+    return region + SPOT_SUFFIX if pool.preemptible and inst.preemptible else region
+
+
+def _allowed(
+    pool: PoolConfig, regions: frozenset[str] | None, standard_only: bool
+) -> frozenset[str] | None:
+    """The placement locations a job may use in ``pool``; None: any."""
+    if not pool.preemptible or pool.cloud == "local":
+        return regions
+    base = regions if regions is not None else frozenset(pool.regions or ())
+    if standard_only:
+        return base
+    return regions if regions is None else regions | {r + SPOT_SUFFIX for r in regions}
+
+
+def standard_only(conn: Connection, pool: PoolConfig, head: Sequence[Any]) -> set[Hashable]:
+    """The head jobs of a spot pool that must run on a standard worker (a few key lookups)."""
+    if not pool.preemptible or pool.cloud == "local" or not head:
+        return set()
+    found: set[Hashable] = set()
+    by_batch: dict[int, list[int]] = defaultdict(list)
+    for r in head:
+        by_batch[r.batch_id].append(r.job_id)
+    for batch_id, job_ids in by_batch.items():
+        for part in chunks(job_ids):
+            found.update(
+                (batch_id, job_id)
+                for (job_id,) in conn.execute(
+                    select(Job.job_id).where(
+                        Job.batch_id == batch_id,
+                        Job.job_id.in_(list(part)),
+                        Job.preemptible.is_(False),
+                    )
+                )
+            )
+    return found
 
 
 def _too_big(row: Any, pool: PoolConfig, largest_mcpu: int, now: float) -> JobEnd:

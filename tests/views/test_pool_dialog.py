@@ -360,9 +360,16 @@ async def test_a_pool_whose_workers_cannot_start_says_why(lb_home: Path, tmp_pat
     gce = FakeGce(boot_dir=tmp_path / "gce-vms")
     gce.unauthorized = True  # the lab's credentials are gone
     async with serving(gce) as gce_url, open_panel() as (panel, _service):
-        await create_and_scale_to_one(
-            panel, "gcp", "gce", {"project": "lab-project", "api_endpoint": gce_url}
-        )
+        dialog = new_pool_dialog(panel)
+        dialog.name.setText("gce")
+        dialog.set_cloud("gcp")
+        settings = {"project": "lab-project", "api_endpoint": gce_url, "allow_from": "127.0.0.1"}
+        fill(dialog, "gcp", settings)
+        await create(dialog)
+        await until(lambda: panel.selected_pool == "gce", what="pool gce to be selected")
+        panel.scale_to.setValue(1)
+        await until(panel.scale_button.isEnabled, what="Scale to be enabled")
+        panel.scale_button.click()  # its worker fails at once: no row to wait for
 
         def says_why() -> bool:
             panel.refresh()
