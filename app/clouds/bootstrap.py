@@ -135,8 +135,12 @@ set -- "$PY" -m app.worker --host "${{LABBATCH_WORKER_HOST:-0.0.0.0}}" --port {p
     --token-file "$LB_HOME/token" --tls-cert "$LB_HOME/tls.crt" --tls-key "$LB_HOME/tls.key" \\
     --orphan-timeout-s {orphan_timeout}{idle}
 if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then
-    # a unit of its own: restarted if it crashes, and the boot does not wait for it
-    exec systemd-run --unit=labbatch-worker --property=Restart=on-failure "$@"
+    # A unit of its own: restarted if it crashes, and the boot does not wait for it. A clean
+    # exit (no driver for the orphan timeout, or told to stop) powers the VM off, so a VM
+    # whose driver is gone stops costing compute; the next driver deletes it.
+    exec systemd-run --unit=labbatch-worker --property=Restart=on-failure \\
+        --property=ExecStopPost="/bin/sh -c 'test \\$\\$SERVICE_RESULT = success && poweroff'" \\
+        "$@"
 fi
 exec "$@"
 """
