@@ -96,6 +96,8 @@ async def main() -> None:
     await settle(2.5)
     grab(window, "pools")
 
+    await shoot_pool_dialog(window)
+
     window.tabs.setCurrentIndex(TAB_DASHBOARD)
     await settle(20)
     grab(window, "dashboard")
@@ -108,6 +110,25 @@ async def main() -> None:
 
     window.close()
     await desktop.wait_closed()
+
+
+async def shoot_pool_dialog(window: MainWindow) -> None:
+    """The New pool dialog, filled in for a GCE spot pool (docs/clouds.md shows it)."""
+    dialog = window.pools.open_new_pool_dialog()
+    dialog.name.setText("gce-spot")
+    dialog.set_cloud("gcp")
+    dialog.spot.setChecked(True)
+    page = dialog.page("gcp")
+    for key, text in (
+        ("project", "my-lab-project"),
+        ("zones", "us-central1-a, us-central1-b"),
+        ("machine_type", "n2-standard-8"),
+        ("allow_from", "203.0.113.7/32"),
+    ):
+        page.editor(key).setText(text)  # type: ignore[attr-defined]
+    await settle(1)
+    grab(dialog, "pool-dialog")
+    dialog.reject()
 
 
 CANVAS_DAG = """version: 1

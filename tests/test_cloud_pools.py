@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app.clouds.registry import LazyCloud
 from app.engine import frontend, pools
 from app.engine.pools import PoolConfig
+from app.engine.why import explain
 from app.models.tables import Instance
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce, serving
@@ -170,6 +171,11 @@ async def test_a_full_zone_falls_back_and_a_failing_pool_says_why_in_pool_show(
             return await pools.last_start_failure(eng.db, "gce2") is not None
 
         await until(failed, timeout_s=30, what="the pool to report why it cannot start workers")
+        waiting = await eng.submit(
+            "version: 1\njobs:\n  - {name: w, pool: gce2, command: 'true'}\n"
+        )
+        why = await explain(eng.db, waiting, "w")
+        assert "pool gce2 cannot start workers" in why and "gcloud auth" in why, why
 
     shown = labbatch("pool", "show", "gce2", "--db", db_url)
     assert shown.returncode == 0, shown.stderr

@@ -86,6 +86,20 @@ def cloud_config(pool: PoolConfig) -> dict[str, Any]:
     return config
 
 
+def machine_type_cores(cloud: str, machine_type: str | None) -> int | None:
+    """The cores (mcpu) of a machine type, read from its name where the cloud's naming tells
+    them: GCE 'n2-standard-8' (the last number), Azure 'Standard_D4s_v5' (the first)."""
+    if not machine_type:
+        return None
+    if cloud == "gcp":
+        match = re.search(r"-(\d+)$", machine_type)
+    elif cloud == "azure":
+        match = re.search(r"^Standard_[A-Za-z]+(\d+)", machine_type)
+    else:
+        return None
+    return int(match.group(1)) * 1000 if match else None
+
+
 def region_of(cloud: str, location: str) -> str:
     """The region of an instance's location: a GCE zone's region ('us-central1-a' ->
     'us-central1'); Azure locations and everything else are regions already."""

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from app.engine.fair_share import allocate
 from app.engine.frontend import find_job
 from app.engine.lease import current_holder
-from app.engine.pools import PoolConfig, read_pools
+from app.engine.pools import PoolConfig, last_start_failure, read_pools
 from app.engine.projects import read_projects
 from app.models.db import DEFAULT_POOL_NAME, Database
 from app.models.tables import Batch, Instance, InstanceState, Job, JobParent, JobState
@@ -32,7 +32,14 @@ class PoolSnapshot:
     ahead_in_queue: int = 0
 
 
-def why_ready(job_cores_mcpu: int, user: str, snap: PoolSnapshot, *, driver: bool) -> str:
+def why_ready(
+    job_cores_mcpu: int,
+    user: str,
+    snap: PoolSnapshot,
+    *,
+    driver: bool,
+    start_failure: str | None = None,
+) -> str:
     """The reason a Ready job waits, from a snapshot of its pool (a pure function)."""
     pool = snap.pool
     largest = max(pool.worker_cores_mcpu, pool.standing_worker_cores_mcpu)
@@ -46,6 +53,12 @@ def why_ready(job_cores_mcpu: int, user: str, snap: PoolSnapshot, *, driver: boo
         return "no driver is running for this database: start `labbatch serve` (or the app)"
     n_live = len(snap.active_free_mcpu) + snap.n_booting
     fits_now = any(free >= job_cores_mcpu for free in snap.active_free_mcpu)
+    if not fits_now and start_failure is not None:  # no worker started since it failed
+        trying = f"; {snap.n_booting} booting now" if snap.n_booting else ""
+        return (
+            f"pool {pool.name} cannot start workers: {start_failure} "
+            f"(LabBatch keeps trying, backing off{trying})"
+        )
     if not fits_now and snap.n_booting:
         return f"waiting for a worker of pool {pool.name} to boot ({snap.n_booting} booting)"
     free = sum(snap.active_free_mcpu)
@@ -94,7 +107,8 @@ async def explain(db: Database, batch_id: int, ref: str | int) -> str:
     if over is not None:
         return f"{head}: {over}"
     driver = await current_holder(db) is not None
-    return f"{head}: " + why_ready(cores, user, snap, driver=driver)
+    failure = await last_start_failure(db, snap.pool.name)
+    return f"{head}: " + why_ready(cores, user, snap, driver=driver, start_failure=failure)
 
 
 def _over_limit(conn: Connection, batch_id: int) -> str | None:

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.pools import MACHINE_TYPE_KEY, PoolConfig
+from app.engine.pools import MACHINE_TYPE_KEY, PoolConfig, machine_type_cores
 from app.views.bridge import EngineBridge
 
 ERROR_COLOR = "#e53935"  # refusals and problems, here and in the pools panel
@@ -300,6 +300,10 @@ class NewPoolDialog(QDialog):
         self._busy = False
         self._build()
         self.cloud.currentIndexChanged.connect(self._on_cloud_changed)
+        for kind in MACHINE_TYPE_KEY:
+            editor = self.page(kind).editor(MACHINE_TYPE_KEY[kind])
+            assert isinstance(editor, QLineEdit)
+            editor.textChanged.connect(self._follow_machine_type)
         self.worker_cores.valueChanged.connect(self._on_cores_edited)
         self.buttons.accepted.connect(self._on_create)
         self.buttons.rejected.connect(self.reject)
@@ -377,9 +381,23 @@ class NewPoolDialog(QDialog):
         self.pages.setCurrentWidget(self._pages[kind])
         self._common.setRowVisible(self.spot, cloud)
         self._common.setRowVisible(self.price, not cloud)
-        if not self._cores_edited:  # follow the default machine's cores until the user edits
+        if not self._cores_edited:  # follow the machine type's cores until the user edits
             self.worker_cores.blockSignals(True)
             self.worker_cores.setValue(DEFAULT_CLOUD_CORES if cloud else DEFAULT_LOCAL_CORES)
+            self.worker_cores.blockSignals(False)
+            self._follow_machine_type()
+
+    def _follow_machine_type(self) -> None:
+        """Worker cores follow the machine type's (n2-standard-8: 8) until the user sets them."""
+        kind = self.cloud_kind
+        if kind == "local" or self._cores_edited:
+            return
+        editor = self.page(kind).editor(MACHINE_TYPE_KEY[kind])
+        assert isinstance(editor, QLineEdit)
+        mcpu = machine_type_cores(kind, editor.text().strip())
+        if mcpu is not None:
+            self.worker_cores.blockSignals(True)
+            self.worker_cores.setValue(mcpu / 1000)
             self.worker_cores.blockSignals(False)
 
     def _on_create(self) -> None:

@@ -379,3 +379,18 @@ async def test_a_pool_whose_workers_cannot_start_says_why(lb_home: Path, tmp_pat
         assert panel.message_is_error
         assert "gcloud auth application-default login" in panel.message.text()
         assert "Traceback" not in panel.message.text()
+
+
+async def test_worker_cores_follow_the_machine_type_until_set_by_hand(lb_home: Path) -> None:
+    async with open_panel() as (panel, _service):
+        dialog = new_pool_dialog(panel)
+        dialog.set_cloud("gcp")
+        fill(dialog, "gcp", {"machine_type": "n2-standard-8"})
+        assert dialog.worker_cores.value() == 8.0
+        dialog.set_cloud("azure")
+        fill(dialog, "azure", {"vm_size": "Standard_D16s_v5"})
+        assert dialog.worker_cores.value() == 16.0
+        dialog.worker_cores.setValue(12.0)  # the user's choice wins from now on
+        fill(dialog, "azure", {"vm_size": "Standard_D4s_v5"})
+        assert dialog.worker_cores.value() == 12.0
+        dialog.reject()
