@@ -1,15 +1,15 @@
-"""`labbatch pool list|show|create|set|scale`."""
+"""`labbatch pool list|show|create|set|scale|offers`."""
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from app.cli import print_json
+from app.clouds import registry
 from app.engine import pools
 from app.errors import ConfigError
 from app.models.db import open_database
@@ -86,6 +86,11 @@ def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
     scale.add_argument("name")
     scale.add_argument("instances", type=int)
+    offers = actions.add_parser(
+        "offers", parents=[common], help="machine types (VM sizes) a cloud pool's zones offer"
+    )
+    offers.add_argument("name")
+    offers.add_argument("--json", action="store_true")
 
 
 def _value(flag: str, kind: str, text: str) -> Any:
@@ -147,18 +152,6 @@ def _ssh_key(text: str) -> str:
         ) from exc
 
 
-def _cores_of(cloud: str, machine_type: str | None) -> int | None:
-    """The cores of a machine type, read from its name where the clouds' naming tells them:
-    GCE 'n2-standard-8' (the last number) and Azure 'Standard_D4s_v5' (the first)."""
-    if not machine_type:
-        return None
-    if cloud == "gcp":
-        match = re.search(r"-(\d+)$", machine_type)
-    else:
-        match = re.search(r"^Standard_[A-Za-z]+(\d+)", machine_type)
-    return int(match.group(1)) * 1000 if match else None
-
-
 def _new_pool(args: argparse.Namespace) -> pools.PoolConfig:
     changes = _changes(args)
     changes.setdefault("max_live_instances", changes.get("max_instances", 1))
@@ -169,7 +162,7 @@ def _new_pool(args: argparse.Namespace) -> pools.PoolConfig:
             "are settings of cloud pools; add --cloud gcp or --cloud azure"
         )
     if args.cloud != "local" and "worker_cores_mcpu" not in changes:
-        cores = _cores_of(args.cloud, changes.get("machine_type"))
+        cores = pools.machine_type_cores(args.cloud, changes.get("machine_type"))
         if cores is None:
             raise ConfigError(
                 f"pool {args.name}: give --worker-cores (the cores of machine type "
@@ -209,9 +202,55 @@ async def cmd_pool(args: argparse.Namespace) -> int:
                 "(the driver applies it within a second)",
                 file=sys.stderr,
             )
+        elif action == "offers":
+            await _offers(await pools.get_pool(db, args.name), as_json=args.json)
     finally:
         await db.close()
     return 0
+
+
+async def _offers(pool: pools.PoolConfig, *, as_json: bool) -> None:
+    """Print the machine types the pool's zones (Azure: location) offer, its own marked."""
+    if pool.cloud == "local":
+        print(
+            f"pool {pool.name} is a local pool: local pools have no machine types "
+            "(their workers run on this computer)",
+            file=sys.stderr,
+        )
+        if as_json:
+            print_json([])
+        return
+    offered = await registry.offers(pool.cloud, pool.name, pools.cloud_config(pool))
+    offered.sort(key=lambda t: (t[1], t[2], t[0]))  # by cores, then memory
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": name,
+                    "cores": cores,
+                    "memory_mb": memory_mb,
+                    "current": name == pool.machine_type,
+                }
+                for name, cores, memory_mb in offered
+            ]
+        )
+        return
+    where = pool.config.get("location") or ", ".join(pool.config.get("zones") or [])
+    kind = "VM sizes" if pool.cloud == "azure" else "machine types"
+    print(f"{pool.name} ({pool.cloud}): {len(offered)} {kind} offered in {where}")
+    width = max([len(name) for name, _, _ in offered] + [4])
+    print(f"   {'NAME':<{width}}  CORES  MEMORY")
+    for name, cores, memory_mb in offered:
+        mark = "*" if name == pool.machine_type else " "
+        print(f" {mark} {name:<{width}}  {cores:>5}  {_memory(memory_mb)}")
+    if pool.machine_type and pool.machine_type in {name for name, _, _ in offered}:
+        print(f" * the pool's machine type ({pool.machine_type})")
+    elif pool.machine_type:
+        print(f"the pool's machine type {pool.machine_type} is not offered there")
+
+
+def _memory(memory_mb: int) -> str:
+    return f"{round(memory_mb / 1024, 2):g} GB"
 
 
 async def _show(db: Any, name: str, *, as_json: bool) -> None:

@@ -38,6 +38,13 @@ def make_cloud(kind: str, pool_config: PoolConfigReader) -> CloudDriver:
     return cast(CloudDriver, _package(kind).make_cloud(pool_config))
 
 
+async def offers(kind: str, pool: str, config: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """(name, cores, memory MB) of the machine types (Azure: VM sizes) the pool's zones or
+    location offer; CloudError when the cloud cannot be asked."""
+    found = await _package(kind).offers(pool, config)
+    return cast(list[tuple[str, int, int]], found)
+
+
 class LazyCloud:
     """A cloud driver that imports and builds its implementation on first use.
 

@@ -25,11 +25,28 @@ VM_LIST_PATH = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
 )
 OP_PATH = "/subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/operations/{op}"
+VM_SIZES_PATH = "/subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/vmSizes"
 NETWORK_PATH = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network"
 NSG_PATH = NETWORK_PATH + "/networkSecurityGroups/{name}"
 NIC_PATH = NETWORK_PATH + "/networkInterfaces/{name}"
 PUBLIC_IP_PATH = NETWORK_PATH + "/publicIPAddresses/{name}"
 FAKE_IP = "127.0.0.1"
+# (name, cores, memory MB) of the sizes every location of the fake offers
+VM_SIZES: tuple[tuple[str, int, int], ...] = (
+    ("Standard_B2s", 2, 4096),
+    ("Standard_D2s_v3", 2, 8192),
+    ("Standard_D2s_v5", 2, 8192),
+    ("Standard_E2s_v5", 2, 16384),
+    ("Standard_D4s_v3", 4, 16384),
+    ("Standard_D4s_v5", 4, 16384),
+    ("Standard_D4as_v5", 4, 16384),
+    ("Standard_E4s_v5", 4, 32768),
+    ("Standard_F4s_v2", 4, 8192),
+    ("Standard_D8s_v5", 8, 32768),
+    ("Standard_E8s_v5", 8, 65536),
+    ("Standard_D16s_v5", 16, 65536),
+    ("Standard_F16s_v2", 16, 32768),
+)
 
 
 @dataclass
@@ -66,6 +83,8 @@ class FakeAzure:
     nsg_put_bodies: list[dict[str, Any]] = field(default_factory=list)
     nics: dict[str, dict[str, Any]] = field(default_factory=dict)  # by ARM id (lower case)
     public_ips: dict[str, dict[str, Any]] = field(default_factory=dict)  # by ARM id (lower case)
+    vm_sizes: tuple[tuple[str, int, int], ...] = VM_SIZES
+    vm_size_lists: int = 0  # GETs of the vmSizes list
     _next_put_failure: _Failure | None = None
     _next_operation_failure: _Failure | None = None
     _operations: dict[str, _Operation] = field(default_factory=dict)
@@ -120,6 +139,7 @@ class FakeAzure:
         app.router.add_delete(VM_PATH, self._delete_vm)
         app.router.add_get(VM_LIST_PATH, self._list_vms)
         app.router.add_get(OP_PATH, self._get_operation)
+        app.router.add_get(VM_SIZES_PATH, self._list_vm_sizes)
         app.router.add_put(NSG_PATH, self._put_nsg)
         app.router.add_get(NSG_PATH, self._get_nsg)
         app.router.add_get(NIC_PATH, self._get_network_resource)
@@ -151,6 +171,9 @@ class FakeAzure:
         if self._next_put_failure is not None:
             failure, self._next_put_failure = self._next_put_failure, None
             return _error(failure.status, failure.code, failure.message)
+        vm_size = body.get("properties", {}).get("hardwareProfile", {}).get("vmSize")
+        if vm_size not in {name for name, _, _ in self.vm_sizes}:
+            return self._unknown_size(vm_size)
         sub, rg, name = (request.match_info[k] for k in ("sub", "rg", "name"))
         vm = copy.deepcopy(body)
         vm.update(
@@ -166,6 +189,32 @@ class FakeAzure:
         self._boot((rg, name), vm)
         headers = {"Azure-AsyncOperation": self._start_operation(request, "create")}
         return web.json_response(_public(vm), status=201, headers=headers)
+
+    def _unknown_size(self, vm_size: str | None) -> web.Response:
+        """ARM's answer to a VM size the location does not offer (it lists all of them)."""
+        sizes = ",".join(name for name, _, _ in self.vm_sizes)
+        message = (
+            f"The requested VM size {vm_size} is not available in the current region. The sizes "
+            f"available in the current region are: {sizes}.\r\nFind out more on the available "
+            "VM sizes in each region at https://aka.ms/azure-regions."
+        )
+        error = {"code": "InvalidParameter", "message": message, "target": "vmSize"}
+        return web.json_response({"error": error}, status=400)
+
+    async def _list_vm_sizes(self, request: web.Request) -> web.Response:
+        self.vm_size_lists += 1
+        value = [
+            {
+                "name": name,
+                "numberOfCores": cores,
+                "osDiskSizeInMB": 1047552,
+                "resourceDiskSizeInMB": 0,
+                "memoryInMB": memory_mb,
+                "maxDataDiskCount": 8 if cores < 8 else 16,
+            }
+            for name, cores, memory_mb in self.vm_sizes
+        ]
+        return web.json_response({"value": value})
 
     def _make_network(self, sub: str, rg: str, vm: dict[str, Any]) -> list[str]:
         """Create the NICs (and public IPs) of the VM's inline network interface

@@ -23,6 +23,21 @@ BASE = "/compute/v1/projects/{project}/zones/{zone}"
 GLOBAL = "/compute/v1/projects/{project}/global"
 METADATA = "/fake-metadata/{project}/{zone}/{name}/attributes"
 LABEL_FILTER = re.compile(r'^\s*labels\.([\w-]+)\s*=\s*"?([^"]*)"?\s*$')
+# (name, guest CPUs, memory MB) as the machineTypes list says them
+MACHINE_TYPES: tuple[tuple[str, int, int], ...] = (
+    ("e2-standard-2", 2, 8192),
+    ("e2-standard-4", 4, 16384),
+    ("e2-standard-8", 8, 32768),
+    ("n2-standard-2", 2, 8192),
+    ("n2-standard-4", 4, 16384),
+    ("n2-standard-8", 8, 32768),
+    ("n2-highmem-8", 8, 65536),
+    ("c3-standard-8", 8, 32768),
+)
+# Zones differ: us-central1-b lacks c3-standard-8, which us-central1-a has.
+ZONE_MACHINE_TYPES: dict[str, tuple[tuple[str, int, int], ...]] = {
+    "us-central1-b": tuple(m for m in MACHINE_TYPES if m[0] != "c3-standard-8"),
+}
 
 
 def _error(status: int, message: str, reason: str = "") -> web.Response:
@@ -55,6 +70,11 @@ class FakeGce:
     forbidden_firewall_methods: set[str] = field(default_factory=set)  # e.g. {"POST", "PATCH"}
     boot_dir: Path | None = None  # set: an insert boots a FakeVm running the startup-script
     vms: dict[tuple[str, str, str], FakeVm] = field(default_factory=dict)
+    # machine types by zone; zones not named offer MACHINE_TYPES
+    machine_types: dict[str, tuple[tuple[str, int, int], ...]] = field(
+        default_factory=lambda: dict(ZONE_MACHINE_TYPES)
+    )
+    unknown_machine_type_status: int = 400  # the real API answers 400, sometimes 404
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     _fail_next_insert: tuple[int, str, str] | None = None
     _failing_zones: dict[str, tuple[int, str, str]] = field(default_factory=dict)
@@ -81,6 +101,10 @@ class FakeGce:
     ) -> None:
         """Make every insert in ``zone`` finish with this error until further notice."""
         self._failing_zones[zone] = (http_status, code, message)
+
+    def zone_machine_types(self, zone: str) -> tuple[tuple[str, int, int], ...]:
+        """(name, cores, memory MB) of the machine types ``zone`` offers."""
+        return self.machine_types.get(zone, MACHINE_TYPES)
 
     def preempt(self, name: str, zone: str, *, delete: bool = True) -> None:
         """Preempt a spot VM: remove it (termination action DELETE) or mark it TERMINATED."""
@@ -183,6 +207,9 @@ class FakeGce:
         m = request.match_info
         key = (m["project"], m["zone"], body["name"])
         target = self._url(request, f"/instances/{body['name']}")
+        unknown = self._unknown_machine_type(m["project"], m["zone"], body.get("machineType", ""))
+        if unknown is not None:
+            return unknown
         failure, self._fail_next_insert = self._fail_next_insert, None
         failure = failure or self._failing_zones.get(m["zone"])
         if key in self.instances and failure is None:
@@ -232,6 +259,24 @@ class FakeGce:
             if self.boot_dir is not None:
                 await self._boot(request, key)
         return web.json_response(self._operation(request, "insert", target, done))
+
+    def _unknown_machine_type(
+        self, project: str, zone: str, machine_type_url: str
+    ) -> web.Response | None:
+        """The API's answer to an insert whose machine type the zone does not offer."""
+        name = machine_type_url.rsplit("/", 1)[-1]
+        if any(name == offered for offered, _, _ in self.zone_machine_types(zone)):
+            return None
+        if self.unknown_machine_type_status == 404:
+            message = (
+                f"The resource 'projects/{project}/zones/{zone}/machineTypes/{name}' was not found"
+            )
+            return _error(404, message, "notFound")
+        message = (
+            f"Invalid value for field 'resource.machineType': '{machine_type_url}'. "
+            f"Machine type with name '{name}' does not exist in zone '{zone}'."
+        )
+        return _error(400, message, "invalid")
 
     async def _boot(self, request: web.Request, key: tuple[str, str, str]) -> None:
         assert self.boot_dir is not None
@@ -353,12 +398,30 @@ class FakeGce:
         return web.json_response(self._operation(request, "patch", rule["selfLink"], None))
 
     async def _machine_types(self, request: web.Request) -> web.Response:
-        zone = request.match_info["zone"]
+        m = request.match_info
+        zone_url = (
+            f"https://www.googleapis.com/compute/v1/projects/{m['project']}/zones/{m['zone']}"
+        )
         items = [
-            {"kind": "compute#machineType", "name": n, "zone": zone, "guestCpus": c}
-            for n, c in (("e2-standard-4", 4), ("n2-standard-8", 8), ("n2-standard-2", 2))
+            {
+                "kind": "compute#machineType",
+                "id": str(1000 + i),
+                "name": name,
+                "description": f"{cores} vCPUs, {memory_mb / 1024:g} GB RAM",
+                "guestCpus": cores,
+                "memoryMb": memory_mb,
+                "imageSpaceGb": 0,
+                "maximumPersistentDisks": 128,
+                "maximumPersistentDisksSizeGb": "263168",
+                "zone": m["zone"],
+                "selfLink": f"{zone_url}/machineTypes/{name}",
+                "isSharedCpu": False,
+            }
+            for i, (name, cores, memory_mb) in enumerate(self.zone_machine_types(m["zone"]))
         ]
-        return web.json_response({"kind": "compute#machineTypeList", "items": items})
+        return web.json_response(
+            {"kind": "compute#machineTypeList", "id": zone_url, "items": items}
+        )
 
 
 @asynccontextmanager

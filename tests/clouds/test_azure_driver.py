@@ -277,3 +277,38 @@ async def test_close_deletes_owned_vms(env: Env) -> None:
 
     assert env.state.vms == {}
     assert env.lost == []
+
+
+async def test_an_unknown_vm_size_names_the_sizes_with_the_same_cores(env: Env) -> None:
+    env.pools["gpu"]["vm_size"] = "Standard_D4z_v9"
+
+    with pytest.raises(CloudError) as caught:
+        await env.driver.create_instance(request())
+
+    assert not caught.value.transient
+    message = str(caught.value)
+    assert message.startswith(
+        "Azure pool 'gpu': VM size Standard_D4z_v9 is not offered in westeurope; sizes there "
+        "with 4 cores: Standard_D4as_v5, Standard_D4s_v3, Standard_D4s_v5, Standard_E4s_v5, "
+        "Standard_F4s_v2 (`labbatch pool offers gpu` lists them"
+    )
+    assert "Standard_D2s_v3" not in message  # ARM's list of every size is left out
+    assert "\n" not in message
+    assert len(env.state.put_bodies) == 1  # a setting to fix: the fallback sizes are not tried
+    assert env.state.vms == {}
+
+
+async def test_sku_not_available_stays_transient_and_falls_back(env: Env) -> None:
+    env.state.fail_next_put(
+        409,
+        "SkuNotAvailable",
+        "The requested size for resource '/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
+        "Microsoft.Compute/virtualMachines/lb-w1' is currently not available in location "
+        "'westeurope' zones '' for subscription 'sub-1'. Please try another size or deploy to a "
+        "different location or zones. See https://aka.ms/azureskunotavailable for details.",
+    )
+
+    created = await env.driver.create_instance(request())
+
+    assert created.handle["vm_size"] == "Standard_D4s_v5"
+    assert env.state.vm_size_lists == 0

@@ -14,6 +14,7 @@ from azure.identity import CredentialUnavailableError
 
 from app.clouds.azure import AzureResources, VmSpec
 from app.clouds.azure.credentials import AllowHttp
+from app.clouds.azure.errors import UnknownVmSizeError
 from app.errors import CloudError
 from tests.clouds.fake_azure import FakeAzure
 
@@ -271,6 +272,29 @@ async def test_bad_request_is_permanent(fake: tuple[FakeAzure, str], azure: Azur
 
     assert not caught.value.transient
     assert "vmSize" in str(caught.value)
+
+
+async def test_vm_sizes_of_the_location_asked_once(
+    fake: tuple[FakeAzure, str], azure: AzureResources
+) -> None:
+    sizes = await azure.vm_sizes()
+
+    assert ("Standard_D4s_v5", 4, 16384) in sizes
+    assert sizes == sorted(sizes)
+    assert await azure.vm_sizes() == sizes
+    assert fake[0].vm_size_lists == 1
+
+
+async def test_a_size_the_location_lacks_is_permanent_without_the_size_list(
+    azure: AzureResources,
+) -> None:
+    with pytest.raises(UnknownVmSizeError) as caught:
+        await azure.create_vm(spec(vm_size="Standard_D4z_v9"))
+
+    assert not caught.value.transient
+    message = str(caught.value)
+    assert "The requested VM size Standard_D4z_v9 is not available" in message
+    assert "Standard_B2s" not in message
 
 
 async def test_evicted_spot_vm_is_gone_or_deallocated(

@@ -293,3 +293,58 @@ async def test_close_deletes_owned_vms_and_stops_watching(
     assert gce.instances == {}
     await asyncio.sleep(3 * POLL_S)
     assert lost == []
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_a_zone_without_the_machine_type_falls_back_to_one_with_it(
+    gce: FakeGce, cloud: GceCloud, pools: dict[str, dict[str, Any]], status: int
+) -> None:
+    gce.unknown_machine_type_status = status  # the API says it either way
+    pools["gpu"].update(zones=[ZONE_B, ZONE_A], machine_type="c3-standard-8")  # B lacks it
+
+    created = await cloud.create_instance(request())
+
+    assert created.location == ZONE_A
+    assert [zone_of(b) for b in gce.insert_bodies] == [ZONE_B, ZONE_A]
+    assert [(z, n) for (_, z, n) in gce.instances] == [(ZONE_A, "lb-gpu-1")]
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_a_machine_type_no_zone_offers_is_a_lasting_error_naming_similar_types(
+    gce: FakeGce, cloud: GceCloud, pools: dict[str, dict[str, Any]], status: int
+) -> None:
+    gce.unknown_machine_type_status = status
+    pools["gpu"]["machine_type"] = "n2-standard-6"
+
+    with pytest.raises(CloudError) as caught:
+        await cloud.create_instance(request())
+
+    assert not caught.value.transient
+    assert str(caught.value) == (
+        f"pool gpu: machine type n2-standard-6 is not offered in zones {ZONE_A}, {ZONE_B}; "
+        "similar types there: n2-standard-2, n2-standard-4, n2-standard-8, n2-highmem-8, "
+        "c3-standard-8, e2-standard-4 (`labbatch pool offers gpu` lists them)"
+    )
+    assert gce.instances == {}
+    # each zone's machine types were listed once, and are remembered for the next create
+    with pytest.raises(CloudError):
+        await cloud.create_instance(request("lb-gpu-2"))
+    listed = [path for _, path in gce.requests if path.endswith("/machineTypes")]
+    assert sorted(listed) == sorted(
+        f"/compute/v1/projects/{PROJECT}/zones/{zone}/machineTypes" for zone in (ZONE_A, ZONE_B)
+    )
+
+
+async def test_a_missing_machine_type_and_a_full_zone_stay_transient(
+    gce: FakeGce, cloud: GceCloud, pools: dict[str, dict[str, Any]]
+) -> None:
+    pools["gpu"].update(zones=[ZONE_A, ZONE_B], machine_type="c3-standard-8")
+    gce.fail_zone(ZONE_A)  # has the type but no capacity; B lacks the type
+
+    with pytest.raises(CloudError) as caught:
+        await cloud.create_instance(request())
+
+    assert caught.value.transient
+    message = str(caught.value)
+    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in message
+    assert f"zone {ZONE_B} does not offer machine type c3-standard-8" in message

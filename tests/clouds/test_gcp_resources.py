@@ -9,7 +9,7 @@ from aiohttp import web
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 
-from app.clouds.gcp import DEFAULT_IMAGE, GceResources, VmSpec
+from app.clouds.gcp import DEFAULT_IMAGE, GceResources, MachineType, VmSpec
 from app.clouds.gcp.errors import translate
 from app.errors import CloudError
 from tests.clouds.fake_gce import FakeGce
@@ -187,12 +187,18 @@ async def test_preempted_vm_is_gone_or_terminated(gce: FakeGce, resources: GceRe
     assert stopped is not None and stopped.status == "TERMINATED"
 
 
-async def test_machine_types(resources: GceResources) -> None:
-    assert await resources.machine_types(ZONE) == [
-        "e2-standard-4",
-        "n2-standard-2",
-        "n2-standard-8",
-    ]
+async def test_machine_types_with_cores_and_memory_asked_once_per_zone(
+    gce: FakeGce, resources: GceResources
+) -> None:
+    types = await resources.machine_types(ZONE)
+
+    assert [m.name for m in types] == sorted(m.name for m in types)
+    assert MachineType("n2-standard-8", 8, 32768) in types
+    assert "c3-standard-8" in [m.name for m in types]
+    assert "c3-standard-8" not in [m.name for m in await resources.machine_types("us-central1-b")]
+    await resources.machine_types(ZONE)
+    listed = [path for method, path in gce.requests if path.endswith("/machineTypes")]
+    assert len(listed) == 2  # one per zone: the second ask of ZONE was answered from memory
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Azure VMs (azure-mgmt-compute, azure-identity); the SDK is imported only when first used.
 
-The engine reaches this package through importlib only: ``check_config``, ``make_cloud`` and
-``CONFIG_KEYS``.
+The engine reaches this package through importlib only: ``check_config``, ``make_cloud``,
+``CONFIG_KEYS`` and ``offers``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,16 @@ def make_cloud(pool_config: Callable[[str], Mapping[str, Any]]) -> AzureCloud:
     return AzureCloud(pool_config)
 
 
+async def offers(pool: str, config: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """(name, cores, memory MB) of every VM size in the pool's location, sorted by name;
+    credentials as the driver finds them."""
+    resources = default_resources(parse_config(pool, config))
+    try:
+        return await resources.vm_sizes()
+    finally:
+        await resources.close()
+
+
 __all__ = [
     "CONFIG_KEYS",
     "AzureCloud",
@@ -30,5 +40,6 @@ __all__ = [
     "check_config",
     "default_resources",
     "make_cloud",
+    "offers",
     "parse_config",
 ]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from app.clouds.azure.config import AzurePoolSettings, parse_config
+from app.clouds.azure.errors import UnknownVmSizeError
 from app.clouds.azure.resources import (
     DEFAULT_POLLING_INTERVAL_S,
     POOL_TAG,
@@ -36,6 +38,8 @@ PREEMPTED = "preempted"
 # Power states in which the worker cannot be running; Spot eviction with policy Deallocate
 # leaves the VM "deallocated".
 STOPPED_POWER_STATES = frozenset({"deallocating", "deallocated", "stopping", "stopped"})
+SAME_CORES_LIMIT = 12
+_SIZE_CORES = re.compile(r"^(?:Standard|Basic)_[A-Za-z]+(\d+)")
 
 
 def default_resources(
@@ -65,6 +69,37 @@ def _vm_sizes(pool: str, settings: AzurePoolSettings, request: InstanceRequest) 
             f"Azure pool {pool!r} has no 'vm_size' in its configuration (e.g. Standard_D4s_v3)."
         )
     return list(dict.fromkeys([settings.vm_size, *settings.fallback_vm_sizes]))
+
+
+def size_cores(vm_size: str) -> int | None:
+    """The cores of a VM size as its name tells them (Standard_D4s_v5 → 4), None if it does not."""
+    match = _SIZE_CORES.match(vm_size)
+    return int(match.group(1)) if match else None
+
+
+def unknown_size_error(
+    pool: str,
+    location: str,
+    vm_size: str,
+    cores: int,
+    offered: list[tuple[str, int, int]],
+    cause: CloudError,
+) -> CloudError:
+    """The lasting error for a VM size Azure does not offer, naming the location's sizes with
+    the same cores."""
+    same = [name for name, size_cores, _ in offered if size_cores == cores]
+    if same:
+        more = len(same) - SAME_CORES_LIMIT
+        listed = ", ".join(same[:SAME_CORES_LIMIT]) + (f" and {more} more" if more > 0 else "")
+        hint = f"; sizes there with {cores} cores: {listed}"
+    else:
+        hint = ""
+    return CloudError(
+        f"Azure pool {pool!r}: VM size {vm_size} is not offered in {location}{hint} "
+        f"(`labbatch pool offers {pool}` lists them; set --vm-size or --fallback-vm-sizes). "
+        f"{cause}",
+        transient=False,
+    )
 
 
 def startup_script(request: InstanceRequest, settings: AzurePoolSettings) -> tuple[str, str]:
@@ -187,7 +222,7 @@ class AzureCloud:
             custom_data=custom_data,
             spot=request.preemptible,
         )
-        vm_size, vm = await self._create_vm(resources, base, sizes)
+        vm_size, vm = await self._create_vm(resources, base, sizes, request.cores_mcpu)
         try:
             if vm.nic_id is None:
                 raise CloudError(f"Azure reported no network interface for VM {request.name}.")
@@ -215,13 +250,21 @@ class AzureCloud:
         )
 
     async def _create_vm(
-        self, resources: AzureResources, base: VmSpec, sizes: list[str]
+        self, resources: AzureResources, base: VmSpec, sizes: list[str], cores_mcpu: int
     ) -> tuple[str, VmInfo]:
-        """Create the VM with the first size Azure accepts; (that size, the VM)."""
+        """Create the VM with the first size Azure accepts; (that size, the VM). A size Azure
+        does not offer is a setting to change: it stops the fallback at once."""
         reasons: list[str] = []
         for vm_size in sizes:
             try:
                 return vm_size, await resources.create_vm(replace(base, vm_size=vm_size))
+            except UnknownVmSizeError as exc:
+                await self._remove_failed(resources, base.name)
+                cores = size_cores(vm_size) or max(1, round(cores_mcpu / 1000))
+                offered = await self._vm_sizes_quietly(resources)
+                raise unknown_size_error(
+                    base.pool, resources.location, vm_size, cores, offered, exc
+                ) from exc
             except CloudError as exc:
                 await self._remove_failed(resources, base.name)
                 if not exc.transient:
@@ -232,6 +275,14 @@ class AzureCloud:
             f"pool {base.pool!r}:\n" + "\n".join(reasons),
             transient=True,
         )
+
+    async def _vm_sizes_quietly(self, resources: AzureResources) -> list[tuple[str, int, int]]:
+        """The location's VM sizes, or none when they cannot be listed (only for the hint)."""
+        try:
+            return await resources.vm_sizes()
+        except CloudError as exc:
+            log.warning("could not list the VM sizes of %s: %s", resources.location, exc)
+            return []
 
     async def _remove_failed(self, resources: AzureResources, name: str) -> None:
         """Delete what a failed create may have left (a VM in state Failed keeps its name)."""

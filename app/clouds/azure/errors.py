@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from app.errors import CloudError
 
 # Azure error codes meaning "no capacity for this size here right now": retry later or elsewhere.
@@ -24,6 +26,22 @@ FORBIDDEN_HINT = (
     "Grant the signed-in identity the Virtual Machine Contributor and Network Contributor roles "
     "on the resource group (each VM makes its own network interface and public IP)."
 )
+
+
+# ARM's answer to a size it does not know ends with every size of the region: hundreds of names.
+_SIZE_LIST = re.compile(
+    r"\s*The (?:valid )?sizes (?:available )?in the current region are:.*", re.S
+)
+
+
+class UnknownVmSizeError(CloudError):
+    """Azure does not know the VM size, or does not offer it in the location (lasting)."""
+
+
+def _is_unknown_vm_size(code: str, target: str, message: str) -> bool:
+    if code != "InvalidParameter":
+        return False
+    return target.lower().endswith("vmsize") or bool(re.search(r"vm ?size", message, re.I))
 
 
 def _error_code(exc: BaseException) -> str:
@@ -74,6 +92,11 @@ def translate_error(
             f"Azure has no capacity for this VM size while {action} ({code}): {message} "
             "Try another VM size, zone or region. Will retry.",
             transient=True,
+        )
+    if _is_unknown_vm_size(code, str(getattr(exc.error, "target", "") or ""), message):
+        return UnknownVmSizeError(
+            f"Azure does not offer the VM size while {action} ({code}): "
+            f"{_SIZE_LIST.sub('', message)}"
         )
     if status == 401:
         return CloudError(f"Azure refused the credentials while {action}. {LOGIN_HINT}")

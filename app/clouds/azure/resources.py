@@ -186,6 +186,7 @@ class AzureResources:
         self._polling_interval_s = polling_interval_s
         self._per_call_policies = list(per_call_policies or [])
         self._client: Any = None
+        self._vm_sizes: list[tuple[str, int, int]] | None = None  # asked once; they rarely change
 
     def _compute(self) -> Any:
         """The SDK client, created on first use."""
@@ -279,6 +280,20 @@ class AzureResources:
         except AzureError as exc:
             raise translate_error(exc, f"listing VMs in {self.resource_group}") from exc
         return found
+
+    async def vm_sizes(self) -> list[tuple[str, int, int]]:
+        """(name, cores, memory MB) of every VM size the location offers, sorted by name."""
+        from azure.core.exceptions import AzureError
+
+        if self._vm_sizes is None:
+            found: list[tuple[str, int, int]] = []
+            try:
+                async for size in self._compute().virtual_machine_sizes.list(self.location):
+                    found.append((size.name, size.number_of_cores or 0, size.memory_in_mb or 0))
+            except AzureError as exc:
+                raise translate_error(exc, f"listing the VM sizes of {self.location}") from exc
+            self._vm_sizes = sorted(found)
+        return list(self._vm_sizes)
 
     async def close(self) -> None:
         """Close the HTTP session, and the credential if this object made it."""

@@ -23,8 +23,10 @@ from app.clouds.bootstrap import (
     make_tls_identity,
 )
 from app.clouds.gcp.config import PoolSettings, is_loopback_http, is_plain_http, pool_settings
+from app.clouds.gcp.errors import UnknownMachineTypeError
 from app.clouds.gcp.firewall import FirewallRule, rule_name
-from app.clouds.gcp.resources import DEFAULT_NETWORK, GceResources, VmInfo, VmSpec
+from app.clouds.gcp.machine_types import not_offered_error
+from app.clouds.gcp.resources import DEFAULT_NETWORK, GceResources, MachineType, VmInfo, VmSpec
 from app.errors import CloudError
 
 log = logging.getLogger("labbatch.clouds.gcp")
@@ -42,6 +44,27 @@ ResourcesFactory = Callable[[Mapping[str, Any]], GceResources]
 def label_value(text: str) -> str:
     """``text`` as a valid Compute Engine label value (lowercase, [a-z0-9_-], ≤ 63 chars)."""
     return _LABEL_INVALID.sub("-", text.lower())[:63]
+
+
+def default_resources(config: Mapping[str, Any], *, poll_interval_s: float = 1.0) -> GceResources:
+    """Application Default Credentials, or none at all for a fake or proxy on loopback."""
+    endpoint = config.get("api_endpoint")
+    credentials: Any = None
+    if is_loopback_http(endpoint):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()  # credentials never travel over plain http
+    elif is_plain_http(endpoint):
+        raise CloudError(
+            f"the Compute Engine API address {endpoint} is plain http to another machine; "
+            "LabBatch sends no credentials unencrypted: use https"
+        )
+    return GceResources(
+        str(config["project"]),
+        api_endpoint=endpoint,
+        credentials=credentials,
+        poll_interval_s=poll_interval_s,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,24 +101,7 @@ class GceCloud:
         self._firewall_locks: dict[str, asyncio.Lock] = {}
 
     def _default_resources(self, config: Mapping[str, Any]) -> GceResources:
-        """Application Default Credentials, or none at all for a fake or proxy on loopback."""
-        endpoint = config.get("api_endpoint")
-        credentials: Any = None
-        if is_loopback_http(endpoint):
-            from google.auth.credentials import AnonymousCredentials
-
-            credentials = AnonymousCredentials()  # credentials never travel over plain http
-        elif is_plain_http(endpoint):
-            raise CloudError(
-                f"the Compute Engine API address {endpoint} is plain http to another machine; "
-                "LabBatch sends no credentials unencrypted: use https"
-            )
-        return GceResources(
-            str(config["project"]),
-            api_endpoint=endpoint,
-            credentials=credentials,
-            poll_interval_s=self.operation_poll_interval_s,
-        )
+        return default_resources(config, poll_interval_s=self.operation_poll_interval_s)
 
     def _pool(self, pool: str) -> tuple[PoolSettings, GceResources]:
         try:
@@ -162,10 +168,16 @@ class GceCloud:
         if request.location:  # a requested zone goes first, the pool's others remain fallbacks
             zones = [request.location] + [z for z in zones if z != request.location]
         failures: list[str] = []
+        offered: dict[str, list[MachineType]] = {}  # zones without the machine type: theirs
         for zone in zones:
             spec = self._spec(request, settings, zone, machine_type, metadata)
             try:
                 ip = await self._create_in_zone(resources, spec, settings)
+            except UnknownMachineTypeError as exc:
+                log.warning("zone %s does not offer %s, trying the next zone", zone, machine_type)
+                offered[zone] = await self._machine_types_quietly(resources, zone)
+                failures.append(f"{zone}: {exc}")
+                continue
             except CloudError as exc:
                 if not exc.transient:
                     raise
@@ -175,11 +187,22 @@ class GceCloud:
                 failures.append(f"{zone}: {exc}")
                 continue
             return zone, ip
+        if len(offered) == len(zones):  # no zone has it: a setting to change, not to retry
+            every = [m for types in offered.values() for m in types]
+            raise not_offered_error(request.pool, machine_type, zones, every)
         raise CloudError(
             f"pool {request.pool}: Compute Engine could not create VM {request.name} in any of "
             f"the pool's zones; LabBatch will back off and retry. " + " | ".join(failures),
             transient=True,
         )
+
+    async def _machine_types_quietly(self, resources: GceResources, zone: str) -> list[MachineType]:
+        """The zone's machine types, or none when they cannot be listed (only for hints)."""
+        try:
+            return await resources.machine_types(zone)
+        except CloudError as exc:
+            log.warning("could not list the machine types of %s: %s", zone, exc)
+            return []
 
     def _spec(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from app.errors import CloudError
@@ -21,8 +22,35 @@ _TRANSIENT_REASONS = {
     "resourcenotready",
     "resourceoperationratelimit",
 }
+# How Compute Engine says that a zone has no machine type of that name: a 400 for the insert's
+# machineType field, or a 404 for the machine type resource.
+_UNKNOWN_MACHINE_TYPE = (
+    re.compile(
+        r"Machine type with name '(?P<name>[^']+)' does not exist in zone '(?P<zone>[^']+)'"
+    ),
+    re.compile(r"zones/(?P<zone>[^/'\s]+)/machineTypes/(?P<name>[^/'\s]+)' was not found"),
+)
 _QUOTA_REASONS = {"quotaexceeded"}
 _CAPACITY_REASONS = {"zoneresourcepoolexhausted", "zoneresourcepoolexhaustedwithdetails"}
+
+
+class UnknownMachineTypeError(CloudError):
+    """A zone does not offer the machine type asked for (another zone of the pool may)."""
+
+    def __init__(self, message: str, *, machine_type: str, zone: str) -> None:
+        super().__init__(message, transient=False)
+        self.machine_type = machine_type
+        self.zone = zone
+
+
+def _unknown_machine_type(status: int | None, detail: str) -> tuple[str, str] | None:
+    """(machine type, zone) when this failure says the zone has no such machine type."""
+    if status not in (400, 404):
+        return None
+    for pattern in _UNKNOWN_MACHINE_TYPE:
+        if match := pattern.search(detail):
+            return match["name"], match["zone"]
+    return None
 
 
 def _normalise(reason: str) -> str:
@@ -45,6 +73,13 @@ def cloud_error(
     where = f" in zone {zone}" if zone else ""
     code = f" [{', '.join(reasons)}]" if reasons else ""
     head = f"Compute Engine could not {doing}{where}: {detail}{code}"
+    if (unknown := _unknown_machine_type(status, detail)) is not None:
+        name, unknown_zone = unknown
+        return UnknownMachineTypeError(
+            f"{head} (zone {unknown_zone} does not offer machine type {name})",
+            machine_type=name,
+            zone=unknown_zone,
+        )
     if normalised & _QUOTA_REASONS:
         hint = (
             "quota exceeded; request more quota in the Cloud console (IAM & Admin → Quotas), "

@@ -59,6 +59,15 @@ class VmInfo:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class MachineType:
+    """One machine type a zone offers."""
+
+    name: str
+    cores: int
+    memory_mb: int
+
+
 def _last_segment(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
@@ -147,6 +156,7 @@ class GceResources:
         self._credentials = credentials  # None → Application Default Credentials; never logged
         self._clients: _Clients | None = None
         self._clients_lock = asyncio.Lock()
+        self._machine_types: dict[str, list[MachineType]] = {}  # by zone; they rarely change
 
     async def _get_clients(self) -> _Clients:
         """The SDK clients, built once off the loop (finding credentials may do I/O)."""
@@ -291,14 +301,37 @@ class GceResources:
             )
         return found
 
-    async def machine_types(self, zone: str) -> list[str]:
-        """Names of the machine types a zone offers, sorted."""
-        machine_types = (await self._get_clients()).machine_types
-        return await self._call(
-            lambda: sorted(m.name for m in machine_types.list(project=self.project, zone=zone)),
-            doing="list machine types",
-            zone=zone,
-        )
+    async def machine_types(self, zone: str) -> list[MachineType]:
+        """The machine types a zone offers, sorted by name (asked once per zone)."""
+        if zone not in self._machine_types:
+            client = (await self._get_clients()).machine_types
+
+            def list_zone() -> list[MachineType]:
+                return sorted(
+                    (
+                        MachineType(m.name, m.guest_cpus, m.memory_mb)
+                        for m in client.list(project=self.project, zone=zone)
+                    ),
+                    key=lambda m: m.name,
+                )
+
+            self._machine_types[zone] = await self._call(
+                list_zone, doing="list machine types", zone=zone
+            )
+        return list(self._machine_types[zone])
+
+    def close(self) -> None:
+        """Close the SDK clients' HTTP sessions (they are made again if used after)."""
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            for client in (
+                clients.instances,
+                clients.zone_operations,
+                clients.global_operations,
+                clients.machine_types,
+                clients.firewalls,
+            ):
+                client.transport.close()
 
     async def ensure_firewall(self, rule: FirewallRule) -> None:
         """Create the ingress rule if it is missing, patch it if its port or ranges differ."""
