@@ -4,7 +4,6 @@ Azure servers; each fake VM runs the start-up script, whose worker the driver di
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,17 +19,12 @@ from app.engine.why import explain
 from app.models.tables import Instance
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce, serving
+from tests.clouds.fake_vm import free_port
 from tests.engine_helpers import Engine, engine, until
 from tests.test_cli import labbatch
 
 pytestmark = pytest.mark.timeout(90)
 ALLOW = ["203.0.113.7/32"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

@@ -12,11 +12,20 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 5.0
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now: a pool's ``worker_port`` for its fake VMs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class FakeVm:

@@ -4,7 +4,6 @@ and the real worker answers over TLS pinned by the handle's fingerprint."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from functools import partial
 from pathlib import Path
@@ -17,7 +16,7 @@ from app.clouds.azure import AzureCloud, default_resources
 from app.clouds.base import InstanceRequest
 from app.protocol import HEALTH_PATH
 from tests.clouds.fake_azure import FakeAzure, serve
-from tests.clouds.fake_vm import FakeVm
+from tests.clouds.fake_vm import FakeVm, free_port
 
 SUB, RG = "sub-1", "rg-lab"
 SUBNET = (
@@ -25,13 +24,6 @@ SUBNET = (
     "virtualNetworks/vnet-lab/subnets/workers"
 )
 BOOT_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def healthz(address: str, sha256: str, *, timeout_s: float, vm: FakeVm) -> Any:

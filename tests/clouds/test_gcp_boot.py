@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import stat
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -18,19 +17,12 @@ from google.auth.credentials import AnonymousCredentials
 from app.clouds.base import InstanceRequest
 from app.clouds.gcp import GceCloud, GceResources
 from tests.clouds.fake_gce import FakeGce, serving
-from tests.clouds.fake_vm import FakeVm
+from tests.clouds.fake_vm import FakeVm, free_port
 
 pytestmark = pytest.mark.timeout(90)
 PROJECT = "lab-project"
 ZONE = "us-central1-a"
 BOOT_TIMEOUT_S = 45.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fake_resources(config: Mapping[str, Any]) -> GceResources:

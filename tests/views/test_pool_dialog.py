@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
@@ -21,6 +20,7 @@ from app.views.pool_dialog import CLOUD_FIELDS, ERROR_COLOR, NewPoolDialog
 from app.views.pools import PoolsPanel
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce, serving
+from tests.clouds.fake_vm import free_port
 from tests.views.conftest import until
 
 pytestmark = pytest.mark.timeout(60)
@@ -287,13 +287,6 @@ async def test_a_worker_reason_shows_inline(lb_home: Path, monkeypatch: pytest.M
         assert panel.message.text().splitlines()[-1] == f"{name}: worker not answering"
         assert ERROR_COLOR in panel.message.styleSheet()
         assert service.problem is None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def states(panel: PoolsPanel) -> list[str]:
