@@ -16,7 +16,7 @@ from app.clouds.registry import LazyCloud
 from app.engine import frontend, pools
 from app.engine.pools import PoolConfig
 from app.engine.why import explain
-from app.models.tables import Instance
+from app.models.tables import AttemptResource, Instance
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce, serving
 from tests.clouds.fake_vm import free_port
@@ -56,6 +56,20 @@ def gce_pool(endpoint: str, *, spot: bool = False, name: str = "gce") -> PoolCon
 async def instance_row(eng: Engine, name: str) -> Any:
     async with eng.db.connect() as conn:
         return (await conn.execute(select(Instance).where(Instance.name == name))).one()
+
+
+async def billed_resources(eng: Engine, batch_id: int) -> dict[int, set[str]]:
+    """Attempt number -> the resources it is billed for."""
+    async with eng.db.connect() as conn:
+        rows = await conn.execute(
+            select(AttemptResource.attempt, AttemptResource.resource).where(
+                AttemptResource.batch_id == batch_id
+            )
+        )
+        billed: dict[int, set[str]] = {}
+        for attempt, resource in rows:
+            billed.setdefault(attempt, set()).add(resource)
+        return billed
 
 
 def quick_watch(eng: Engine, kind: str) -> None:
@@ -271,6 +285,9 @@ async def test_after_its_preemptions_a_job_falls_back_to_a_standard_vm(tmp_path:
         assert (await eng.wait(batch_id, timeout_s=60)).state == "success"
         second = str((await frontend.find_job(eng.db, batch_id, "long")).instance_name)
         assert second != first and not spot_of(gce, second), "no fallback to a standard VM"
+        billed = await billed_resources(eng, batch_id)
+        assert "compute/e2-spot/us-central1" in billed[1]
+        assert "compute/e2-standard/us-central1" in billed[max(billed)]  # billed as it ran
 
         steady = await eng.submit(
             "version: 1\njobs:\n  - {name: s, pool: gce, preemptible: false, command: 'true'}\n"

@@ -108,7 +108,7 @@ class Driver:
         self._rates: dict[str, Rate] = {}
         self._demand: dict[str, DemandCache] = defaultdict(DemandCache)
         self._demand_stale = True
-        self._quantities: dict[tuple[str, int, int], dict[str, Decimal]] = {}
+        self._quantities: dict[tuple[str, int, int, bool], dict[str, Decimal]] = {}
         self._stopping = False
         self._abdication: asyncio.Future[None] | None = None
         self._marker = -1
@@ -372,8 +372,11 @@ class Driver:
 
     def _quantities_of(self, instance_name: str, run: JobRun) -> dict[str, Decimal]:
         """What an attempt bills per hour (cached per pool and job shape)."""
-        pool = self.fleet.pools[self.instances[instance_name].pool]
-        shape = (pool.name, run.cores_mcpu, run.memory_bytes or 0)
+        inst = self.instances[instance_name]
+        pool = self.fleet.pools[inst.pool]
+        # a spot pool's standard workers (for jobs that may not be preempted) bill standard
+        spot = pool.preemptible and inst.preemptible
+        shape = (pool.name, run.cores_mcpu, run.memory_bytes or 0, spot)
         quantities = self._quantities.get(shape)
         if quantities is None:
             quantities = self._quantities[shape] = pool_quantities(
@@ -381,7 +384,7 @@ class Driver:
                 cores_mcpu=run.cores_mcpu,
                 memory_bytes=run.memory_bytes or 0,
                 storage_bytes=0,
-                preemptible=pool.preemptible,
+                preemptible=spot,
             )
         return quantities
 
