@@ -3,6 +3,7 @@ Azure servers; each fake VM runs the start-up script, whose worker the driver di
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.clouds.registry import LazyCloud
 from app.engine import frontend, pools
@@ -184,6 +185,12 @@ async def test_a_full_zone_falls_back_and_a_failing_pool_says_why_in_pool_show(
         )
         why = await explain(eng.db, waiting, "w")
         assert "pool gce2 cannot start workers" in why and "gcloud auth" in why, why
+        await asyncio.sleep(3)  # an observation window, not a wait for something to happen
+        async with eng.db.connect() as conn:
+            tries = (
+                await conn.execute(select(func.count()).where(Instance.pool == "gce2"))
+            ).scalar_one()
+        assert tries <= 4, f"{tries} workers tried at once: the pool must back off (1, 2, 4 s…)"
 
     shown = labbatch("pool", "show", "gce2", "--db", db_url)
     assert shown.returncode == 0, shown.stderr

@@ -92,6 +92,7 @@ class Fleet:
             int
         )  # of those, standard in spot pools
         self._failures: dict[str, int] = defaultdict(int)
+        self._retry_at: dict[str, float] = {}  # pool -> no new worker before (monotonic)
         self._scale_targets: dict[str, int] = {}
         self._stopping = False
         for cloud in clouds.values():
@@ -253,9 +254,13 @@ class Fleet:
         live = self.live(pool.name)
         creating = self._creating[pool.name]
         target = self._scale_targets.pop(pool.name, None)
-        if target is not None:
+        if target is not None:  # asked by a user: try now, even while backing off
+            self._retry_at.pop(pool.name, None)
             await self._drain(live, len(live) + creating - target, now)
             self._create(pool, target - len(live) - creating, standing=False)
+            return
+        if self._backing_off(pool.name):
+            await self._retire_idle(pool, live, now)
             return
         if len(live) + creating >= min(pool.max_live_instances, pool.max_instances):
             await self._retire_idle(pool, live, now)  # full: nothing to estimate
@@ -282,6 +287,10 @@ class Fleet:
         needed = -(-(waiting - free) // pool.worker_cores_mcpu)  # ceiling
         self._create(pool, min(room, needed), standing=False, preemptible=False)
 
+    def _backing_off(self, pool: str) -> bool:
+        """True while the pool waits before trying to start a worker again after failures."""
+        return time.monotonic() < self._retry_at.get(pool, 0.0)
+
     async def _size_private(self, pool: PoolConfig) -> None:
         """One worker per job that names a machine type; each retires after its job."""
         live = self.live(pool.name)
@@ -295,7 +304,7 @@ class Fleet:
             await self.retire(reserved[key], reason="its job-private job ended")
         room = min(pool.max_live_instances, pool.max_instances) - len(live) + len(done)
         room -= self._creating[pool.name]
-        if room <= 0:
+        if room <= 0 or self._backing_off(pool.name):
             return
         ready = await self.db.run(lambda conn: private.ready_jobs(conn, pool.name, room * 50))
         live_by_user = Counter(i.reserved_user for i in live if i.reserved_user)
@@ -426,6 +435,7 @@ class Fleet:
                 )
             self.bus.publish(InstanceChanged(name, pool.name, str(InstanceState.ACTIVE)))
             self._failures[pool.name] = 0
+            self._retry_at.pop(pool.name, None)
             self.problems.pop(pool.name, None)
             self._on_capacity()
         except Exception as exc:
@@ -449,9 +459,12 @@ class Fleet:
         )
         if failures >= 3 and not any(i.healthy for i in self.live(pool.name)):
             self.problems[pool.name] = f"pool {pool.name} cannot start workers: {reason}"
+        # back off: no new worker of this pool for 1, 2, 4 … 30 s while they cannot start
+        delay_s = min(30.0, 2.0 ** (failures - 1))
+        self._retry_at[pool.name] = max(
+            self._retry_at.get(pool.name, 0.0), time.monotonic() + delay_s
+        )
         await self.retire(inst, reason=f"{START_FAILURE}{reason}")
-        # back off: 1, 2, 4 … 30 s between attempts while workers cannot start
-        await asyncio.sleep(min(30.0, 2.0 ** (failures - 1)))
 
     async def retire(self, inst: LiveInstance, *, reason: str) -> None:
         """Deactivate an instance: its unfinished attempts run again elsewhere; then delete it."""
