@@ -116,6 +116,7 @@ async def _show(db: Database, args: argparse.Namespace) -> int:
 
 
 def _usd(amount: Decimal) -> str:
-    """A rate exactly, without trailing zeros: '$0.031611'."""
-    text = format(amount.normalize(), "f")
+    """A rate to six significant digits, without trailing zeros: '$0.031611', '$0.000210959'
+    (a monthly disk price over 730 hours has no end; --json gives every digit)."""
+    text = format(Decimal(f"{amount:.6g}").normalize(), "f")
     return f"${text}"
