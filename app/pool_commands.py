@@ -161,6 +161,8 @@ def _new_pool(args: argparse.Namespace) -> pools.PoolConfig:
             f"pool {args.name}: {', '.join('--' + k.replace('_', '-') for k in config)} "
             "are settings of cloud pools; add --cloud gcp or --cloud azure"
         )
+    if args.cloud != "local":
+        changes.setdefault("boot_time_s", pools.CLOUD_BOOT_TIME_S)
     if args.cloud != "local" and "worker_cores_mcpu" not in changes:
         cores = pools.machine_type_cores(args.cloud, changes.get("machine_type"))
         if cores is None:

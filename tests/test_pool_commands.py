@@ -48,6 +48,7 @@ def test_create_a_gce_pool_from_the_command_line(db: str) -> None:
     assert "gce (gcp): 0 live of max 50 workers x 8 cores" in out
     shown = json.loads(ok(db, "pool", "show", "gce", "--json"))
     assert shown["preemptible"] is True
+    assert shown["boot_time_s"] == 90.0  # what the autoscaler plans a VM's boot over
     assert shown["machine_type"] == "n2-standard-8"
     assert shown["regions"] == ["us-central1"]
     assert shown["config"]["zones"] == ["us-central1-a", "us-central1-b"]

@@ -73,6 +73,10 @@ class PoolConfig:
             raise ConfigError(f"pool {self.name}: " + "; ".join(problems))
 
 
+# what a new cloud pool assumes a VM takes to boot and install the worker (the autoscaler
+# plans over it; local pools use their boot time as a start delay instead)
+CLOUD_BOOT_TIME_S = 90.0
+
 # the key under which each cloud's driver reads the pool's machine type from its settings
 MACHINE_TYPE_KEY = {"gcp": "machine_type", "azure": "vm_size"}
 

@@ -32,7 +32,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.pools import MACHINE_TYPE_KEY, PoolConfig, machine_type_cores
+from app.engine.pools import (
+    CLOUD_BOOT_TIME_S,
+    MACHINE_TYPE_KEY,
+    PoolConfig,
+    machine_type_cores,
+)
 from app.views.bridge import EngineBridge
 
 ERROR_COLOR = "#e53935"  # refusals and problems, here and in the pools panel
@@ -339,6 +344,7 @@ class NewPoolDialog(QDialog):
             max_instances=self.max_instances.value(),
             max_live_instances=self.max_live_instances.value(),
             idle_timeout_s=float(self.idle_timeout.value()),
+            boot_time_s=CLOUD_BOOT_TIME_S if cloud else 0.0,
             price_per_core_hour_usd=Decimal(str(price)) if not cloud and price > 0 else None,
             config=self.page(kind).config() if cloud else {},
         )
