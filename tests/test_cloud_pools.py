@@ -302,3 +302,35 @@ async def test_after_its_preemptions_a_job_falls_back_to_a_standard_vm(tmp_path:
         assert (await eng.wait(steady, timeout_s=60)).state == "success"
         ran_on = str((await frontend.find_job(eng.db, steady, "s")).instance_name)
         assert not spot_of(gce, ran_on), "a job with preemptible: false ran on a spot VM"
+
+
+async def test_a_driver_that_takes_over_adopts_the_vms_and_their_jobs(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path}/lb.db"
+    async with fake_gce(tmp_path) as (gce, endpoint):
+        async with engine(db_url) as first:
+            await pools.create_pool(first.db, gce_pool(endpoint))
+            batch_id = await first.submit(
+                """
+                version: 1
+                jobs:
+                  - name: long
+                    pool: gce
+                    command: sleep 3; echo finished on the adopted VM
+                """
+            )
+
+            async def running() -> bool:
+                return await first.job_state(batch_id, "long") == "Running"
+
+            await until(running, timeout_s=60, what="the job to run on the VM")
+            vm = str((await frontend.find_job(first.db, batch_id, "long")).instance_name)
+            await first.runtime.driver.hand_over()  # the desktop closes, keeping its pools
+
+        async with engine(db_url) as second:  # `labbatch serve` takes the lease
+            info = await second.wait(batch_id, timeout_s=60)
+            detail = await frontend.job_detail(second.db, batch_id, "long")
+            assert info.state == "success"
+            assert [a.instance_name for a in detail.attempts] == [vm], "the job ran again"
+            log = await frontend.job_log(second.db, batch_id, detail.job.job_id)
+            assert "finished on the adopted VM" in log
+            assert len(gce.insert_bodies) == 1  # no new VM: the same one, dialled with its pin

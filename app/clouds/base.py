@@ -57,5 +57,8 @@ class CloudDriver(Protocol):
         """Delete the pool's instances that are not in ``known_names`` (left behind by a
         driver that crashed); returns their names."""
 
+    async def release(self) -> None:
+        """Stop watching, leaving every instance running: another driver adopts them."""
+
     async def close(self) -> None:
         """Delete every instance this driver owns."""

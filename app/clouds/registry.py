@@ -87,6 +87,10 @@ class LazyCloud:
         """Delete the pool's VMs that the database does not know (left by a crash)."""
         return await self.cloud.delete_orphans(pool, known_names)
 
+    async def release(self) -> None:
+        if self._cloud is not None:
+            await self._cloud.release()
+
     async def close(self) -> None:
         if self._cloud is not None:
             await self._cloud.close()

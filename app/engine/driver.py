@@ -180,7 +180,9 @@ class Driver:
         if not self.has_lease:
             await self.stop()
             return
-        await self._abdicate()
+        # recorded like a lost lease, so that a later stop() leaves the workers alone
+        self._abdication = asyncio.ensure_future(self._abdicate())
+        await self._abdication
         await lease.release(self.db, self.holder)
 
     def notify_changed(self) -> None:

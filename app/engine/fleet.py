@@ -527,6 +527,7 @@ class Fleet:
             if inst.conn is not None:
                 await inst.conn.close()
         self.instances.clear()
+        await asyncio.gather(*(cloud.release() for cloud in self.clouds.values()))
 
 
 def scale_plan(

@@ -365,11 +365,25 @@ class AzureCloud:
         await asyncio.gather(*(resources.delete_vm(name) for name in names))
         return names
 
-    async def close(self) -> None:
+    async def release(self) -> None:
+        """Stop watching and forget the VMs, which keep running for the next driver."""
+        await self._stop_watcher()
+        self._owned.clear()
+        await self._close_clients()
+
+    async def _stop_watcher(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         self._watcher = None
+
+    async def _close_clients(self) -> None:
+        for resources in self._resources.values():
+            await resources.close()
+        self._resources.clear()
+
+    async def close(self) -> None:
+        await self._stop_watcher()
         names = list(self._owned)
         results = await asyncio.gather(
             *(self.delete_instance(name) for name in names), return_exceptions=True
@@ -377,6 +391,4 @@ class AzureCloud:
         for name, result in zip(names, results, strict=True):
             if isinstance(result, Exception):
                 log.error("could not delete Azure VM %s on close: %s", name, result)
-        for resources in self._resources.values():
-            await resources.close()
-        self._resources.clear()
+        await self._close_clients()

@@ -294,11 +294,19 @@ class GceCloud:
         if owned is not None:
             await owned.resources.delete_vm(name, owned.zone)
 
-    async def close(self) -> None:
+    async def release(self) -> None:
+        """Stop watching and forget the VMs, which keep running for the next driver."""
+        await self._stop_watcher()
+        self._owned = {}
+
+    async def _stop_watcher(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
             self._watcher = None
+
+    async def close(self) -> None:
+        await self._stop_watcher()
         owned, self._owned = self._owned, {}
         await asyncio.gather(
             *(self._delete_quietly(vm.resources, name, vm.zone) for name, vm in owned.items())

@@ -148,6 +148,11 @@ class LocalCloud:
         timeout), and one started by an earlier driver is adopted by its pid."""
         return []
 
+    async def release(self) -> None:
+        """The workers run in sessions of their own and outlive this process; the next driver
+        adopts them by pid, so there is nothing to stop here."""
+        self._deleting.update(self._procs)  # their exits are the next driver's business
+
     async def close(self) -> None:
         names = list(self._procs) + list(self._adopted)
         await asyncio.gather(*(self.delete_instance(n) for n in names))
