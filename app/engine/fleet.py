@@ -88,9 +88,8 @@ class Fleet:
         self._on_message: MessageHandler | None = None
         self._hello: dict[int, asyncio.Event] = {}
         self._creating: dict[str, int] = defaultdict(int)
-        self._creating_standard: dict[str, int] = defaultdict(
-            int
-        )  # of those, standard in spot pools
+        # of those, the standard workers of spot pools (for jobs that may not be preempted)
+        self._creating_standard: dict[str, int] = defaultdict(int)
         self._failures: dict[str, int] = defaultdict(int)
         self._retry_at: dict[str, float] = {}  # pool -> no new worker before (monotonic)
         self._scale_targets: dict[str, int] = {}
