@@ -247,6 +247,29 @@ class CloudPage(QWidget):
         return config
 
 
+def cores_box(tip: str) -> QDoubleSpinBox:
+    """A worker-cores editor (0.25 … 1024 cores, in quarters)."""
+    box = QDoubleSpinBox()
+    box.setRange(0.25, 1024.0)
+    box.setDecimals(2)
+    box.setSingleStep(0.25)
+    box.setSuffix(" cores")
+    box.setToolTip(tip)
+    return box
+
+
+def price_box() -> QDoubleSpinBox:
+    """A local pool's price per core-hour editor (0 shows as "free")."""
+    box = QDoubleSpinBox()
+    box.setRange(0.0, 1000.0)
+    box.setDecimals(4)
+    box.setSingleStep(0.01)
+    box.setPrefix("$")
+    box.setSpecialValueText("free")
+    box.setToolTip("USD per core-hour of a local worker (0 = free)")
+    return box
+
+
 class NewPoolDialog(QDialog):
     """Creates a local, Compute Engine or Azure pool; the engine's refusal shows inline."""
 
@@ -261,13 +284,8 @@ class NewPoolDialog(QDialog):
         self.cloud = QComboBox()
         for kind, label in CLOUD_NAMES.items():
             self.cloud.addItem(label, kind)
-        self.worker_cores = QDoubleSpinBox()
-        self.worker_cores.setRange(0.25, 1024.0)
-        self.worker_cores.setDecimals(2)
-        self.worker_cores.setSingleStep(0.25)
-        self.worker_cores.setSuffix(" cores")
+        self.worker_cores = cores_box("Cores of each worker (a cloud worker: its VM's cores)")
         self.worker_cores.setValue(DEFAULT_LOCAL_CORES)
-        self.worker_cores.setToolTip("Cores of each worker (a cloud worker: its VM's cores)")
         self.min_instances = self._count_box(0, "Workers kept running even when idle")
         self.max_instances = self._count_box(4, "Most workers the pool may ever have")
         self.max_live_instances = self._count_box(4, "Most workers running at once")
@@ -277,13 +295,7 @@ class NewPoolDialog(QDialog):
         self.idle_timeout.setSuffix(" s")
         self.idle_timeout.setToolTip("An idle worker above the minimum retires after this long")
         self.spot = QCheckBox("Spot VMs (cheaper; the cloud may take them back)")
-        self.price = QDoubleSpinBox()
-        self.price.setRange(0.0, 1000.0)
-        self.price.setDecimals(4)
-        self.price.setSingleStep(0.01)
-        self.price.setPrefix("$")
-        self.price.setSpecialValueText("free")
-        self.price.setToolTip("USD per core-hour of a local worker (0 = free)")
+        self.price = price_box()
         self.pages = QStackedWidget()
         local_note = QLabel("Workers run as processes on this computer.")
         local_note.setWordWrap(True)

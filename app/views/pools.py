@@ -19,7 +19,6 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,7 +38,13 @@ from app.engine.browse import InstanceRow, PoolRow
 from app.engine.pools import DEFAULT_POOL, PoolConfig
 from app.views import style
 from app.views.bridge import EngineBridge
-from app.views.pool_dialog import ERROR_COLOR, NewPoolDialog, cloud_summary
+from app.views.pool_dialog import (
+    ERROR_COLOR,
+    NewPoolDialog,
+    cloud_summary,
+    cores_box,
+    price_box,
+)
 
 POOL_COLUMNS = ("Name", "Cloud", "Workers", "Cores")
 INSTANCE_COLUMNS = (
@@ -132,19 +137,8 @@ class PoolsPanel(QWidget):
         self.min_instances = self._count_box("Workers kept running even when idle")
         self.max_instances = self._count_box("Most workers the pool may ever have")
         self.max_live_instances = self._count_box("Most workers running at once")
-        self.worker_cores = QDoubleSpinBox()
-        self.worker_cores.setRange(0.25, 1024.0)
-        self.worker_cores.setDecimals(2)
-        self.worker_cores.setSingleStep(0.25)
-        self.worker_cores.setSuffix(" cores")
-        self.worker_cores.setToolTip("Cores of each new worker")
-        self.price = QDoubleSpinBox()
-        self.price.setRange(0.0, 1000.0)
-        self.price.setDecimals(4)
-        self.price.setSingleStep(0.01)
-        self.price.setPrefix("$")
-        self.price.setSpecialValueText("free")
-        self.price.setToolTip("USD per core-hour of a local worker (0 = free)")
+        self.worker_cores = cores_box("Cores of each new worker")
+        self.price = price_box()
         self.apply_button = QPushButton("Apply")
         self.add_button = QPushButton("+ worker")
         self.remove_button = QPushButton("− worker")
