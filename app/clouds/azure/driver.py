@@ -28,6 +28,7 @@ from app.clouds.azure.resources import (
 )
 from app.clouds.base import CreatedInstance, InstanceRequest, LostCallback
 from app.clouds.bootstrap import WorkerBoot, inline_startup_script, make_tls_identity
+from app.clouds.watch import Watcher
 from app.errors import CloudError
 
 log = logging.getLogger("labbatch.clouds.azure")
@@ -153,7 +154,9 @@ class AzureCloud:
         self._deleting: set[str] = set()
         self._reported: set[str] = set()
         self._lost: LostCallback | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher = Watcher(
+            "azure-watch", self._check_owned, lambda: self.poll_interval_s, "the Azure VMs"
+        )
         # pool -> (what its NSG was made for, the NSG's id): ensured once per process
         self._nsgs: dict[str, tuple[tuple[Any, ...], str]] = {}
         self._nsg_locks: dict[str, asyncio.Lock] = {}
@@ -231,7 +234,7 @@ class AzureCloud:
             await self._remove_failed(resources, request.name)
             raise
         self._owned[request.name] = _Owned(pool, resources, request.preemptible)
-        self._start_watching()
+        self._watcher.start()
         host = f"[{ip}]" if ":" in ip else ip
         return CreatedInstance(
             name=request.name,
@@ -300,7 +303,7 @@ class AzureCloud:
         if vm is None or vm.power_state != "running":
             return False
         self._owned[name] = _Owned(pool, resources, bool(handle.get("spot")))
-        self._start_watching()
+        self._watcher.start()
         return True
 
     async def delete_instance(self, name: str) -> None:
@@ -312,20 +315,6 @@ class AzureCloud:
         self._owned.pop(name, None)
         self._deleting.discard(name)
         self._reported.discard(name)
-
-    def _start_watching(self) -> None:
-        # a task of its own, not the engine's TaskManager: clouds sit below the engine
-        if self._watcher is None:
-            self._watcher = asyncio.ensure_future(self._watch())
-            self._watcher.set_name("azure-watch")
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval_s)
-            try:
-                await self._check_owned()
-            except Exception:
-                log.exception("checking the Azure VMs failed; trying again")
 
     async def _check_owned(self) -> None:
         """Poll every watched VM once; report the evicted or vanished ones."""
@@ -367,15 +356,9 @@ class AzureCloud:
 
     async def release(self) -> None:
         """Stop watching and forget the VMs, which keep running for the next driver."""
-        await self._stop_watcher()
+        await self._watcher.stop()
         self._owned.clear()
         await self._close_clients()
-
-    async def _stop_watcher(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
-        self._watcher = None
 
     async def _close_clients(self) -> None:
         for resources in self._resources.values():
@@ -383,7 +366,7 @@ class AzureCloud:
         self._resources.clear()
 
     async def close(self) -> None:
-        await self._stop_watcher()
+        await self._watcher.stop()
         names = list(self._owned)
         results = await asyncio.gather(
             *(self.delete_instance(name) for name in names), return_exceptions=True

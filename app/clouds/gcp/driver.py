@@ -27,6 +27,7 @@ from app.clouds.gcp.errors import UnknownMachineTypeError
 from app.clouds.gcp.firewall import FirewallRule, rule_name
 from app.clouds.gcp.machine_types import not_offered_error
 from app.clouds.gcp.resources import DEFAULT_NETWORK, GceResources, MachineType, VmInfo, VmSpec
+from app.clouds.watch import Watcher
 from app.errors import CloudError
 
 log = logging.getLogger("labbatch.clouds.gcp")
@@ -95,7 +96,9 @@ class GceCloud:
         self._resources: dict[tuple[str, str | None], GceResources] = {}
         self._owned: dict[str, _OwnedVm] = {}
         self._lost: LostCallback | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher = Watcher(
+            "gce-watch", self._check_owned, lambda: self.poll_interval_s, "the Compute Engine VMs"
+        )
         # the firewall rule last made sure of, per pool (re-checked when the pool's config changes)
         self._firewalls: dict[str, FirewallRule] = {}
         self._firewall_locks: dict[str, asyncio.Lock] = {}
@@ -139,7 +142,7 @@ class GceCloud:
         metadata = {**gce_secret_metadata(boot), STARTUP_SCRIPT_KEY: gce_startup_script(boot)}
         zone, ip = await self._create_in_zones(request, settings, resources, machine_type, metadata)
         self._owned[request.name] = _OwnedVm(request.pool, zone, request.preemptible, resources)
-        self._start_watcher()
+        self._watcher.start()
         return CreatedInstance(
             name=request.name,
             address=f"{ip}:{settings.worker_port}",
@@ -286,7 +289,7 @@ class GceCloud:
         if info is None or info.status != "RUNNING":
             return False  # a stopped VM left behind is found by orphans()
         self._owned[name] = _OwnedVm(pool, zone, bool(handle.get("spot")), resources)
-        self._start_watcher()
+        self._watcher.start()
         return True
 
     async def delete_instance(self, name: str) -> None:
@@ -296,35 +299,15 @@ class GceCloud:
 
     async def release(self) -> None:
         """Stop watching and forget the VMs, which keep running for the next driver."""
-        await self._stop_watcher()
+        await self._watcher.stop()
         self._owned = {}
 
-    async def _stop_watcher(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
-            self._watcher = None
-
     async def close(self) -> None:
-        await self._stop_watcher()
+        await self._watcher.stop()
         owned, self._owned = self._owned, {}
         await asyncio.gather(
             *(self._delete_quietly(vm.resources, name, vm.zone) for name, vm in owned.items())
         )
-
-    def _start_watcher(self) -> None:
-        # Our own small loop: app.engine.tasks sits above app.clouds in the layers.
-        if self._watcher is None:
-            self._watcher = asyncio.ensure_future(self._watch())
-            self._watcher.set_name("gce-watch")
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval_s)
-            try:
-                await self._check_owned()
-            except Exception:
-                log.exception("checking the Compute Engine VMs failed; it will run again")
 
     async def _check_owned(self) -> None:
         """Report VMs that were preempted or disappeared, once each."""
