@@ -7,6 +7,7 @@ local pools never pays for importing google-cloud-compute or the Azure SDK.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, cast
@@ -62,11 +63,20 @@ class LazyCloud:
 
     @property
     def cloud(self) -> CloudDriver:
+        """The implementation, built now if it was not (its SDK loads at first use)."""
         if self._cloud is None:
             self._cloud = make_cloud(self.kind, self._pool_config)
             if self._lost is not None:
                 self._cloud.on_lost(self._lost)
         return self._cloud
+
+    async def _loaded(self) -> CloudDriver:
+        """The implementation, its package and SDK imported in a thread the first time: an
+        import on the event loop would freeze the desktop for up to a second."""
+        if self._cloud is None:
+            package = await asyncio.to_thread(_package, self.kind)
+            await asyncio.to_thread(package.import_sdk)
+        return self.cloud
 
     def on_lost(self, callback: LostCallback) -> None:
         self._lost = callback
@@ -74,10 +84,10 @@ class LazyCloud:
             self._cloud.on_lost(callback)
 
     async def create_instance(self, request: InstanceRequest) -> CreatedInstance:
-        return await self.cloud.create_instance(request)
+        return await (await self._loaded()).create_instance(request)
 
     async def adopt_instance(self, name: str, handle: dict[str, Any]) -> bool:
-        return await self.cloud.adopt_instance(name, handle)
+        return await (await self._loaded()).adopt_instance(name, handle)
 
     async def delete_instance(self, name: str) -> None:
         if self._cloud is not None:  # nothing was created or adopted through an unloaded one
@@ -85,7 +95,7 @@ class LazyCloud:
 
     async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
         """Delete the pool's VMs that the database does not know (left by a crash)."""
-        return await self.cloud.delete_orphans(pool, known_names)
+        return await (await self._loaded()).delete_orphans(pool, known_names)
 
     async def release(self) -> None:
         if self._cloud is not None:

@@ -14,6 +14,14 @@ from app.clouds.azure.driver import AzureCloud, default_resources
 from app.clouds.azure.resources import AzureResources, ImageRef, VmInfo, VmSpec
 
 
+def import_sdk() -> None:
+    """Import the Azure SDK (a few hundred ms): the engine calls this in a thread, so that the
+    desktop's window keeps painting while it loads."""
+    import azure.core.rest
+    import azure.identity.aio
+    import azure.mgmt.compute.aio  # noqa: F401
+
+
 def make_cloud(pool_config: Callable[[str], Mapping[str, Any]]) -> AzureCloud:
     """The Azure CloudDriver; ``pool_config(pool)`` gives a pool's stored configuration."""
     return AzureCloud(pool_config)

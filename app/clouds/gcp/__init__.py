@@ -15,6 +15,12 @@ from app.clouds.gcp.driver import GceCloud, default_resources
 from app.clouds.gcp.resources import DEFAULT_IMAGE, GceResources, MachineType, VmInfo, VmSpec
 
 
+def import_sdk() -> None:
+    """Import the Compute Engine SDK (about a second): the engine calls this in a thread, so
+    that the desktop's window keeps painting while it loads."""
+    from google.cloud import compute_v1  # noqa: F401
+
+
 def make_cloud(pool_config: Callable[[str], Mapping[str, Any]]) -> GceCloud:
     """The Compute Engine driver; ``pool_config(name)`` returns a pool's stored config
     (KeyError for an unknown pool) and is called on every create, so changes take effect."""
