@@ -11,8 +11,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QHideEvent, QKeySequence, QShowEvent
+from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -44,6 +44,7 @@ from app.views.batches_model import (
     ProgressDelegate,
 )
 from app.views.bridge import EngineBridge
+from app.views.live_panel import LivePanel
 
 ALL_STATES = "All"
 POLL_EVERY_MS = 2000  # changes made by other processes
@@ -74,7 +75,7 @@ def ask_confirm(parent: QWidget, title: str, text: str) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
-class BatchesPanel(QWidget):
+class BatchesPanel(LivePanel):
     """A table of batches with a filter bar, a toolbar and a context menu of batch actions."""
 
     batch_opened = Signal(int)  # the user opened a batch (Enter, double-click, Open)
@@ -124,14 +125,13 @@ class BatchesPanel(QWidget):
         self._loading: BatchFilter | None = None  # the filter of the fetch in flight
         self._again = False
         self._loaded = False
-        self._connected = False
         self._message = ""  # the outcome of the last action
         self._build()
 
-        self._throttle = self._timer(THROTTLE_MS, self.refresh, single_shot=True)
-        self._typing = self._timer(TYPING_PAUSE_MS, self.refresh, single_shot=True)
-        self._poll = self._timer(POLL_EVERY_MS, self.refresh)
-        self._tick = self._timer(TICK_EVERY_MS, self.model.tick)
+        self._throttle = self.timer(THROTTLE_MS, self.refresh, single_shot=True)
+        self._typing = self.timer(TYPING_PAUSE_MS, self.refresh, single_shot=True)
+        self.timer(POLL_EVERY_MS, self.refresh, polls=True)
+        self.timer(TICK_EVERY_MS, self.model.tick, polls=True)
 
         self.state_filter.currentIndexChanged.connect(self._on_state_chosen)
         self.search.textChanged.connect(self._on_typed)
@@ -140,7 +140,7 @@ class BatchesPanel(QWidget):
         self.table.doubleClicked.connect(self._on_double_clicked)
         self.table.customContextMenuRequested.connect(self._on_context_menu)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
-        self._connect()
+        self.link()
         self.update_actions()
         self.refresh()
 
@@ -255,27 +255,6 @@ class BatchesPanel(QWidget):
 
     # -- Qt ---------------------------------------------------------------------------------------
 
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        self._connect()
-        self._poll.start()
-        self._tick.start()
-        self.refresh()
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        self._poll.stop()
-        self._tick.stop()
-        super().hideEvent(event)
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        if self._connected:
-            for signal in self._signals():
-                signal.disconnect(self._schedule_refresh)
-            self._connected = False
-        for timer in (self._throttle, self._typing, self._poll, self._tick):
-            timer.stop()
-        super().closeEvent(event)
-
     # -- building ---------------------------------------------------------------------------------
 
     def _action(self, text: str, tip: str, slot: Callable[[], None]) -> QAction:
@@ -286,15 +265,6 @@ class BatchesPanel(QWidget):
         # the shortcuts act on the table only, so Delete still edits the search field
         action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
         return action
-
-    def _timer(
-        self, interval_ms: int, slot: Callable[[], None], *, single_shot: bool = False
-    ) -> QTimer:
-        timer = QTimer(self)
-        timer.setInterval(interval_ms)
-        timer.setSingleShot(single_shot)
-        timer.timeout.connect(slot)
-        return timer
 
     def _build(self) -> None:
         self.state_filter.addItem(ALL_STATES, None)
@@ -361,15 +331,10 @@ class BatchesPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self._stack, 1)
 
-    def _signals(self) -> tuple[Any, ...]:
+    def links(self) -> list[tuple[Any, Callable[..., None]]]:
         b = self.bridge
-        return (b.batch_changed, b.batch_finished, b.batches_changed)
-
-    def _connect(self) -> None:
-        if not self._connected:
-            for signal in self._signals():
-                signal.connect(self._schedule_refresh)
-            self._connected = True
+        signals = (b.batch_changed, b.batch_finished, b.batches_changed)
+        return [(signal, self._schedule_refresh) for signal in signals]
 
     # -- engine results ---------------------------------------------------------------------------
 

@@ -15,8 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
@@ -38,6 +37,7 @@ from app.engine.browse import InstanceRow, PoolRow
 from app.engine.pools import DEFAULT_POOL, PoolConfig
 from app.views import style
 from app.views.bridge import EngineBridge
+from app.views.live_panel import LivePanel
 from app.views.pool_dialog import (
     ERROR_COLOR,
     NewPoolDialog,
@@ -121,7 +121,7 @@ def _table(columns: tuple[str, ...]) -> QTableWidget:
     return table
 
 
-class PoolsPanel(QWidget):
+class PoolsPanel(LivePanel):
     """Pools on the left; the chosen pool's workers, limits and scaling buttons on the right."""
 
     refreshed = Signal()  # fresh data from the engine is on screen
@@ -167,19 +167,11 @@ class PoolsPanel(QWidget):
         self._problem: str | None = None
         self._worker_problems: list[str] = []  # reasons the selected pool's workers give
         self._select_when_listed: str | None = None  # a new pool, selected once it is listed
-        self._connected = False
         self._build()
 
-        self._throttle = QTimer(self)
-        self._throttle.setSingleShot(True)
-        self._throttle.setInterval(THROTTLE_MS)
-        self._throttle.timeout.connect(self.refresh)
-        self._poll = QTimer(self)
-        self._poll.setInterval(POLL_EVERY_MS)
-        self._poll.timeout.connect(self.refresh)
-        self._tick = QTimer(self)
-        self._tick.setInterval(TICK_EVERY_MS)
-        self._tick.timeout.connect(self._on_tick)
+        self._throttle = self.timer(THROTTLE_MS, self.refresh, single_shot=True)
+        self.timer(POLL_EVERY_MS, self.refresh, polls=True)
+        self.timer(TICK_EVERY_MS, self._on_tick, polls=True)
 
         self.pool_list.itemSelectionChanged.connect(self._on_pool_selected)
         self.apply_button.clicked.connect(self._on_apply)
@@ -189,7 +181,7 @@ class PoolsPanel(QWidget):
         self.drain_button.clicked.connect(self._on_drain)
         self.new_pool_button.clicked.connect(self.open_new_pool_dialog)
         self.scale_to.valueChanged.connect(self._on_scale_to_changed)
-        self._connect()
+        self.link()
         self._update_buttons()
         self.refresh()
 
@@ -229,27 +221,6 @@ class PoolsPanel(QWidget):
         self._load_task = self.bridge.call(self.bridge.service.pools(), self._on_pools)
 
     # -- Qt ---------------------------------------------------------------------------------------
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        self._connect()
-        self._poll.start()
-        self._tick.start()
-        self.refresh()
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        self._poll.stop()
-        self._tick.stop()
-        super().hideEvent(event)
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        if self._connected:
-            self.bridge.instance_changed.disconnect(self._on_instance_changed)
-            self.bridge.pools_changed.disconnect(self._schedule_refresh)
-            self._connected = False
-        for timer in (self._throttle, self._poll, self._tick):
-            timer.stop()
-        super().closeEvent(event)
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -301,11 +272,11 @@ class PoolsPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
 
-    def _connect(self) -> None:
-        if not self._connected:
-            self.bridge.instance_changed.connect(self._on_instance_changed)
-            self.bridge.pools_changed.connect(self._schedule_refresh)
-            self._connected = True
+    def links(self) -> list[tuple[Any, Callable[..., None]]]:
+        return [
+            (self.bridge.instance_changed, self._on_instance_changed),
+            (self.bridge.pools_changed, self._schedule_refresh),
+        ]
 
     # -- data -------------------------------------------------------------------------------------
 
