@@ -4,6 +4,8 @@ the user sees (names, edges, pixels)."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -11,6 +13,7 @@ from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
+from app.views.bridge import EngineBridge
 from app.views.canvas import CanvasWindow
 from app.views.canvas.items import NODE_HEIGHT, NODE_WIDTH, NodeItem
 from app.views.canvas.view import CanvasView
@@ -19,6 +22,20 @@ from tests.views.conftest import EXAMPLES
 Answer = QMessageBox.StandardButton
 LEFT = Qt.MouseButton.LeftButton
 NO_KEYS = Qt.KeyboardModifier.NoModifier
+
+
+@asynccontextmanager
+async def open_canvas(
+    bridge: EngineBridge, width: int = 1200, height: int = 800
+) -> AsyncIterator[CanvasWindow]:
+    """A shown canvas window that closes without asking about unsaved changes."""
+    win = CanvasWindow(bridge)
+    win.confirm_discard = lambda: Answer.Discard
+    win.resize(width, height)
+    win.show()
+    yield win
+    win.confirm_discard = lambda: Answer.Discard  # a test may have replaced it
+    win.close()
 
 
 def example(tmp_path: Path, name: str) -> Path:

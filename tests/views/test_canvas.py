@@ -17,7 +17,6 @@ from app.views.canvas.items import KIND_COLORS, NODE_HEIGHT, NODE_WIDTH, PORT_RA
 from tests.views.canvas_helpers import (
     LEFT,
     NO_KEYS,
-    Answer,
     click,
     drag,
     drop_kind,
@@ -25,6 +24,7 @@ from tests.views.canvas_helpers import (
     example,
     names,
     node,
+    open_canvas,
     pixel,
     point,
     redo,
@@ -34,13 +34,8 @@ from tests.views.canvas_helpers import (
 
 @pytest.fixture
 async def window(bridge: EngineBridge) -> AsyncIterator[CanvasWindow]:
-    win = CanvasWindow(bridge)
-    win.confirm_discard = lambda: Answer.Discard
-    win.resize(1200, 800)
-    win.show()
-    yield win
-    win.confirm_discard = lambda: Answer.Discard
-    win.close()
+    async with open_canvas(bridge) as win:
+        yield win
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.views.canvas_helpers import (
     example,
     names,
     node,
+    open_canvas,
     point,
     redo,
     undo,
@@ -30,13 +31,8 @@ from tests.views.canvas_helpers import (
 
 @pytest.fixture
 async def window(bridge: EngineBridge) -> AsyncIterator[CanvasWindow]:
-    win = CanvasWindow(bridge)
-    win.confirm_discard = lambda: Answer.Discard
-    win.resize(1200, 800)
-    win.show()
-    yield win
-    win.confirm_discard = lambda: Answer.Discard
-    win.close()
+    async with open_canvas(bridge) as win:
+        yield win
 
 
 @pytest.fixture

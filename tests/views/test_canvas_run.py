@@ -20,7 +20,7 @@ from app.views.canvas.items import NODE_HEIGHT, NODE_WIDTH, NodeItem
 from app.views.canvas.node_jobs import node_state, progress_text
 from app.views.canvas.run_view import RunWatcher
 from app.views.style import STATE_COLORS
-from tests.views.canvas_helpers import LEFT, NO_KEYS, Answer, example, node, point
+from tests.views.canvas_helpers import LEFT, NO_KEYS, example, node, open_canvas, point
 from tests.views.conftest import until
 
 SCATTER_DAG = """version: 1
@@ -49,13 +49,8 @@ jobs:
 
 @pytest.fixture
 async def window(bridge: EngineBridge) -> AsyncIterator[CanvasWindow]:
-    win = CanvasWindow(bridge)
-    win.confirm_discard = lambda: Answer.Discard
-    win.resize(1100, 700)
-    win.show()
-    yield win
-    win.confirm_discard = lambda: Answer.Discard
-    win.close()
+    async with open_canvas(bridge, 1100, 700) as win:
+        yield win
 
 
 @pytest.fixture
