@@ -69,18 +69,29 @@ def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         p = actions.add_parser(action, parents=[common], help=help_text)
         p.add_argument("name")
         if action == "create":
-            p.add_argument("--cloud", default="local", choices=pools.CLOUDS)
+            p.add_argument(
+                "--cloud",
+                default="local",
+                choices=pools.CLOUDS,
+                help="local worker processes (default), gcp or azure VMs (see docs/clouds.md)",
+            )
         for flag, (_field, _kind, text) in _SETTINGS.items():
             names = [f"--{flag.replace('_', '-')}", *_ALIASES.get(flag, [])]
             p.add_argument(*names, dest=flag, help=text)
         p.add_argument(
-            "--preemptible", "--spot", action=argparse.BooleanOptionalAction, default=None
+            "--preemptible",
+            "--spot",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="spot VMs: cheaper, but the cloud may take them back (jobs then run again)",
         )
         cloud = p.add_argument_group("cloud settings (gcp, azure; see docs/clouds.md)")
         for flag, (_key, kind, clouds, text) in _CLOUD_SETTINGS.items():
             name = f"--{flag.replace('_', '-')}"
             if kind == "bool":
-                cloud.add_argument(name, dest=flag, action=argparse.BooleanOptionalAction)
+                cloud.add_argument(
+                    name, dest=flag, action=argparse.BooleanOptionalAction, help=f"{clouds}: {text}"
+                )
             else:
                 cloud.add_argument(name, dest=flag, help=f"{clouds}: {text}")
     scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
