@@ -32,6 +32,10 @@ class CreatedInstance:
     handle: dict[str, Any] = field(default_factory=dict)
 
 
+# The key of CreatedInstance.handle under which a cloud puts the SHA-256 of the worker's
+# certificate: the driver dials over TLS and accepts only that one (local workers have none).
+TLS_PIN_KEY = "tls_sha256"
+
 # Called by a cloud when it learns that an instance is gone (process exit, preemption).
 LostCallback = Callable[[str, str], None]
 

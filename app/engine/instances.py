@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
+from app.clouds.base import TLS_PIN_KEY
 from app.engine.completion import Changes, JobEnd, chunks, end_attempts, end_jobs
 from app.engine.connection import WorkerConnection
 from app.models.tables import Attempt, Instance, InstanceState, Job, JobState, jobs_table
@@ -140,9 +141,6 @@ def set_instance_state(
     )
     if state == InstanceState.DELETED:
         conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
-
-
-TLS_PIN_KEY = "tls_sha256"
 
 
 def tls_pin(handle: dict[str, Any] | None) -> str | None:

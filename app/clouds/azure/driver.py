@@ -26,7 +26,7 @@ from app.clouds.azure.resources import (
     VmInfo,
     VmSpec,
 )
-from app.clouds.base import CreatedInstance, InstanceRequest, LostCallback
+from app.clouds.base import TLS_PIN_KEY, CreatedInstance, InstanceRequest, LostCallback
 from app.clouds.bootstrap import WorkerBoot, inline_startup_script, make_tls_identity
 from app.clouds.watch import Watcher
 from app.errors import CloudError
@@ -247,7 +247,7 @@ class AzureCloud:
                 "location": resources.location,
                 "vm_size": vm_size,
                 "spot": request.preemptible,
-                "tls_sha256": tls_sha256,
+                TLS_PIN_KEY: tls_sha256,
                 "port": settings.worker_port,
             },
         )

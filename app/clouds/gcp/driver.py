@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.clouds.base import CreatedInstance, InstanceRequest, LostCallback
+from app.clouds.base import TLS_PIN_KEY, CreatedInstance, InstanceRequest, LostCallback
 from app.clouds.bootstrap import (
     WorkerBoot,
     gce_secret_metadata,
@@ -154,7 +154,7 @@ class GceCloud:
                 "spot": request.preemptible,
                 "machine_type": machine_type,
                 "port": settings.worker_port,
-                "tls_sha256": boot.tls.sha256,
+                TLS_PIN_KEY: boot.tls.sha256,
             },
         )
 
