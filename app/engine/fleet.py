@@ -474,6 +474,8 @@ class Fleet:
         if inst.conn is not None:
             await inst.conn.send(Shutdown(reason=reason))
             await inst.conn.close()
+        # Delete first: no attempt may run again while the worker may still be running it.
+        deleted = await self._delete(inst)
         now = time.time()
 
         def deactivate(conn: Connection) -> tuple[list[tuple[int, int, int]], Changes]:
@@ -490,9 +492,9 @@ class Fleet:
             log.warning("worker %s: %s; %d attempt(s) will run again", inst.name, reason, len(refs))
         self._on_changes(changes)
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.INACTIVE), reason))
-        cloud = self.clouds.get(self.pools[inst.pool].cloud) if inst.pool in self.pools else None
-        if cloud is not None:
-            await cloud.delete_instance(inst.name)
+        if not deleted:
+            self._on_capacity()
+            return
         await self.db.run(
             lambda conn: set_instance_state(
                 conn, inst.name, InstanceState.DELETED, reason=None, now=now
@@ -500,6 +502,18 @@ class Fleet:
         )
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETED), reason))
         self._on_capacity()
+
+    async def _delete(self, inst: LiveInstance) -> bool:
+        """Delete a retired instance in its cloud; False if that failed (it stays INACTIVE)."""
+        cloud = self.clouds.get(self.pools[inst.pool].cloud) if inst.pool in self.pools else None
+        if cloud is None:
+            return True
+        try:
+            await cloud.delete_instance(inst.name)
+        except LabBatchError as exc:
+            log.error("could not delete worker %s: %s", inst.name, exc)
+            return False
+        return True
 
     async def stop(self) -> list[LiveInstance]:
         """Shut every worker down; returns them so the caller can put their jobs back."""
