@@ -11,12 +11,12 @@ from app.engine import lease
 from app.engine.driver import Driver
 from app.engine.events import EventBus
 from app.engine.pools import DEFAULT_POOL, cloud_config
-from app.models.db import Database, data_dir
+from app.models.db import Database, work_dir
 
 
 class LocalRuntime:
-    """A driver with the local cloud (pools of worker processes under the user data dir) and
-    the GCE and Azure clouds, which load their SDK only when a pool of theirs needs it.
+    """A driver with the local cloud (pools of worker processes in the work dir, beside the
+    data dir) and the GCE and Azure clouds, which load their SDK only when a pool needs it.
 
     ``n_workers`` / ``worker_cores_mcpu`` size the default pool for this process only (what
     `labbatch run --workers N --cores C` asks for); without them the stored settings apply.
@@ -31,7 +31,7 @@ class LocalRuntime:
         worker_cores_mcpu: int | None = None,
         orphan_timeout_s: float = 60.0,
     ) -> None:
-        root = data_dir()
+        root = work_dir()  # jobs learn paths in here: not the data dir, which holds the key
         self.db = db
         self.cloud = LocalCloud(root / "workers", orphan_timeout_s=orphan_timeout_s)
         batches = root / "batches"
