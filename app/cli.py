@@ -21,6 +21,7 @@ from app.errors import LabBatchError, UserError
 from app.models.spec import DagFileError
 
 log = logging.getLogger("labbatch.cli")
+JOB_REF_HELP = "job id or name; name:NAME for a name made of digits (digits are an id first)"
 EXIT_OK = 0
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -98,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("log", parents=[common], help="print a job's log")
     p.add_argument("batch", type=int)
-    p.add_argument("job", help="job id or name")
+    p.add_argument("job", help=JOB_REF_HELP)
     p.add_argument("--attempt", type=int, help="a given attempt (default: the last)")
 
     p = sub.add_parser("cancel", parents=[common], help="cancel a batch")
@@ -114,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("why", parents=[common], help="why a job is not running (yet)")
     p.add_argument("batch", type=int)
-    p.add_argument("job", help="job id or name")
+    p.add_argument("job", help=JOB_REF_HELP)
 
     from app.billing_commands import add_billing_parsers
     from app.pool_commands import add_pool_parser
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
     return parser
 
 

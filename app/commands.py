@@ -152,6 +152,10 @@ def _progress_line(batch: BatchInfo) -> str:
 
 
 def _batch_json(batch: BatchInfo, jobs: list[JobInfo]) -> dict[str, Any]:
+    return _batch_summary_json(batch) | {"jobs": [_job_json(j) for j in jobs]}
+
+
+def _batch_summary_json(batch: BatchInfo) -> dict[str, Any]:
     return {
         "id": batch.id,
         "name": batch.name,
@@ -168,7 +172,6 @@ def _batch_json(batch: BatchInfo, jobs: list[JobInfo]) -> dict[str, Any]:
         "time_completed": batch.time_completed,
         "duration": round(batch.duration_s, 3),
         "attributes": batch.attributes,
-        "jobs": [_job_json(j) for j in jobs],
     }
 
 
@@ -267,6 +270,9 @@ async def cmd_list(args: argparse.Namespace) -> int:
         batches = await frontend.list_batches(
             db, user=None if args.all else args.user, limit=args.limit
         )
+    if args.json:
+        print_json([_batch_summary_json(b) for b in batches])
+        return EXIT_OK
     for b in batches:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(b.time_created))
         print(
