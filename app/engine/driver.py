@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
-from app.engine import lease
+from app.engine import lease, takeover
 from app.engine.billing import Rate
 from app.engine.completion import Changes, JobEnd, end_jobs
 from app.engine.connection import WorkerConnection
@@ -111,6 +111,7 @@ class Driver:
         self._quantities: dict[tuple[str, int, int, bool], dict[str, Decimal]] = {}
         self._stopping = False
         self._abdication: asyncio.Future[None] | None = None
+        self.takeover_refused: str | None = None  # why this process may not drive, if so
         self._marker = -1
         self._scheduler: Trigger | None = None
         self._canceller: Trigger | None = None
@@ -122,8 +123,9 @@ class Driver:
 
     @property
     def problem(self) -> str | None:
-        """Why a pool cannot run anything at all (workers fail to start), for the user."""
-        return next(iter(self.fleet.problems.values()), None)
+        """Why a pool cannot run anything at all (workers fail to start, or this process may
+        not take the pools over), for the user."""
+        return self.takeover_refused or next(iter(self.fleet.problems.values()), None)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -133,10 +135,12 @@ class Driver:
             if not wait_for_lease:
                 return False
             await asyncio.sleep(lease.RENEW_EVERY_S)
+        await self._load_pools()
+        if not await self._keys_match(raise_refusal=wait_for_lease):
+            return False
         self.has_lease = True
         self.bus.publish(LeaseChanged(held=True))
         self._marker = await read_marker(self.db)
-        await self._load_pools()
         await self.fleet.recover(self._job_run)
         t = self._tasks
         self._scheduler = t.every(
@@ -147,6 +151,21 @@ class Driver:
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
         t.every("lease", self._renew_lease, interval_s=lease.RENEW_EVERY_S)
         t.every("billing", self._enforce_limits, interval_s=BILLING_CHECK_S)
+        return True
+
+    async def _keys_match(self, *, raise_refusal: bool) -> bool:
+        """Hand the lease back if live workers hold tokens of another master key."""
+        try:
+            await takeover.check_keys(self.db, list(self.fleet.pools))
+        except takeover.TakeoverRefusedError as exc:
+            await lease.release(self.db, self.holder)
+            if self.takeover_refused != str(exc):
+                log.error("%s", exc)
+            self.takeover_refused = str(exc)
+            if raise_refusal:
+                raise
+            return False
+        self.takeover_refused = None
         return True
 
     async def stop(self) -> None:

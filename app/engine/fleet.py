@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
-from app.engine import private
+from app.engine import private, takeover
 from app.engine.autoscale import (
     CreateReason,
     PoolInstance,
@@ -419,7 +419,7 @@ class Fleet:
                     name,
                     address=created.address,
                     location=created.location,
-                    handle=created.handle,
+                    handle=takeover.stamp(created.handle),  # which key its token came from
                     now=time.time(),
                 )
             )
