@@ -69,7 +69,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
     async with _database(args) as db:
         bus = EventBus()
         runtime = LocalRuntime(
-            db, bus=bus, n_workers=args.workers, worker_cores_mcpu=_worker_cores_mcpu(args.cores)
+            db,
+            bus=bus,
+            n_workers=args.workers,
+            worker_cores_mcpu=_worker_cores_mcpu(args.cores),
+            user=args.user,
         )
         batch_id = await frontend.submit_batch(db, spec, user=args.user)
         if not await runtime.start():
@@ -291,6 +295,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             bus=EventBus(),
             n_workers=args.workers,
             worker_cores_mcpu=None if args.cores is None else _worker_cores_mcpu(args.cores),
+            user=args.user,
         )
         stop = asyncio.Event()
         install_stop_signals(stop)

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
-from app.engine import lease, takeover
+from app.engine import lease, sharing, takeover
 from app.engine.billing import Rate
 from app.engine.completion import Changes, JobEnd, end_jobs
 from app.engine.connection import WorkerConnection
@@ -82,6 +82,7 @@ class Driver:
         bus: EventBus | None = None,
         batch_dir: Callable[[int], str | None] = lambda _batch_id: None,
         pool_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.db = db
         self.bus = bus or EventBus()
@@ -89,6 +90,7 @@ class Driver:
         self.holder = lease.new_holder_id()
         self.has_lease = False
         self._overrides = dict(pool_overrides or {})
+        self.owner = owner  # the user whose machine runs the local pools (see sharing.py)
         self._tasks = TaskManager()
         self._write_lock = asyncio.Lock()
         self.fleet = Fleet(
@@ -216,6 +218,12 @@ class Driver:
             if name in pools:
                 pools[name] = _with(pools[name], changes)
         self.fleet.pools = pools
+        lab = sharing.is_lab(self.db)
+        self.fleet.only_user = {
+            name: user
+            for name, pool in pools.items()
+            if (user := sharing.runs_only(pool, self.owner, lab=lab)) is not None
+        }
         self._rates = await self.db.run(lambda conn: sync_rates(conn, pools.values()))
         self._quantities.clear()
 
@@ -357,6 +365,7 @@ class Driver:
                 now=now,
                 demand=self._demand[pool_name],
                 refresh=self._demand_stale,
+                only_user=self.fleet.only_user.get(pool_name),
             )
             for name, assignments in plan.placed.items():
                 placed[name].extend(assignments)

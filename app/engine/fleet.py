@@ -93,6 +93,7 @@ class Fleet:
         self._failures: dict[str, int] = defaultdict(int)
         self._retry_at: dict[str, float] = {}  # pool -> no new worker before (monotonic)
         self._scale_targets: dict[str, int] = {}
+        self.only_user: dict[str, str] = {}  # pool -> the one user whose jobs it runs
         self._stopping = False
         for cloud in clouds.values():
             cloud.on_lost(self._on_lost)
@@ -268,7 +269,10 @@ class Fleet:
             room = min(pool.max_live_instances, pool.max_instances) - len(live) - creating
             await self._create_standard(pool, live, room)
             creating = self._creating[pool.name]
-        plan = await self.db.run(lambda conn: scale_plan(conn, pool, live, creating))
+        only_user = self.only_user.get(pool.name)
+        plan = await self.db.run(
+            lambda conn: scale_plan(conn, pool, live, creating, only_user=only_user)
+        )
         for create in plan.create:
             self._create(pool, create.count, standing=create.reason == CreateReason.MIN_INSTANCES)
         await self._retire_idle(pool, live, now)
@@ -544,7 +548,12 @@ class Fleet:
 
 
 def scale_plan(
-    conn: Connection, pool: PoolConfig, live: list[LiveInstance], creating: int
+    conn: Connection,
+    pool: PoolConfig,
+    live: list[LiveInstance],
+    creating: int,
+    *,
+    only_user: str | None = None,
 ) -> ScalePlan:
     """The autoscaler's decision for one pool: the heads of the users' queues under fair
     share over the cores it could offer by the end of the next boot, minus live capacity."""
@@ -583,6 +592,8 @@ def scale_plan(
     # a spot pool's spot workers serve only jobs that may be preempted (see _create_standard)
     by_user = _READY_SPOT_BY_USER if pool.preemptible else _READY_BY_USER
     ready = {u: int(r) for u, r in conn.execute(by_user, {"b_pool": pool.name})}
+    if only_user is not None:
+        ready = {u: r for u, r in ready.items() if u == only_user}
     users = {u: (running.get(u, 0), r) for u, r in ready.items()}
     budgets = demand_budget_mcpu(users, settings, instances)
     queues = {}

@@ -30,6 +30,7 @@ class LocalRuntime:
         n_workers: int | None = None,
         worker_cores_mcpu: int | None = None,
         orphan_timeout_s: float = 60.0,
+        user: str | None = None,
     ) -> None:
         root = work_dir()  # jobs learn paths in here: not the data dir, which holds the key
         self.db = db
@@ -51,6 +52,7 @@ class LocalRuntime:
             bus=bus,
             batch_dir=lambda batch_id: str(batches / str(batch_id)),
             pool_overrides={DEFAULT_POOL: override} if override else None,
+            owner=user,
         )
 
     def _cloud_settings(self, pool: str) -> dict[str, Any]:
