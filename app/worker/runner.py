@@ -110,7 +110,8 @@ class JobRunner:
         except FileExistsError:  # left by an earlier agent with the same work dir
             pass
         if attempt.runtime is None:
-            env = self._base_env | _labbatch_env(run, scratch, batch_dir) | run.env
+            # LABBATCH_* last: a job's env cannot hide it from the sweep that finds its processes
+            env = self._base_env | run.env | _labbatch_env(run, scratch, batch_dir)
             env.setdefault("TMPDIR", scratch)
             # posix_spawn has no cwd: cd first, on the same line so $LINENO and messages match
             # plain `bash -c`; bash still execs the last command without an extra fork.
