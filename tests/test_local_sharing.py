@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine import frontend, pools, sharing
+from app.engine import frontend, pools, sharing, why
 from app.engine.events import EventBus
 from app.engine.runtime import LocalRuntime
 from app.errors import ConfigError
@@ -31,6 +31,7 @@ async def test_local_pool_runs_only_its_owners_jobs_until_shared(pg_url: str) ->
 
         await until(lambda: complete(alices), what="alice's batch")
         assert (await frontend.find_job(db, bobs, "j")).state == "Ready"
+        assert "runs on alice's machine and only alice's jobs" in await why.explain(db, bobs, "j")
 
         await sharing.share(db, "local", "bob", shared=True)  # bob does not drive: no effect
         runtime.notify_changed()

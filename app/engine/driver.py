@@ -87,7 +87,7 @@ class Driver:
         self.db = db
         self.bus = bus or EventBus()
         self.batch_dir = batch_dir
-        self.holder = lease.new_holder_id()
+        self.holder = lease.new_holder_id(owner)
         self.has_lease = False
         self._overrides = dict(pool_overrides or {})
         self.owner = owner  # the user whose machine runs the local pools (see sharing.py)
