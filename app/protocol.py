@@ -24,6 +24,8 @@ WS_PATH = "/api/v1/connect"
 HEALTH_PATH = "/healthz"
 LOG_PATH = "/api/v1/log/{batch_id}/{job_id}/{attempt}"
 TOKEN_ENV = "LABBATCH_WORKER_TOKEN"
+# The WebSocket close code a worker sends a driver connection that a newer one replaced.
+REPLACED_CLOSE_CODE = 4001
 AUTH_SCHEME = "Bearer"
 # A completed job's log travels back with its completion, cut to its last bytes.
 MAX_LOG_BYTES = 1 << 20

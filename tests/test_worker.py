@@ -16,6 +16,7 @@ from app.protocol import (
     HEALTH_PATH,
     LOG_PATH,
     PROTOCOL_VERSION,
+    REPLACED_CLOSE_CODE,
     TOKEN_ENV,
     WS_PATH,
     Completed,
@@ -104,13 +105,18 @@ async def test_refuses_to_start_without_a_token(tmp_path: Path) -> None:
 
 
 async def test_ready_line_and_health(worker: WorkerProcess) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(worker.base_url + HEALTH_PATH) as response,
-    ):
-        assert response.status == 200
-        body = await response.json()
-        text = await response.text()
+    url = worker.base_url + HEALTH_PATH
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert response.status == 200
+            anonymous = await response.json()
+        async with session.get(url, headers={"Authorization": bearer("guess")}) as response:
+            guessed = await response.json()
+        async with session.get(url, headers={"Authorization": bearer(worker.token)}) as response:
+            body = await response.json()
+            text = await response.text()
+    # name and load only for the driver: they tell an attacker what runs here and when
+    assert anonymous == guessed == {"version": PROTOCOL_VERSION}
     assert body == {"name": "test-worker", "version": PROTOCOL_VERSION, "n_running": 0}
     assert worker.token not in text
 
@@ -126,7 +132,8 @@ async def test_new_connection_replaces_the_old_one(worker: WorkerProcess, driver
     second = await connect(worker)
     try:
         frame = await driver.ws.receive(timeout=5)
-        assert frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert (frame.type, frame.data) == (aiohttp.WSMsgType.CLOSE, REPLACED_CLOSE_CODE)
+        assert "replaces the open one" in worker.stderr_text()
         await second.schedule(job(1, "true"))
         assert (await second.result((1, 1, 1))).outcome is Outcome.SUCCESS
     finally:

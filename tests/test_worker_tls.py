@@ -13,7 +13,7 @@ import pytest
 
 from app.clouds.bootstrap import make_tls_identity
 from app.engine.workers.connection import DialError, WorkerConnection
-from app.protocol import HEALTH_PATH, TOKEN_ENV, Hello, Message
+from app.protocol import HEALTH_PATH, TOKEN_ENV, Hello, Message, bearer
 from tests.worker_helpers import REPO_ROOT, WorkerProcess, start_worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,7 +69,7 @@ async def test_health_answers_over_https_only_with_the_pin(tmp_path: Path) -> No
     worker, pin = await tls_worker(tmp_path)
     url = f"https://127.0.0.1:{worker.port}{HEALTH_PATH}"
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers={"Authorization": bearer(TOKEN)}) as session:
             async with session.get(url, ssl=aiohttp.Fingerprint(bytes.fromhex(pin))) as response:
                 assert response.status == 200
                 assert (await response.json())["name"] == "test-worker"

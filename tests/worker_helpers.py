@@ -232,7 +232,8 @@ async def poll_health(
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as session:
         while True:
-            async with session.get(worker.base_url + HEALTH_PATH) as response:
+            headers = {"Authorization": bearer(worker.token)}
+            async with session.get(worker.base_url + HEALTH_PATH, headers=headers) as response:
                 if condition(await response.json()):
                     return
             if time.monotonic() > deadline:

@@ -65,7 +65,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
     async with _database(args) as db:
         bus = EventBus()
         runtime = LocalRuntime(
-            db, bus=bus, n_workers=args.workers, worker_cores_mcpu=_worker_cores_mcpu(args.cores)
+            db,
+            bus=bus,
+            n_workers=args.workers,
+            worker_cores_mcpu=_worker_cores_mcpu(args.cores),
+            user=args.user,
         )
         batch_id = await frontend.submit_batch(db, spec, user=args.user)
         if not await runtime.start():
@@ -148,6 +152,10 @@ def _progress_line(batch: BatchInfo) -> str:
 
 
 def _batch_json(batch: BatchInfo, jobs: list[JobInfo]) -> dict[str, Any]:
+    return _batch_summary_json(batch) | {"jobs": [_job_json(j) for j in jobs]}
+
+
+def _batch_summary_json(batch: BatchInfo) -> dict[str, Any]:
     return {
         "id": batch.id,
         "name": batch.name,
@@ -164,7 +172,6 @@ def _batch_json(batch: BatchInfo, jobs: list[JobInfo]) -> dict[str, Any]:
         "time_completed": batch.time_completed,
         "duration": round(batch.duration_s, 3),
         "attributes": batch.attributes,
-        "jobs": [_job_json(j) for j in jobs],
     }
 
 
@@ -263,6 +270,9 @@ async def cmd_list(args: argparse.Namespace) -> int:
         batches = await frontend.list_batches(
             db, user=None if args.all else args.user, limit=args.limit
         )
+    if args.json:
+        print_json([_batch_summary_json(b) for b in batches])
+        return EXIT_OK
     for b in batches:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(b.time_created))
         print(
@@ -281,6 +291,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             bus=EventBus(),
             n_workers=args.workers,
             worker_cores_mcpu=None if args.cores is None else _worker_cores_mcpu(args.cores),
+            user=args.user,
         )
         stop = asyncio.Event()
         install_stop_signals(stop)

@@ -20,6 +20,7 @@ from app.models.identity import default_user
 from app.models.spec import DagFileError
 
 log = logging.getLogger("labbatch.cli")
+JOB_REF_HELP = "job id or name; name:NAME for a name made of digits (digits are an id first)"
 
 # command -> the module of app.cli that holds its `cmd_<command>` coroutine
 BATCH_COMMANDS = [
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("log", parents=[common], help="print a job's log")
     p.add_argument("batch", type=int)
-    p.add_argument("job", help="job id or name")
+    p.add_argument("job", help=JOB_REF_HELP)
     p.add_argument("--attempt", type=int, help="a given attempt (default: the last)")
 
     p = sub.add_parser("cancel", parents=[common], help="cancel a batch")
@@ -127,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("why", parents=[common], help="why a job is not running (yet)")
     p.add_argument("batch", type=int)
-    p.add_argument("job", help="job id or name")
+    p.add_argument("job", help=JOB_REF_HELP)
 
     from app.cli.billing import add_billing_parsers
     from app.cli.imports import add_import_parser
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
     return parser
 
 

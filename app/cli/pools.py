@@ -10,6 +10,7 @@ from typing import Any
 
 from app.cli.common import print_json
 from app.clouds import registry
+from app.engine import sharing
 from app.engine.workers import pools
 from app.errors import ConfigError
 from app.models.db import open_database
@@ -94,6 +95,14 @@ def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                 )
             else:
                 cloud.add_argument(name, dest=flag, help=f"{clouds}: {text}")
+        if action == "set":
+            p.add_argument(
+                "--shared",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help="local pool, lab database: run every user's jobs while you drive it "
+                "(they run under your OS account); default: only yours",
+            )
     scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
     scale.add_argument("name")
     scale.add_argument("instances", type=int)
@@ -203,6 +212,8 @@ async def cmd_pool(args: argparse.Namespace) -> int:
         elif action == "set":
             changes = _changes(args)
             config = _cloud_changes(args)
+            if args.shared is not None:  # first: it checks the pool is local, changes nothing else
+                await sharing.share(db, args.name, args.user, shared=args.shared)
             if config:  # merged into the stored cloud settings
                 stored = await pools.get_pool(db, args.name)
                 changes["config"] = {**stored.config, **config}
@@ -296,6 +307,9 @@ async def _show(db: Any, name: str, *, as_json: bool) -> None:
         for key, value in sorted(pool.config.items()):
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
             print(f"  {key}: {shown}")
+    elif pool.config.get(pools.SHARED_BY):
+        users = ", ".join(pool.config[pools.SHARED_BY])
+        print(f"  shared: in a lab database, runs every user's jobs while {users} drives it")
     problem = await pools.last_start_failure(db, name)
     if problem is not None:
         print(f"  last failure to start a worker: {problem}")

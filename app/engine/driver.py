@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
-from app.engine import lease
+from app.engine import lease, sharing, takeover
 from app.engine.batches.completion import Changes, JobEnd, end_jobs
 from app.engine.batches.results import apply_results, record_starts
 from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
@@ -82,13 +82,15 @@ class Driver:
         bus: EventBus | None = None,
         batch_dir: Callable[[int], str | None] = lambda _batch_id: None,
         pool_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.db = db
         self.bus = bus or EventBus()
         self.batch_dir = batch_dir
-        self.holder = lease.new_holder_id()
+        self.holder = lease.new_holder_id(owner)
         self.has_lease = False
         self._overrides = dict(pool_overrides or {})
+        self.owner = owner  # the user whose machine runs the local pools (see sharing.py)
         self._tasks = TaskManager()
         self._write_lock = asyncio.Lock()
         self.fleet = Fleet(
@@ -111,6 +113,7 @@ class Driver:
         self._quantities: dict[tuple[str, int, int, bool], dict[str, Decimal]] = {}
         self._stopping = False
         self._abdication: asyncio.Future[None] | None = None
+        self.takeover_refused: str | None = None  # why this process may not drive, if so
         self._marker = -1
         self._scheduler: Trigger | None = None
         self._canceller: Trigger | None = None
@@ -122,8 +125,9 @@ class Driver:
 
     @property
     def problem(self) -> str | None:
-        """Why a pool cannot run anything at all (workers fail to start), for the user."""
-        return next(iter(self.fleet.problems.values()), None)
+        """Why a pool cannot run anything at all (workers fail to start, or this process may
+        not take the pools over), for the user."""
+        return self.takeover_refused or next(iter(self.fleet.problems.values()), None)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -133,10 +137,12 @@ class Driver:
             if not wait_for_lease:
                 return False
             await asyncio.sleep(lease.RENEW_EVERY_S)
+        await self._load_pools()
+        if not await self._keys_match(raise_refusal=wait_for_lease):
+            return False
         self.has_lease = True
         self.bus.publish(LeaseChanged(held=True))
         self._marker = await read_marker(self.db)
-        await self._load_pools()
         await self.fleet.recover(self._job_run)
         t = self._tasks
         self._scheduler = t.every(
@@ -147,6 +153,21 @@ class Driver:
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
         t.every("lease", self._renew_lease, interval_s=lease.RENEW_EVERY_S)
         t.every("billing", self._enforce_limits, interval_s=BILLING_CHECK_S)
+        return True
+
+    async def _keys_match(self, *, raise_refusal: bool) -> bool:
+        """Hand the lease back if live workers hold tokens of another master key."""
+        try:
+            await takeover.check_keys(self.db, list(self.fleet.pools))
+        except takeover.TakeoverRefusedError as exc:
+            await lease.release(self.db, self.holder)
+            if self.takeover_refused != str(exc):
+                log.error("%s", exc)
+            self.takeover_refused = str(exc)
+            if raise_refusal:
+                raise
+            return False
+        self.takeover_refused = None
         return True
 
     async def stop(self) -> None:
@@ -197,6 +218,12 @@ class Driver:
             if name in pools:
                 pools[name] = _with(pools[name], changes)
         self.fleet.pools = pools
+        lab = sharing.is_lab(self.db)
+        self.fleet.only_user = {
+            name: user
+            for name, pool in pools.items()
+            if (user := sharing.runs_only(pool, self.owner, lab=lab)) is not None
+        }
         self._rates = await self.db.run(lambda conn: sync_rates(conn, pools.values()))
         self._quantities.clear()
 
@@ -338,6 +365,7 @@ class Driver:
                 now=now,
                 demand=self._demand[pool_name],
                 refresh=self._demand_stale,
+                only_user=self.fleet.only_user.get(pool_name),
             )
             for name, assignments in plan.placed.items():
                 placed[name].extend(assignments)

@@ -18,9 +18,16 @@ LEASE_TTL_S = float(os.environ.get("LABBATCH_LEASE_TTL_S", "6"))
 RENEW_EVERY_S = min(2.0, LEASE_TTL_S / 3)
 
 
-def new_holder_id() -> str:
-    """Names this process in the lease row: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def new_holder_id(user: str | None = None) -> str:
+    """Names this process in the lease row: its user, host, pid and a random suffix."""
+    where = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{user}@{where}" if user else where
+
+
+def holder_user(holder: str) -> str | None:
+    """The user a lease holder drives for (see new_holder_id), if it named one."""
+    head = holder.split(":", 1)[0]  # user@host
+    return head.rsplit("@", 1)[0] if "@" in head else None
 
 
 async def try_acquire(db: Database, holder: str) -> bool:

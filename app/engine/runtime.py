@@ -11,12 +11,12 @@ from app.engine import lease
 from app.engine.driver import Driver
 from app.engine.events import EventBus
 from app.engine.workers.pools import DEFAULT_POOL, cloud_config
-from app.models.db import Database, data_dir
+from app.models.db import Database, work_dir
 
 
 class LocalRuntime:
-    """A driver with the local cloud (pools of worker processes under the user data dir) and
-    the GCE and Azure clouds, which load their SDK only when a pool of theirs needs it.
+    """A driver with the local cloud (pools of worker processes in the work dir, beside the
+    data dir) and the GCE and Azure clouds, which load their SDK only when a pool needs it.
 
     ``n_workers`` / ``worker_cores_mcpu`` size the default pool for this process only (what
     `labbatch run --workers N --cores C` asks for); without them the stored settings apply.
@@ -30,8 +30,9 @@ class LocalRuntime:
         n_workers: int | None = None,
         worker_cores_mcpu: int | None = None,
         orphan_timeout_s: float = 60.0,
+        user: str | None = None,
     ) -> None:
-        root = data_dir()
+        root = work_dir()  # jobs learn paths in here: not the data dir, which holds the key
         self.db = db
         self.cloud = LocalCloud(root / "workers", orphan_timeout_s=orphan_timeout_s)
         batches = root / "batches"
@@ -51,6 +52,7 @@ class LocalRuntime:
             bus=bus,
             batch_dir=lambda batch_id: str(batches / str(batch_id)),
             pool_overrides={DEFAULT_POOL: override} if override else None,
+            owner=user,
         )
 
     def _cloud_settings(self, pool: str) -> dict[str, Any]:

@@ -92,7 +92,13 @@ class EngineService:
         self.user = user
         self.bus = bus or EventBus()
         self.runtime = (
-            LocalRuntime(db, bus=self.bus, n_workers=n_workers, worker_cores_mcpu=worker_cores_mcpu)
+            LocalRuntime(
+                db,
+                bus=self.bus,
+                n_workers=n_workers,
+                worker_cores_mcpu=worker_cores_mcpu,
+                user=user,
+            )
             if drive
             else None
         )

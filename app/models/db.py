@@ -36,8 +36,37 @@ def data_dir() -> Path:
     """The per-user data directory (database, worker files, secret key)."""
     override = os.environ.get("LABBATCH_HOME")
     path = Path(override) if override else Path(platformdirs.user_data_dir("labbatch"))
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _owner_only(path, 0o700)  # it holds the master key and workers' files: no one else's
     return path
+
+
+def work_dir() -> Path:
+    """Where local workers and batch directories live: beside the data dir, never in it.
+
+    Jobs are told paths in here; the data dir holds the master key and the database.
+    ``LABBATCH_WORK_DIR`` moves it.
+    """
+    override = os.environ.get("LABBATCH_WORK_DIR")
+    home = data_dir()
+    path = Path(override) if override else home.with_name(f"{home.name}-work")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """Take group and other permissions off ``path`` (an older install may have made it so)."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(mode)
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file that only its owner may read (SQLite would use 0644)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.parent == data_dir():
+            _owner_only(path, 0o600)
 
 
 def default_url() -> str:
@@ -63,6 +92,7 @@ def resolve_url(url: str | None) -> str:
                 "an in-memory SQLite database cannot be shared with workers: name a file"
             )
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(parsed.database).expanduser())
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from app.protocol import (
     PROTOCOL_VERSION,
+    REPLACED_CLOSE_CODE,
     Ack,
     Cancel,
     Heartbeat,
@@ -30,6 +31,7 @@ log = logging.getLogger("labbatch.worker")
 
 # How long a shutdown waits for killed jobs to be reaped (SIGKILL follows SIGTERM after 1 s).
 REAP_DEADLINE_S = 5.0
+REPLACED = b"replaced by another driver connection"
 
 
 class WorkerAgent:
@@ -85,14 +87,22 @@ class WorkerAgent:
         if self._ws is not None:
             await self._ws.close(code=1001, message=b"worker exiting")
 
-    async def attach(self, ws: web.WebSocketResponse) -> None:
-        """Make ``ws`` the driver connection (closing any older one) and send it Hello."""
+    async def attach(self, ws: web.WebSocketResponse, *, remote: str | None = None) -> None:
+        """Make ``ws`` the driver connection (closing any older one) and send it Hello.
+
+        A second authenticated connection replaces the first rather than being refused: the
+        first may be a half-open socket of a driver that died, and refusing would lock its
+        successor out. Only a holder of the token gets here; the old peer is told why.
+        """
         old_ws, self._ws = self._ws, ws
         if old_ws is not None:
             self._outbox.detach(old_ws)
-            log.info("a new driver connection replaces the old one")
+            log.warning(
+                "a new driver connection from %s replaces the open one; closing the old one",
+                remote,
+            )
             # Closing waits for the old peer's reply; Hello must not wait for a dead peer.
-            closing = asyncio.create_task(old_ws.close(code=1000, message=b"replaced"))
+            closing = asyncio.create_task(old_ws.close(code=REPLACED_CLOSE_CODE, message=REPLACED))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
         self._stop_orphan_clock()

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from app.worker.agent import WorkerAgent
 from app.worker.config import MissingTokenError, WorkerConfig, parse_args, take_token
+from app.worker.leftovers import kill_leftovers
 from app.worker.server import build_app
 
 log = logging.getLogger("labbatch.worker")
@@ -44,12 +45,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for directory in (config.scratch_dir, config.logs_dir, config.batches_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    if not _sweep(config):
+        return 1
     try:
         asyncio.run(_serve(config, token, bash_path=bash_path, ssl_context=ssl_context))
     except OSError as exc:
         log.error("could not listen on %s:%s: %s", config.host, config.port, exc)
         return 1
     return 0
+
+
+def _sweep(config: WorkerConfig) -> bool:
+    """Kill the jobs an earlier worker of this work dir left running; False if some live on."""
+    try:
+        found = kill_leftovers(config.scratch_dir)
+    except TimeoutError as exc:
+        log.error("refusing to start: %s", exc)
+        return False
+    if found:
+        log.warning("killed %d job process(es) an earlier worker left behind", len(found))
+    return True
 
 
 def _ssl_context(config: WorkerConfig) -> ssl.SSLContext | None:

@@ -17,6 +17,7 @@ from app.protocol import JobResult, JobRun, Outcome
 from app.worker import container
 from app.worker.attempt import Attempt, KillReason, judge_exit, read_log_tail
 from app.worker.config import WorkerConfig
+from app.worker.guard import JobGuard
 from app.worker.spawn import ExitWatch, kill_group, spawn
 
 log = logging.getLogger("labbatch.worker")
@@ -42,8 +43,8 @@ class JobRunner:
         self._batches_root = str(config.batches_dir)
         self._made_batch_dirs: set[str] = set()
         self._cleaner = _ScratchCleaner()
-        # os.environ no longer holds the token: main() popped it before building the runner.
-        self._base_env = dict(os.environ)
+        self._base_env = job_base_env()
+        self._guard = JobGuard()
 
     def log_path(self, batch_id: int, job_id: int, attempt: int) -> str:
         """Where an attempt's stdout and stderr go."""
@@ -68,6 +69,7 @@ class JobRunner:
             os.waitpid(pid, 0)
             self._remove_scratch(scratch)
             return _could_not_start(run, f"could not watch the job: {exc}")
+        self._guard.started(pid)
         attempt.start_time = time.time()
         if run.timeout_s is not None:
             attempt.timeout = self._loop.call_later(run.timeout_s, self._time_out, attempt)
@@ -108,7 +110,9 @@ class JobRunner:
         except FileExistsError:  # left by an earlier agent with the same work dir
             pass
         if attempt.runtime is None:
-            env = self._base_env | _labbatch_env(run, scratch, batch_dir) | run.env
+            # LABBATCH_* last: a job's env cannot hide it from the sweep that finds its processes
+            env = self._base_env | run.env | _labbatch_env(run, scratch, batch_dir)
+            env.setdefault("TMPDIR", scratch)
             # posix_spawn has no cwd: cd first, on the same line so $LINENO and messages match
             # plain `bash -c`; bash still execs the last command without an extra fork.
             script = f"cd -- {shlex.quote(scratch)} || exit 1; {run.command}"
@@ -118,7 +122,8 @@ class JobRunner:
         argv = container.container_argv(
             runtime, run, scratch_dir=scratch, batch_dir=batch_dir, job_env=inside
         )
-        return runtime, argv, self._base_env
+        # the runtime client carries the marker too: a sweep finds it if its worker dies
+        return runtime, argv, self._base_env | {"LABBATCH_SCRATCH": scratch}
 
     def _batch_dir(self, run: JobRun) -> str:
         batch_dir = run.batch_dir or f"{self._batches_root}/{run.batch_id}"
@@ -129,6 +134,8 @@ class JobRunner:
 
     def _exited(self, attempt: Attempt, wait_status: int) -> None:
         end_time = time.time()
+        if attempt.watch is not None:
+            self._guard.ended(attempt.watch.pid)
         if attempt.timeout is not None:
             attempt.timeout.cancel()
         run = attempt.run
@@ -225,6 +232,16 @@ def _could_not_start(run: JobRun, error: str) -> JobResult:
 
 class _NoRuntimeError(Exception):
     """An image job on a worker without docker or podman."""
+
+
+def job_base_env() -> dict[str, str]:
+    """What a job inherits from its worker: PATH and HOME, nothing else.
+
+    Never the worker's (or its driver's) own variables: they may hold secrets or point at
+    LabBatch's data dir. The job spec's env and the LABBATCH_* variables come on top.
+    """
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    return {"PATH": os.environ.get("PATH") or os.defpath, "HOME": home}
 
 
 def _labbatch_env(run: JobRun, scratch: str, batch_dir: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -49,12 +50,13 @@ def _matches(presented: str, expected: bytes) -> bool:
 
 
 async def _health(request: web.Request) -> web.Response:
-    agent = request.app[_AGENT]
-    body = {
-        "name": agent.config.name,
-        "version": PROTOCOL_VERSION,
-        "n_running": agent.jobs.n_running,
-    }
+    """Up or not for anyone; the name and load only for the driver (they help an attacker
+    pick a target and tell when it is busy)."""
+    body: dict[str, object] = {"version": PROTOCOL_VERSION}
+    presented = request.headers.get("Authorization")
+    if presented is not None and _matches(presented, request.app[_EXPECTED_AUTH]):
+        agent = request.app[_AGENT]
+        body |= {"name": agent.config.name, "n_running": agent.jobs.n_running}
     return web.json_response(body)
 
 
@@ -71,7 +73,7 @@ async def _connect(request: web.Request) -> web.StreamResponse:
         return ws
     log.info("driver connected from %s", request.remote)
     try:
-        await agent.attach(ws)
+        await agent.attach(ws, remote=request.remote)
         await _receive(agent, ws)
     except (ConnectionError, RuntimeError) as exc:
         log.info("driver connection failed: %s", exc)
@@ -124,5 +126,7 @@ MAX_LOG_CHUNK_BYTES = 1 << 20
 
 def _read_from(path: str, offset: int) -> bytes:
     with open(path, "rb") as f:
+        if offset >= os.fstat(f.fileno()).st_size:
+            return b""  # nothing new yet (an offset past any file size cannot be seeked to)
         f.seek(offset)
         return f.read(MAX_LOG_CHUNK_BYTES)

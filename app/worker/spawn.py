@@ -80,3 +80,17 @@ def kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def start_guard(python: str, script: str, read_fd: int) -> int:
+    """Start the job guard script with ``read_fd`` as its stdin, in a session of its own.
+
+    Its environment is empty and its stdout /dev/null; stderr stays the worker's log.
+    """
+    file_actions = [
+        (os.POSIX_SPAWN_DUP2, read_fd, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+    ]
+    return os.posix_spawn(
+        python, [python, "-I", "-S", script], {}, file_actions=file_actions, setsid=True
+    )

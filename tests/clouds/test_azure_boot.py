@@ -14,7 +14,7 @@ import pytest
 
 from app.clouds.azure import AzureCloud, default_resources
 from app.clouds.base import InstanceRequest
-from app.protocol import HEALTH_PATH
+from app.protocol import HEALTH_PATH, bearer
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_vm import FakeVm, free_port
 
@@ -26,11 +26,11 @@ SUBNET = (
 BOOT_TIMEOUT_S = 30.0
 
 
-async def healthz(address: str, sha256: str, *, timeout_s: float, vm: FakeVm) -> Any:
-    """GET /healthz over TLS pinned to ``sha256``, polling until the worker is up."""
+async def healthz(address: str, sha256: str, *, timeout_s: float, vm: FakeVm, token: str) -> Any:
+    """GET /healthz over TLS pinned to ``sha256`` as the driver, polling until it is up."""
     pin = aiohttp.Fingerprint(bytes.fromhex(sha256))
     deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"Authorization": bearer(token)}) as session:
         while True:
             try:
                 async with session.get(f"https://{address}{HEALTH_PATH}", ssl=pin) as response:
@@ -79,7 +79,11 @@ async def test_created_vm_runs_a_tls_worker_and_delete_stops_it(tmp_path: Path) 
             vm = await boot
 
             health = await healthz(
-                created.address, created.handle["tls_sha256"], timeout_s=BOOT_TIMEOUT_S, vm=vm
+                created.address,
+                created.handle["tls_sha256"],
+                timeout_s=BOOT_TIMEOUT_S,
+                vm=vm,
+                token="tok-secret",
             )
             assert health["name"] == "lb-w1"
             assert (vm.home / "tls.key").stat().st_mode & 0o077 == 0  # umask 077
@@ -124,7 +128,11 @@ async def test_evicted_vm_powers_off(tmp_path: Path) -> None:
             assert boot is not None
             vm = await boot
             await healthz(
-                created.address, created.handle["tls_sha256"], timeout_s=BOOT_TIMEOUT_S, vm=vm
+                created.address,
+                created.handle["tls_sha256"],
+                timeout_s=BOOT_TIMEOUT_S,
+                vm=vm,
+                token="tok",
             )
 
             state.evict(RG, "lb-w1")

@@ -16,6 +16,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from app.clouds.base import InstanceRequest
 from app.clouds.gcp import GceCloud, GceResources
+from app.protocol import bearer
 from tests.clouds.fake_gce import FakeGce, serving
 from tests.clouds.fake_vm import FakeVm, free_port
 
@@ -92,7 +93,8 @@ async def test_a_created_vm_serves_its_worker_over_pinned_tls(
         [vm] = gce.vms.values()
         url = f"https://{created.address}/healthz"
         pin = aiohttp.Fingerprint(bytes.fromhex(created.handle["tls_sha256"]))
-        async with aiohttp.ClientSession() as session:
+        auth = {"Authorization": bearer("s3cret-token")}  # name and load only for the driver
+        async with aiohttp.ClientSession(headers=auth) as session:
             health = await wait_for_health(session, url, pin, vm)
             assert health["name"] == "lb-gpu-1"
 

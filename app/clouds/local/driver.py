@@ -17,6 +17,7 @@ from typing import Any
 from app.clouds.base import CreatedInstance, InstanceRequest, LostCallback
 from app.errors import CloudError
 from app.protocol import TOKEN_ENV
+from app.worker.leftovers import kill_leftovers
 
 log = logging.getLogger("labbatch.clouds.local")
 READY = re.compile(rb"LABBATCH-WORKER READY port=(\d+)")
@@ -66,8 +67,7 @@ class LocalCloud:
         ]  # fmt: skip
         if request.idle_timeout_s:
             argv += ["--idle-timeout-s", str(request.idle_timeout_s)]
-        env = dict(os.environ)
-        env[TOKEN_ENV] = request.token
+        env = worker_env(request.token)
         stderr_path = work_dir / "worker.log"
         with stderr_path.open("ab") as stderr:
             proc = await asyncio.create_subprocess_exec(
@@ -120,6 +120,9 @@ class LocalCloud:
             await proc.stdout.read()  # drain until the worker closes stdout
             code = await proc.wait()
             self._procs.pop(name, None)
+            if name not in self._deleting:
+                # gone only once its jobs are: none of them may run beside a retry
+                await self._sweep(name)
             if name not in self._deleting and self._lost is not None:
                 self._lost(name, f"worker process exited with code {code}")
 
@@ -142,6 +145,18 @@ class LocalCloud:
         pid = self._adopted.pop(name, None)
         if pid is not None:
             await _stop_pid(pid, name)
+        await self._sweep(name)
+
+    async def _sweep(self, name: str) -> None:
+        """Kill what a stopped worker's jobs left running and wait until it is gone."""
+        scratch_dir = self.work_root / name / "scratch"
+        try:
+            found = await asyncio.to_thread(kill_leftovers, scratch_dir)
+        except TimeoutError as exc:
+            log.error("local worker %s: %s", name, exc)
+            return
+        if found:
+            log.warning("killed %d process(es) left by local worker %s", len(found), name)
 
     async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
         """Nothing to sweep: a local worker whose driver is gone stops by itself (orphan
@@ -159,6 +174,18 @@ class LocalCloud:
         for task in list(self._watchers):
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+
+
+# What a local worker inherits from the driver: enough to find Python and LabBatch, never the
+# driver's own settings (LABBATCH_HOME, LABBATCH_SECRET_KEY, a database URL, cloud keys).
+WORKER_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONPATH")
+
+
+def worker_env(token: str) -> dict[str, str]:
+    """The environment of a local worker process: the WORKER_ENV variables and its token."""
+    env = {key: os.environ[key] for key in WORKER_ENV if key in os.environ}
+    env[TOKEN_ENV] = token
+    return env
 
 
 def _is_worker(pid: int, name: str) -> bool:

@@ -413,16 +413,21 @@ def parse_job_state(text: str) -> str:
     )
 
 
+JOB_NAME_PREFIX = "name:"
+
+
 async def find_job(db: Database, batch_id: int, ref: str | int) -> JobInfo:
-    """A job by id or by name."""
+    """A job by id or by name: digits are an id, else (no such id) a name; ``name:X`` is
+    always the job named X (for a name made of digits that is also another job's id)."""
     await get_batch(db, batch_id)
     query = select(*JOB_INFO_COLUMNS).where(Job.batch_id == batch_id)
-    if isinstance(ref, int) or str(ref).isdigit():
-        query = query.where(Job.job_id == int(ref))
-    else:
-        query = query.where(Job.name == ref)
+    by_name = query.where(Job.name == str(ref).removeprefix(JOB_NAME_PREFIX))
     async with db.connect() as conn:
-        row = (await conn.execute(query)).first()
+        row = None
+        if isinstance(ref, int) or ref.isdigit():
+            row = (await conn.execute(query.where(Job.job_id == int(ref)))).first()
+        if row is None and not isinstance(ref, int):
+            row = (await conn.execute(by_name)).first()
     if row is None:
         raise NotFoundError(f"batch {batch_id} has no job {ref!r}")
     return job_info(row)

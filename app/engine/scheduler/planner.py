@@ -124,13 +124,17 @@ def plan_pool(
     now: float,
     demand: DemandCache,
     refresh: bool,
+    only_user: str | None = None,
 ) -> PoolPlan:
-    """Fair share among the pool's users, best fit on its healthy instances."""
+    """Fair share among the pool's users (or only ``only_user``'s jobs: see sharing.py),
+    best fit on its healthy instances."""
     result = PoolPlan()
     free_mcpu = sum(max(0, i.free_mcpu) for i in instances)
     if free_mcpu < MIN_JOB_MCPU:
         return result
     ready = demand.current(conn, pool.name, refresh=refresh, now=now)
+    if only_user is not None:
+        ready = {only_user: ready[only_user]} if only_user in ready else {}
     if not ready:
         deficits.clear()
         return result

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
+from app.engine import sharing
 from app.engine.batches.frontend import find_job
 from app.engine.billing.projects import read_projects
-from app.engine.lease import current_holder
+from app.engine.lease import current_holder, holder_user
 from app.engine.scheduler.fair_share import allocate
 from app.engine.workers.pools import PoolConfig, last_start_failure, read_pools
 from app.models.db import DEFAULT_POOL_NAME, Database
@@ -106,9 +107,19 @@ async def explain(db: Database, batch_id: int, ref: str | int) -> str:
     over = await db.run(lambda conn: _over_limit(conn, batch_id))
     if over is not None:
         return f"{head}: {over}"
-    driver = await current_holder(db) is not None
+    holder = await current_holder(db)
+    owner = holder_user(holder) if holder is not None else None
+    only = sharing.runs_only(snap.pool, owner, lab=sharing.is_lab(db))
+    if only is not None and only != user:
+        return (
+            f"{head}: in this lab database the local pool {snap.pool.name} runs on {only}'s "
+            f"machine and only {only}'s jobs, unless {only} shares it (`labbatch pool set "
+            f"{snap.pool.name} --shared`); a cloud pool runs everyone's"
+        )
     failure = await last_start_failure(db, snap.pool.name)
-    return f"{head}: " + why_ready(cores, user, snap, driver=driver, start_failure=failure)
+    return f"{head}: " + why_ready(
+        cores, user, snap, driver=holder is not None, start_failure=failure
+    )
 
 
 def _over_limit(conn: Connection, batch_id: int) -> str | None:

@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 import aiohttp
 
-from app.protocol import WS_PATH, Message, ProtocolError, bearer, decode
+from app.protocol import REPLACED_CLOSE_CODE, WS_PATH, Message, ProtocolError, bearer, decode
 
 log = logging.getLogger("labbatch.connection")
 _ids = itertools.count(1)
 DIAL_TIMEOUT_S = 5.0
+_CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
 def worker_url(address: str, path: str, tls_sha256: str | None) -> str:
@@ -93,7 +94,7 @@ class WorkerConnection:
         on_closed: Callable[[WorkerConnection], None],
     ) -> None:
         try:
-            async for frame in self._ws:
+            while (frame := await self._ws.receive()).type not in _CLOSING:
                 if frame.type != aiohttp.WSMsgType.TEXT:
                     continue
                 try:
@@ -102,6 +103,12 @@ class WorkerConnection:
                     log.warning("worker %s sent a bad frame: %s", self.instance_name, exc)
                     continue
                 on_message(self, message)
+            if frame.type == aiohttp.WSMsgType.CLOSE and frame.data == REPLACED_CLOSE_CODE:
+                log.warning(
+                    "worker %s closed this driver's connection: another process holding its "
+                    "token connected to it",
+                    self.instance_name,
+                )
         except (aiohttp.ClientError, OSError, asyncio.CancelledError):
             pass
         finally:

@@ -16,6 +16,7 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
+from app.engine import takeover
 from app.engine.batches.completion import Changes
 from app.engine.events import EventBus, InstanceChanged
 from app.engine.scheduler.autoscale import (
@@ -94,6 +95,7 @@ class Fleet:
         self._failures: dict[str, int] = defaultdict(int)
         self._retry_at: dict[str, float] = {}  # pool -> no new worker before (monotonic)
         self._scale_targets: dict[str, int] = {}
+        self.only_user: dict[str, str] = {}  # pool -> the one user whose jobs it runs
         self._stopping = False
         for cloud in clouds.values():
             cloud.on_lost(self._on_lost)
@@ -269,7 +271,10 @@ class Fleet:
             room = min(pool.max_live_instances, pool.max_instances) - len(live) - creating
             await self._create_standard(pool, live, room)
             creating = self._creating[pool.name]
-        plan = await self.db.run(lambda conn: scale_plan(conn, pool, live, creating))
+        only_user = self.only_user.get(pool.name)
+        plan = await self.db.run(
+            lambda conn: scale_plan(conn, pool, live, creating, only_user=only_user)
+        )
         for create in plan.create:
             self._create(pool, create.count, standing=create.reason == CreateReason.MIN_INSTANCES)
         await self._retire_idle(pool, live, now)
@@ -420,7 +425,7 @@ class Fleet:
                     name,
                     address=created.address,
                     location=created.location,
-                    handle=created.handle,
+                    handle=takeover.stamp(created.handle),  # which key its token came from
                     now=time.time(),
                 )
             )
@@ -475,6 +480,8 @@ class Fleet:
         if inst.conn is not None:
             await inst.conn.send(Shutdown(reason=reason))
             await inst.conn.close()
+        # Delete first: no attempt may run again while the worker may still be running it.
+        deleted = await self._delete(inst)
         now = time.time()
 
         def deactivate(conn: Connection) -> tuple[list[tuple[int, int, int]], Changes]:
@@ -491,9 +498,9 @@ class Fleet:
             log.warning("worker %s: %s; %d attempt(s) will run again", inst.name, reason, len(refs))
         self._on_changes(changes)
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.INACTIVE), reason))
-        cloud = self.clouds.get(self.pools[inst.pool].cloud) if inst.pool in self.pools else None
-        if cloud is not None:
-            await cloud.delete_instance(inst.name)
+        if not deleted:
+            self._on_capacity()
+            return
         await self.db.run(
             lambda conn: set_instance_state(
                 conn, inst.name, InstanceState.DELETED, reason=None, now=now
@@ -501,6 +508,18 @@ class Fleet:
         )
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETED), reason))
         self._on_capacity()
+
+    async def _delete(self, inst: LiveInstance) -> bool:
+        """Delete a retired instance in its cloud; False if that failed (it stays INACTIVE)."""
+        cloud = self.clouds.get(self.pools[inst.pool].cloud) if inst.pool in self.pools else None
+        if cloud is None:
+            return True
+        try:
+            await cloud.delete_instance(inst.name)
+        except LabBatchError as exc:
+            log.error("could not delete worker %s: %s", inst.name, exc)
+            return False
+        return True
 
     async def stop(self) -> list[LiveInstance]:
         """Shut every worker down; returns them so the caller can put their jobs back."""
@@ -531,7 +550,12 @@ class Fleet:
 
 
 def scale_plan(
-    conn: Connection, pool: PoolConfig, live: list[LiveInstance], creating: int
+    conn: Connection,
+    pool: PoolConfig,
+    live: list[LiveInstance],
+    creating: int,
+    *,
+    only_user: str | None = None,
 ) -> ScalePlan:
     """The autoscaler's decision for one pool: the heads of the users' queues under fair
     share over the cores it could offer by the end of the next boot, minus live capacity."""
@@ -568,6 +592,8 @@ def scale_plan(
     # a spot pool's spot workers serve only jobs that may be preempted (see _create_standard)
     by_user = _READY_SPOT_BY_USER if pool.preemptible else _READY_BY_USER
     ready = {u: int(r) for u, r in conn.execute(by_user, {"b_pool": pool.name})}
+    if only_user is not None:
+        ready = {u: r for u, r in ready.items() if u == only_user}
     users = {u: (running.get(u, 0), r) for u, r in ready.items()}
     budgets = demand_budget_mcpu(users, settings, instances)
     queues = {}

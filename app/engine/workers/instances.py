@@ -182,7 +182,8 @@ def requeue_attempts(
     A job that has used all of its attempts ends Error instead. With ``charge=False`` the
     attempt does not count toward ``n_max_attempts`` (the driver stopped on purpose).
     """
-    end_attempts(conn, refs, reason=reason, end_time=now)
+    # the column is short (40): the job's error keeps the whole reason
+    end_attempts(conn, refs, reason=reason[: Attempt.end_reason.type.length], end_time=now)
     by_batch: dict[int, dict[int, int]] = defaultdict(dict)
     for b, j, a in refs:
         by_batch[b][j] = a

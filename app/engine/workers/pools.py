@@ -19,6 +19,8 @@ from app.models.tables import Instance, InstanceState, Pool
 
 DEFAULT_POOL = DEFAULT_POOL_NAME
 CLOUDS = ("local", *registry.CLOUD_KINDS)
+# the one setting a local pool keeps in its config: users who share it (see sharing.py)
+SHARED_BY = "shared_by"
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
@@ -62,7 +64,7 @@ class PoolConfig:
             problems.append("idle timeout and boot time cannot be negative")
         if self.price_per_core_hour_usd is not None and self.price_per_core_hour_usd < 0:
             problems.append("price per core-hour cannot be negative")
-        if self.cloud == "local" and self.config:
+        if self.cloud == "local" and set(self.config) - {SHARED_BY}:
             problems.append("local pools take no cloud settings")
         if self.cloud in registry.CLOUD_KINDS:
             try:
