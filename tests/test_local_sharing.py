@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine import sharing
 from app.engine.batches import frontend
 from app.engine.events import EventBus
 from app.engine.runtime import LocalRuntime
 from app.engine.scheduler import why
-from app.engine.workers import pools
+from app.engine.workers import pools, sharing
 from app.errors import ConfigError
 from app.models.db import open_database
 from tests.engine_helpers import dag, until

@@ -11,7 +11,7 @@ from app.engine.batches import frontend
 from app.engine.events import EventBus
 from app.engine.runtime import LocalRuntime
 from app.engine.secrets import KEY_ENV, forget_cached_key
-from app.engine.takeover import TakeoverRefusedError
+from app.engine.workers.takeover import TakeoverRefusedError
 from tests.engine_helpers import engine, until
 
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from app.cli.common import print_json
 from app.clouds import registry
-from app.engine import sharing
-from app.engine.workers import pools
+from app.engine.workers import pools, sharing
 from app.errors import ConfigError
 from app.models.db import open_database
 from app.models.units import format_duration, format_mcpu

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
-from app.engine import lease, sharing, takeover
+from app.engine import lease
 from app.engine.batches.completion import Changes, JobEnd, end_jobs
 from app.engine.batches.results import apply_results, record_starts
 from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
@@ -31,6 +31,7 @@ from app.engine.events import BatchChanged, EventBus, JobsChanged, LeaseChanged
 from app.engine.marker import read_marker
 from app.engine.scheduler.planner import DemandCache, place_private, plan_pool
 from app.engine.tasks import TaskManager, Trigger
+from app.engine.workers import sharing, takeover
 from app.engine.workers.connection import WorkerConnection
 from app.engine.workers.fleet import MONITOR_PERIOD_S, Fleet
 from app.engine.workers.instances import (

@@ -16,7 +16,6 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
-from app.engine import takeover
 from app.engine.batches.completion import Changes
 from app.engine.events import EventBus, InstanceChanged
 from app.engine.scheduler.autoscale import (
@@ -32,7 +31,7 @@ from app.engine.scheduler.planner import load_head, standard_only
 from app.engine.scheduler.scheduling import QueuedJob, UserQueue, cut_head
 from app.engine.secrets import worker_token
 from app.engine.tasks import TaskManager
-from app.engine.workers import private
+from app.engine.workers import private, takeover
 from app.engine.workers.connection import DialError, WorkerConnection
 from app.engine.workers.instances import (
     Assignment,
