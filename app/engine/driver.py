@@ -26,6 +26,7 @@ from app.engine.billing import Rate
 from app.engine.completion import Changes, JobEnd, end_jobs
 from app.engine.connection import WorkerConnection
 from app.engine.costs import pool_quantities, record_quantities, sync_rates
+from app.engine.counters import repair_counters
 from app.engine.events import BatchChanged, EventBus, JobsChanged, LeaseChanged
 from app.engine.fleet import MONITOR_PERIOD_S, RUN_COLUMNS, Fleet
 from app.engine.instances import (
@@ -137,6 +138,7 @@ class Driver:
         self.bus.publish(LeaseChanged(held=True))
         self._marker = await read_marker(self.db)
         await self._load_pools()
+        await self.db.run(lambda conn: repair_counters(conn, time.time()))
         await self.fleet.recover(self._job_run)
         t = self._tasks
         self._scheduler = t.every(
@@ -496,7 +498,12 @@ _RUNNING_CANCELLED = (
 )
 _SET_RUNNING = Prepared(
     update(_jobs)
-    .where(_jobs.c.batch_id == bindparam("b_b"), _jobs.c.job_id == bindparam("b_j"))
+    .where(
+        _jobs.c.batch_id == bindparam("b_b"),
+        _jobs.c.job_id == bindparam("b_j"),
+        # a job that a front end cancelled meanwhile stays Cancelled (PostgreSQL: no lock)
+        _jobs.c.state == str(JobState.READY),
+    )
     .values(
         state=str(JobState.RUNNING),
         n_attempts=_jobs.c.n_attempts + 1,
