@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.models.dag_yaml import DataPath
+from app.models.limits import MAX_COUNT
 from app.models.units import parse_bytes, parse_cpu_mcpu, parse_duration_s, parse_memory
 
 FORMAT_VERSION = 1
@@ -167,6 +168,8 @@ def _positive_int(value: object) -> int:
         raise expected("a whole number", value)
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"must be at most {MAX_COUNT:,}, got {value:,}")
     return value
 
 

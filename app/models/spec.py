@@ -40,6 +40,15 @@ from app.models.job_fields import (
     parse_fields,
     unknown_key_message,
 )
+from app.models.limits import (
+    MAX_DAG_FILE_BYTES,
+    LimitError,
+    dag_size,
+    dag_size_problem,
+    length_problems,
+    read_regular_text,
+    shorten_message,
+)
 from app.models.scatter import Scatter, check_scatter_jobs, expand_scatter_jobs
 from app.models.units import parse_memory
 
@@ -151,7 +160,13 @@ def _to_problems(issues: Issues, source: str, lines: LineLocator | None) -> list
     prefixes = {issue.path[:n] for issue in found for n in range(len(issue.path) + 1)}
     located = lines(prefixes) if lines else {}
     problems = [
-        Problem(source, issue.message, _nearest_line(issue.path, located), issue.job, issue.field)
+        Problem(
+            source,
+            shorten_message(issue.message),
+            _nearest_line(issue.path, located),
+            issue.job,
+            issue.field,
+        )
         for issue in found
     ]
     return sorted(problems, key=lambda problem: problem.line or 0)
@@ -224,6 +239,7 @@ def _parse_batch(
     check_scatter_jobs(jobs, base_dir=files_dir, existing=existing, issues=issues)
     if "layout" in data:
         check_layout(data["layout"], {job.name for job in jobs if job.name}, issues)
+    check_limits(data, jobs, defaults, issues)
     if issues:
         return None
     return BatchSpec(
@@ -234,6 +250,28 @@ def _parse_batch(
         cancel_after_n_failures=batch.get("cancel_after_n_failures"),
         source=source,
     )
+
+
+def check_limits(
+    data: dict[Any, Any], jobs: list[_RawJob], defaults: dict[str, Any], issues: Issues
+) -> None:
+    """Report strings over their length limits, and a DAG too big once its scatters expand
+    (counted from the values, before anything is expanded)."""
+    for path, key, message in length_problems(data):
+        job = path[1] if path[0] == "jobs" else None
+        label = None if job is None else jobs_label(jobs, job)
+        issues.add(path, message, job=label, field=key)
+    if issues:
+        return
+    problem = dag_size_problem(dag_size(jobs, defaults))
+    if problem:
+        issues.add(("jobs",), problem, field="jobs")
+
+
+def jobs_label(jobs: list[_RawJob], index: object) -> str:
+    """The label of the job at this position of the file's list."""
+    found = next((job for job in jobs if job.index == index), None)
+    return found.label if found else f"#{int(str(index)) + 1}"
 
 
 def _parse_defaults(value: object, issues: Issues) -> dict[str, Any]:
@@ -428,9 +466,11 @@ def read_dag_text(path: str | os.PathLike[str]) -> tuple[str, str]:
     it cannot be read."""
     source = os.fspath(path)
     try:
-        text = Path(source).read_text(encoding="utf-8-sig")
+        text = read_regular_text(source, max_bytes=MAX_DAG_FILE_BYTES, what="the file")
     except UnicodeDecodeError as exc:
         raise DagFileError([Problem(source, "the file is not UTF-8 text")]) from exc
+    except LimitError as exc:
+        raise DagFileError([Problem(source, exc.message)]) from None
     except OSError as exc:
         message = f"cannot read the file: {exc.strerror or exc}"
         raise DagFileError([Problem(source, message)]) from exc
