@@ -364,7 +364,13 @@ class ScatterLike(Protocol):
 
 
 class CountedJob(Protocol):
-    """What the count needs of a parsed job (a `spec._RawJob`)."""
+    """What the checks need of a parsed job (a `spec._RawJob`)."""
+
+    @property
+    def index(self) -> int: ...  # position in the file's job list
+
+    @property
+    def label(self) -> str: ...
 
     @property
     def name(self) -> str | None: ...
@@ -374,6 +380,35 @@ class CountedJob(Protocol):
 
     @property
     def depends_on(self) -> tuple[str, ...]: ...
+
+
+class ProblemSink(Protocol):
+    """Where problems go (a `job_fields.Issues`)."""
+
+    def __bool__(self) -> bool: ...
+
+    def add(
+        self, path: DataPath, message: str, *, job: str | None = None, field: str | None = None
+    ) -> None: ...
+
+
+def check_limits(
+    data: Mapping[Any, Any],
+    jobs: Sequence[CountedJob],
+    defaults: Mapping[str, Any],
+    issues: ProblemSink,
+) -> None:
+    """Report strings over their length limits, then a DAG too big once its scatters expand
+    (counted from the values, before anything is expanded)."""
+    labels: dict[str | int, str] = {job.index: job.label for job in jobs}
+    for path, key, message in length_problems(data):
+        job = labels.get(path[1], f"#{path[1]}") if path[0] == "jobs" else None
+        issues.add(path, message, job=job, field=key)
+    if issues:
+        return
+    problem = dag_size_problem(dag_size(jobs, defaults))
+    if problem:
+        issues.add(("jobs",), problem, field="jobs")
 
 
 @dataclass(frozen=True, slots=True)

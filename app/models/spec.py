@@ -43,9 +43,7 @@ from app.models.job_fields import (
 from app.models.limits import (
     MAX_DAG_FILE_BYTES,
     LimitError,
-    dag_size,
-    dag_size_problem,
-    length_problems,
+    check_limits,
     read_regular_text,
     shorten_message,
 )
@@ -250,28 +248,6 @@ def _parse_batch(
         cancel_after_n_failures=batch.get("cancel_after_n_failures"),
         source=source,
     )
-
-
-def check_limits(
-    data: dict[Any, Any], jobs: list[_RawJob], defaults: dict[str, Any], issues: Issues
-) -> None:
-    """Report strings over their length limits, and a DAG too big once its scatters expand
-    (counted from the values, before anything is expanded)."""
-    for path, key, message in length_problems(data):
-        job = path[1] if path[0] == "jobs" else None
-        label = None if job is None else jobs_label(jobs, job)
-        issues.add(path, message, job=label, field=key)
-    if issues:
-        return
-    problem = dag_size_problem(dag_size(jobs, defaults))
-    if problem:
-        issues.add(("jobs",), problem, field="jobs")
-
-
-def jobs_label(jobs: list[_RawJob], index: object) -> str:
-    """The label of the job at this position of the file's list."""
-    found = next((job for job in jobs if job.index == index), None)
-    return found.label if found else f"#{int(str(index)) + 1}"
 
 
 def _parse_defaults(value: object, issues: Issues) -> dict[str, Any]:
