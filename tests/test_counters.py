@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -20,7 +21,9 @@ from app.engine.counters import BatchCounters, counters_from_states, repair_coun
 from app.engine.instances import requeue_attempts
 from app.engine.rerun import retry_batch
 from app.engine.results import apply_results
+from app.errors import UserError
 from app.models.db import open_database
+from app.models.spec import parse_dag_text
 from app.models.tables import Attempt, Batch, Job, JobState
 from app.protocol import JobResult, Outcome
 from tests.engine_helpers import USER, dag, engine
@@ -204,7 +207,19 @@ def dags(draw: st.DrawFn) -> str:
     return _dag_text(parents, always_run, draw(st.integers(1, 2)))
 
 
-OPS = ("place", "place", "end", "end", "end", "repeat", "cancel", "lose", "restart", "retry")
+OPS = (
+    "place",
+    "place",
+    "end",
+    "end",
+    "end",
+    "repeat",
+    "cancel",
+    "lose",
+    "restart",
+    "retry",
+    "append",
+)
 
 
 def _place(conn: Connection, batch_id: int, k: int) -> None:
@@ -284,6 +299,18 @@ async def _step(db: Any, batch_id: int, op: str, data: st.DataObject, sent: list
         if op == "restart":
             repairs = await db.run(lambda conn: repair_counters(conn, now))
             assert [r for r in repairs if r.batch_id == batch_id] == []
+    elif op == "append":  # a front end adds jobs that depend on the batch's own
+        names = [j.name for j in await frontend.list_jobs(db, batch_id)]
+        parents = sorted({names[i % len(names)] for i in data.draw(st.sets(st.integers(0, 9)))})
+        text = _dag_text([[], [0]], [False, data.draw(st.booleans())], 1).replace(
+            "name: j", f"name: u{len(names)}_"
+        )
+        text = text.replace("depends_on: [j0]", f"depends_on: [u{len(names)}_0]")
+        if parents:
+            text = text.replace("always_run", f"depends_on: [{', '.join(parents)}], always_run", 1)
+        spec = parse_dag_text(text, source="<append>", existing_jobs=names)
+        with contextlib.suppress(UserError):  # refused once the batch is cancelled
+            await frontend.append_update(db, batch_id, spec, user=USER)
     elif op == "retry":
         info = await frontend.get_batch(db, batch_id)
         if info.complete:
