@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.engine.autoscale import (
+from app.engine.scheduler.autoscale import (
     PoolInstance,
     PoolSettings,
     ScalePlan,
@@ -27,8 +27,14 @@ from app.engine.autoscale import (
     demand_budget_mcpu,
     plan_scale_up,
 )
-from app.engine.placement import Capacity
-from app.engine.scheduling import QueuedJob, UserQueue, cut_head, head_budget_mcpu, plan_pass
+from app.engine.scheduler.placement import Capacity
+from app.engine.scheduler.scheduling import (
+    QueuedJob,
+    UserQueue,
+    cut_head,
+    head_budget_mcpu,
+    plan_pass,
+)
 
 SEED = 20240611
 WORKER_MCPU = 16_000

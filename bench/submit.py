@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.engine import frontend
+from app.engine.batches import frontend
 from app.models.db import open_database
 from app.models.spec import load_dag_file
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import itertools
 
-from app.engine import frontend
+from app.engine.batches import frontend
 from app.engine.events import EventBus
 from app.engine.runtime import LocalRuntime
 from app.models.db import open_database

@@ -19,7 +19,8 @@ os.environ.setdefault("QT_API", "pyside6")
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
-from app.engine import frontend, projects  # noqa: E402
+from app.engine.batches import frontend
+from app.engine.billing import projects
 from app.engine.browse import BatchFilter  # noqa: E402
 from app.models.spec import parse_dag_text  # noqa: E402
 from app.views.app import Desktop, QtLoop, make_application  # noqa: E402

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from app.engine import frontend
+from app.engine.batches import frontend
 from app.engine.events import EventBus
 from app.engine.records import BatchInfo, JobInfo
 from app.engine.runtime import LocalRuntime

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from app.engine.autoscale import (
+from app.engine.scheduler.autoscale import (
     CreateInstances,
     CreateReason,
     PoolInstance,
@@ -21,7 +21,7 @@ from app.engine.autoscale import (
     plan_scale_up,
     why_pending,
 )
-from app.engine.scheduling import QueuedJob, UserQueue
+from app.engine.scheduler.scheduling import QueuedJob, UserQueue
 
 R1, R2, R3 = frozenset({"r1"}), frozenset({"r2"}), frozenset({"r3"})
 POOL = PoolSettings(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.billing import (
+from app.engine.billing.rates import (
     CLOUDS,
     HOURS_PER_MONTH,
     PriceError,

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.clouds.registry import LazyCloud
-from app.engine import frontend, pools
-from app.engine.pools import PoolConfig
-from app.engine.why import explain
+from app.engine.batches import frontend
+from app.engine.scheduler.why import explain
+from app.engine.workers import pools
+from app.engine.workers.pools import PoolConfig
 from app.models.tables import AttemptResource, Instance
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce, serving

@@ -8,8 +8,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from app.engine import costs, frontend, pools, projects
 from app.engine import driver as driver_module
+from app.engine.batches import frontend
+from app.engine.billing import costs, projects
+from app.engine.workers import pools
 from app.errors import UserError
 from app.models.tables import Attempt, Resource
 from tests.engine_helpers import USER, dag, engine, until

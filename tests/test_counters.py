@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine import frontend
-from app.engine.counters import BatchCounters, counters_from_states, repair_counters
-from app.engine.instances import requeue_attempts
-from app.engine.rerun import retry_batch
-from app.engine.results import apply_results
+from app.engine.batches import frontend
+from app.engine.batches.counters import BatchCounters, counters_from_states, repair_counters
+from app.engine.batches.rerun import retry_batch
+from app.engine.batches.results import apply_results
+from app.engine.workers.instances import requeue_attempts
 from app.errors import UserError
 from app.models.db import open_database
 from app.models.spec import parse_dag_text

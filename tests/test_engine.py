@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import frontend
-from app.engine.connection import DialError, WorkerConnection
+from app.engine.batches import frontend
+from app.engine.workers.connection import DialError, WorkerConnection
 from app.errors import UserError
 from app.models.spec import load_dag_file, parse_dag_text
 from tests.engine_helpers import USER, engine, kill_worker_running, until

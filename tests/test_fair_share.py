@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.engine.fair_share import allocate
+from app.engine.scheduler.fair_share import allocate
 
 Users = dict[str, tuple[int, int]]
 

@@ -10,8 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.engine.billing import load_price_table, local_rates
-from app.engine.forecast import Estimate, estimate_batch, format_estimate, quantities_for_pool
+from app.engine.billing.forecast import (
+    Estimate,
+    estimate_batch,
+    format_estimate,
+    quantities_for_pool,
+)
+from app.engine.billing.rates import load_price_table, local_rates
 from app.errors import InvalidInputError
 from app.models.spec import JobSpec
 

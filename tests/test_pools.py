@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app.engine import frontend, pools
-from app.engine.why import explain
+from app.engine.batches import frontend
+from app.engine.scheduler.why import explain
+from app.engine.workers import pools
 from app.errors import ConfigError
 from app.models.tables import Job, JobState
 from tests.engine_helpers import dag, engine, until

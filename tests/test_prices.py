@@ -20,8 +20,9 @@ from sqlalchemy import insert, select
 
 from app.clouds.azure import pricing as azure_pricing
 from app.clouds.gcp import pricing as gcp_pricing
-from app.engine import costs, frontend, prices
-from app.engine.pools import list_pools
+from app.engine.batches import frontend
+from app.engine.billing import costs, prices
+from app.engine.workers.pools import list_pools
 from app.errors import CloudError
 from app.models.db import Database, open_database
 from app.models.tables import Attempt, AttemptResource, CloudPrice, Pool, Resource

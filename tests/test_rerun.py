@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.engine import rerun
+from app.engine.batches import rerun
 from app.engine.browse import job_nodes, job_states
 from app.errors import UserError
 from app.models.tables import Job

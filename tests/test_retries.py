@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.engine import frontend, rerun
-from app.engine.retries import decide
+from app.engine.batches import frontend, rerun
+from app.engine.batches.retries import decide
 from app.errors import UserError
 from app.models.tables import Job
 from app.protocol import JobResult, Outcome

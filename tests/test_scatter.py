@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.engine import frontend
+from app.engine.batches import frontend
 from app.models.db import open_database
 from app.models.file_layout import layout_to_data, read_layout
 from app.models.scatter import MAX_SCATTER_JOBS, Scatter, job_count_text

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.engine.placement import Capacity, Demand, place
-from app.engine.scheduling import (
+from app.engine.scheduler.placement import Capacity, Demand, place
+from app.engine.scheduler.scheduling import (
     HEAD_EXTRA_JOBS,
     MAX_HEAD_JOBS,
     PassPlan,

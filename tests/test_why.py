@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine.pools import PoolConfig
-from app.engine.why import PoolSnapshot, why_ready
+from app.engine.scheduler.why import PoolSnapshot, why_ready
+from app.engine.workers.pools import PoolConfig
 
 POOL = PoolConfig(
     name="p", worker_cores_mcpu=2000, max_instances=2, max_live_instances=2, boot_time_s=30

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from app.clouds.bootstrap import make_tls_identity
-from app.engine.connection import DialError, WorkerConnection
+from app.engine.workers.connection import DialError, WorkerConnection
 from app.protocol import HEALTH_PATH, TOKEN_ENV, Hello, Message
 from tests.worker_helpers import REPO_ROOT, WorkerProcess, start_worker
 

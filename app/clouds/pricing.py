@@ -2,7 +2,7 @@
 
 Each cloud's ``pricing`` module (``app.clouds.gcp.pricing``, ``app.clouds.azure.pricing``)
 offers ``fetch_prices(names=…, regions=…, endpoint=…)`` returning ``FetchedPrices``, in the
-resource names of ``app.engine.billing``. The engine loads them through importlib.
+resource names of ``app.engine.billing.rates``. The engine loads them through importlib.
 """
 
 from __future__ import annotations

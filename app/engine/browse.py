@@ -10,16 +10,8 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine.billing import hourly_cost_usd
-from app.engine.completion import Changes, cancel_batch_jobs
-from app.engine.costs import (
-    RefreshedPrices,
-    costs_by,
-    pool_quantities,
-    pool_rates,
-    refreshed_prices,
-)
-from app.engine.frontend import (
+from app.engine.batches.completion import Changes, cancel_batch_jobs
+from app.engine.batches.frontend import (
     BATCH_COLUMNS,
     JOB_INFO_COLUMNS,
     batch_info,
@@ -27,15 +19,23 @@ from app.engine.frontend import (
     locked_batch,
     parse_job_state,
 )
+from app.engine.billing.costs import (
+    RefreshedPrices,
+    costs_by,
+    pool_quantities,
+    pool_rates,
+    refreshed_prices,
+)
+from app.engine.billing.rates import hourly_cost_usd
 from app.engine.marker import bump_marker
-from app.engine.pools import (
+from app.engine.records import BatchInfo, JobInfo
+from app.engine.workers.pools import (
     InstanceInfo,
     PoolConfig,
     instance_info,
     last_start_failures,
     read_pools,
 )
-from app.engine.records import BatchInfo, JobInfo
 from app.errors import NotFoundError, UserError
 from app.models.db import Database
 from app.models.tables import Batch, Instance, InstanceState, Job, JobLog, JobState

@@ -22,26 +22,26 @@ from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
 from app.engine import lease
-from app.engine.billing import Rate
-from app.engine.completion import Changes, JobEnd, end_jobs
-from app.engine.connection import WorkerConnection
-from app.engine.costs import pool_quantities, record_quantities, sync_rates
-from app.engine.counters import repair_counters
+from app.engine.batches.completion import Changes, JobEnd, end_jobs
+from app.engine.batches.counters import repair_counters
+from app.engine.batches.results import apply_results, record_starts
+from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
+from app.engine.billing.projects import cancel_over_limit
+from app.engine.billing.rates import Rate
 from app.engine.events import BatchChanged, EventBus, JobsChanged, LeaseChanged
-from app.engine.fleet import MONITOR_PERIOD_S, RUN_COLUMNS, Fleet
-from app.engine.instances import (
+from app.engine.marker import read_marker
+from app.engine.scheduler.planner import DemandCache, place_private, plan_pool
+from app.engine.tasks import TaskManager, Trigger
+from app.engine.workers.connection import WorkerConnection
+from app.engine.workers.fleet import MONITOR_PERIOD_S, Fleet
+from app.engine.workers.instances import (
     Assignment,
     LiveInstance,
     open_attempts,
     requeue_attempts,
     set_instance_state,
 )
-from app.engine.marker import read_marker
-from app.engine.planner import DemandCache, place_private, plan_pool
-from app.engine.pools import PoolConfig, read_pools, take_scale_targets
-from app.engine.projects import cancel_over_limit
-from app.engine.results import apply_results, record_starts
-from app.engine.tasks import TaskManager, Trigger
+from app.engine.workers.pools import PoolConfig, read_pools, take_scale_targets
 from app.models.bulk import bulk_insert
 from app.models.db import JOB_PRIVATE_POOL, Database
 from app.models.prepared import Prepared
@@ -512,4 +512,4 @@ _SET_RUNNING = Prepared(
         time_started=bindparam("b_now"),
     )
 )
-__all__ = ["RUN_COLUMNS", "Driver"]
+__all__ = ["Driver"]

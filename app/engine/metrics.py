@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
-from app.engine.costs import cost_by_day, costs_by
-from app.engine.fair_share import allocate
+from app.engine.billing.costs import cost_by_day, costs_by
+from app.engine.scheduler.fair_share import allocate
 from app.models.tables import (
     Batch,
     BillingProject,

@@ -10,7 +10,7 @@ from app.clouds.local import LocalCloud
 from app.engine import lease
 from app.engine.driver import Driver
 from app.engine.events import EventBus
-from app.engine.pools import DEFAULT_POOL, cloud_config
+from app.engine.workers.pools import DEFAULT_POOL, cloud_config
 from app.models.db import Database, data_dir
 
 

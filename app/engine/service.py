@@ -23,15 +23,29 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from app.engine import browse, frontend, lease, logs, metrics, pools, rerun
-from app.engine.costs import estimate_on_pool, refreshed_prices
+from app.engine import browse, lease, metrics
+from app.engine.batches import frontend, logs, rerun
+
+# what the views may use of the engine's records (views import the engine only from here)
+from app.engine.batches.logs import LogChunk
+from app.engine.billing.costs import estimate_on_pool, refreshed_prices
+from app.engine.billing.forecast import Estimate, format_estimate
+from app.engine.billing.rates import format_usd
+from app.engine.browse import BatchFilter, BatchRow, InstanceRow, JobRow, PoolRow
 from app.engine.events import BatchFinished, BudgetPassed, EventBus, MetricsSampled
-from app.engine.forecast import Estimate
-from app.engine.pools import DEFAULT_POOL, PoolConfig
-from app.engine.records import BatchInfo, JobDetail
+from app.engine.metrics import Budget, MetricsSample
+from app.engine.records import BatchInfo, JobDetail, JobInfo
 from app.engine.runtime import LocalRuntime
+from app.engine.scheduler.why import explain
 from app.engine.tasks import TaskManager
-from app.engine.why import explain
+from app.engine.workers import pools
+from app.engine.workers.pools import (
+    CLOUD_BOOT_TIME_S,
+    DEFAULT_POOL,
+    MACHINE_TYPE_KEY,
+    PoolConfig,
+    machine_type_cores,
+)
 from app.errors import ConfigError
 from app.models.db import Database, data_dir, open_database
 from app.models.importers import ImportedDag, import_file
@@ -343,3 +357,26 @@ def _finished_since(conn: Connection, since: float) -> list[Any]:
             .order_by(Batch.id)
         )
     )
+
+
+__all__ = [
+    "CLOUD_BOOT_TIME_S",
+    "DEFAULT_POOL",
+    "MACHINE_TYPE_KEY",
+    "BatchFilter",
+    "BatchInfo",
+    "BatchRow",
+    "Budget",
+    "EngineService",
+    "InstanceRow",
+    "JobDetail",
+    "JobInfo",
+    "JobRow",
+    "LogChunk",
+    "MetricsSample",
+    "PoolConfig",
+    "PoolRow",
+    "format_estimate",
+    "format_usd",
+    "machine_type_cores",
+]

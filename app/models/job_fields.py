@@ -8,21 +8,28 @@ FieldProblems for several problems inside one value (a `retry` mapping). The pub
 from __future__ import annotations
 
 import difflib
-import functools
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from app.models.dag_yaml import DataPath
+from app.models.field_checks import (
+    ENV_NAME_RE,
+    JOB_NAME_RE,
+    MAX_JOB_NAME_CHARS,
+    FieldProblems,
+    Issue,
+    Issues,
+    describe,
+    expected,
+    parse_fields,
+    unknown_key_message,
+)
 from app.models.limits import MAX_COUNT
+from app.models.scatter import parse_scatter
 from app.models.units import parse_bytes, parse_cpu_mcpu, parse_duration_s, parse_memory
 
 FORMAT_VERSION = 1
-MAX_JOB_NAME_CHARS = 100
-JOB_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 RETRY_REASONS = ("failure", "preemption", "oom")  # the order they are written back in
 DEFAULT_MAX_RETRIES = 3
 MAX_RETRIES = 100
@@ -38,104 +45,6 @@ class RetryPolicy:
     max_retries: int
     memory_factor: float = 1.0  # memory of the next attempt after running out of it
     fallback_after_preemptions: int | None = None  # then run on a standard (not spot) VM
-
-
-class FieldProblems(ValueError):
-    """Several problems inside one field's value, each at its path below the field."""
-
-    def __init__(self, problems: list[tuple[DataPath, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(message for _, message in problems))
-
-
-# ---------------------------------------------------------------------------------------------
-# Collecting problems
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """A problem located by its path in the data, until its line is known."""
-
-    path: DataPath
-    message: str
-    job: str | None
-    field: str | None
-
-
-class Issues:
-    """Problems found so far, in the order found."""
-
-    def __init__(self) -> None:
-        self.found: list[Issue] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.found)
-
-    def add(
-        self, path: DataPath, message: str, *, job: str | None = None, field: str | None = None
-    ) -> None:
-        """Add one problem at `path`."""
-        self.found.append(Issue(path, message, job, field))
-
-    def name_job_since(self, start: int, job: str) -> None:
-        """Name the job of the problems found since `start`."""
-        if len(self.found) > start:
-            self.found[start:] = [replace(issue, job=job) for issue in self.found[start:]]
-
-
-def parse_fields(
-    raw: dict[Any, Any],
-    path: DataPath,
-    parsers: Mapping[str, Callable[[object], Any] | None],
-    issues: Issues,
-    *,
-    rename: Mapping[str, str] = {},  # read only
-) -> dict[str, Any]:
-    """Parse the known keys of one mapping; report unknown keys and bad values."""
-    fields = {}
-    for key, value in raw.items():
-        if key not in parsers:
-            message = unknown_key_message(str(key), tuple(parsers))
-            issues.add((*path, key), message, field=str(key))
-        elif (parse := parsers[key]) is not None:
-            try:
-                fields[rename.get(key, key)] = parse(value)
-            except FieldProblems as exc:
-                for subpath, message in exc.problems:
-                    issues.add((*path, key, *subpath), message, field=key)
-            except ValueError as exc:
-                issues.add((*path, key), str(exc), field=key)
-    return fields
-
-
-@functools.lru_cache(maxsize=256)
-def unknown_key_message(key: str, valid_keys: tuple[str, ...]) -> str:
-    """Name an unknown key, with the closest valid one if any is close."""
-    close = difflib.get_close_matches(key, valid_keys, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key {key!r}{hint}"
-
-
-def describe(value: object) -> str:
-    """Say what a loaded value is, in the file's terms."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value) if isinstance(value, str) else type(value).__name__
-
-
-def expected(what: str, value: object) -> ValueError:
-    """The error for a value of the wrong kind."""
-    quote = what.startswith("a string") and not isinstance(value, list | dict | type(None))
-    hint = " (put it in quotes)" if quote else ""
-    return ValueError(f"expected {what}, got {describe(value)}{hint}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,12 +160,6 @@ def _memory(value: object) -> object:
 
 def _not_in_defaults(value: object) -> None:
     raise ValueError("cannot be set in defaults: give it on each job")
-
-
-def _scatter(value: object) -> object:
-    from app.models.scatter import parse_scatter  # here: that module uses this one's helpers
-
-    return parse_scatter(value)
 
 
 def _version(value: object) -> int:
@@ -401,7 +304,7 @@ JOB_PARSERS: dict[str, Callable[[object], Any]] = {
     "attributes": _string_map,
     "expected_duration": _optional(parse_duration_s),
     "retry": _optional(_retry),
-    "scatter": _optional(_scatter),
+    "scatter": _optional(parse_scatter),
 }
 DEFAULT_PARSERS = {
     **JOB_PARSERS,
@@ -425,3 +328,17 @@ JOB_ATTRIBUTES = {
     "expected_duration": "expected_duration_s",
 }
 MERGED_FIELDS = ("env", "attributes")  # merged key by key with defaults; the rest replace them
+
+
+__all__ = [
+    "ENV_NAME_RE",
+    "JOB_NAME_RE",
+    "MAX_JOB_NAME_CHARS",
+    "FieldProblems",
+    "Issue",
+    "Issues",
+    "describe",
+    "expected",
+    "parse_fields",
+    "unknown_key_message",
+]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.models.job_fields import (
+from app.models.field_checks import (
     ENV_NAME_RE,
     JOB_NAME_RE,
     MAX_JOB_NAME_CHARS,

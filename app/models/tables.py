@@ -382,3 +382,14 @@ batches_table = cast(Table, Batch.__table__)
 attempts_table = cast(Table, Attempt.__table__)
 job_parents_table = cast(Table, JobParent.__table__)
 attempt_resources_table = cast(Table, AttemptResource.__table__)
+
+# what the scheduler loads of a job it is about to run
+RUN_COLUMNS = (
+    Job.batch_id,
+    Job.job_id,
+    Job.name,
+    Job.cores_mcpu,
+    Job.memory_bytes,
+    Job.spec,
+    Job.last_attempt,
+)

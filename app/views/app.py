@@ -15,9 +15,9 @@ import qasync
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.cli import default_user
 from app.engine.service import EngineService
 from app.errors import UserError
+from app.models.identity import default_user
 from app.views.bridge import EngineBridge
 from app.views.icons import app_icon
 from app.views.main_window import MainWindow

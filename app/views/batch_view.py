@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.browse import BatchRow
 from app.engine.events import BatchChanged, JobsChanged
+from app.engine.service import BatchRow
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.job_detail import JobDetailPanel

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.browse import BatchFilter, BatchRow
+from app.engine.service import BatchFilter, BatchRow
 from app.views import style
 from app.views.batches_model import (
     BATCH_ID_ROLE,

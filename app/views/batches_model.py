@@ -25,8 +25,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
-from app.engine.browse import BatchRow
-from app.engine.records import BatchInfo
+from app.engine.service import BatchInfo, BatchRow
 from app.views import style
 
 COLUMNS = ("ID", "Name", "User", "State", "Progress", "Duration", "Cost", "Created")

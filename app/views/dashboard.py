@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.metrics import MetricsSample
+from app.engine.service import MetricsSample
 from app.views.bridge import EngineBridge
 from app.views.dashboard_plots import TIME_PLOTS, BudgetsView, ColorMap, SeriesStore, TimePlot
 from app.views.style import usd

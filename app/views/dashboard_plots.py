@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QWidget
 
-from app.engine.metrics import Budget, MetricsSample
+from app.engine.service import Budget, MetricsSample
 from app.views.style import JOB_STATES, STATE_COLORS, usd
 
 # a categorical palette readable on light and dark backgrounds (users and projects)

@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.logs import LogChunk
-from app.engine.records import JobDetail
+from app.engine.service import JobDetail, LogChunk
 from app.views import style
 from app.views.bridge import EngineBridge
 

@@ -20,7 +20,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QFont
 
-from app.engine.browse import JobRow
+from app.engine.service import JobRow
 from app.views import style
 from app.views.bridge import EngineBridge
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import __version__
-from app.engine.pools import PoolConfig
+from app.engine.service import PoolConfig
 from app.views.batch_view import BatchPanel
 from app.views.batches import BatchesPanel
 from app.views.bridge import EngineBridge

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.pools import (
+from app.engine.service import (
     CLOUD_BOOT_TIME_S,
     MACHINE_TYPE_KEY,
     PoolConfig,

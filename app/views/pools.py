@@ -33,8 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.browse import InstanceRow, PoolRow
-from app.engine.pools import DEFAULT_POOL, PoolConfig
+from app.engine.service import DEFAULT_POOL, InstanceRow, PoolConfig, PoolRow
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.live_panel import LivePanel

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.pools import DEFAULT_POOL
+from app.engine.service import DEFAULT_POOL
 
 ORGANIZATION = "LabBatch"
 APPLICATION = "labbatch"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
-from app.engine.metrics import MetricsSample
+from app.engine.service import MetricsSample
 from app.views import style
 from app.views.bridge import EngineBridge
 

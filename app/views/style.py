@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-from app.engine.billing import format_usd
+from app.engine.service import format_usd
 from app.models.units import format_duration, format_mcpu
 
 # one colour per state, readable on light and dark backgrounds

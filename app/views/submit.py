@@ -16,8 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.forecast import format_estimate
-from app.engine.service import Forecast
+from app.engine.service import Forecast, format_estimate
 from app.models.spec import BatchSpec, DagFileError
 from app.views import style
 from app.views.bridge import EngineBridge

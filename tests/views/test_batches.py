@@ -14,7 +14,7 @@ from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
-from app.engine import frontend
+from app.engine.batches import frontend
 from app.models.spec import parse_dag_text
 from app.views import style
 from app.views.batches import DELETE_TEXT, EMPTY_TEXT, NO_MATCH_TEXT, BatchesPanel

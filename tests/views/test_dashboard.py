@@ -11,8 +11,8 @@ from pathlib import Path
 from PySide6.QtGui import QPalette
 from pytestqt.qtbot import QtBot
 
+from app.engine.billing.projects import create_project, set_limit
 from app.engine.metrics import Budget, MetricsSample
-from app.engine.projects import create_project, set_limit
 from app.models.spec import parse_dag_text
 from app.views.bridge import EngineBridge
 from app.views.dashboard import DashboardPanel

@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QCheckBox, QLineEdit, QSpinBox
 
 from app.clouds import registry
 from app.engine.browse import PoolRow
-from app.engine.pools import PoolConfig, cloud_config
 from app.engine.service import EngineService
+from app.engine.workers.pools import PoolConfig, cloud_config
 from app.views.bridge import EngineBridge
 from app.views.pool_dialog import CLOUD_FIELDS, ERROR_COLOR, NewPoolDialog
 from app.views.pools import PoolsPanel

@@ -18,8 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.browse import JobRow
-from app.engine.records import JobInfo
+from app.engine.service import JobInfo, JobRow
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.job_detail import JobDetailPanel

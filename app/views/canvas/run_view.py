@@ -17,8 +17,7 @@ from PySide6.QtCore import QEvent, QObject, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QContextMenuEvent, QHelpEvent, QMouseEvent
 from PySide6.QtWidgets import QMenu, QToolTip
 
-from app.engine.records import BatchInfo
-from app.engine.service import EngineService
+from app.engine.service import BatchInfo, EngineService
 from app.models.dag_parts import (
     DocumentEvent,
     DocumentReset,

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter
 
-from app.engine.dag import batch_state
+from app.engine.batches.dag import batch_state
 from app.models.prepared import Prepared
 from app.models.tables import (
     COMPLETE_STATES,

@@ -12,22 +12,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from app.billing_commands import cmd_billing, cmd_cost, cmd_estimate  # noqa: F401
-from app.cli import install_stop_signals, print_json
-from app.engine import frontend, rerun
+from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals, print_json
+from app.engine.batches import frontend, rerun
 from app.engine.events import BatchChanged, EventBus
 from app.engine.records import BatchInfo, JobInfo
 from app.engine.runtime import LocalRuntime
-from app.engine.why import explain
+from app.engine.scheduler.why import explain
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
 from app.models.scatter import job_count_text
 from app.models.spec import load_dag_file
 from app.models.units import format_duration
-from app.pool_commands import cmd_pool  # noqa: F401  (dispatched by name from app.cli)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 JOB_TABLE_LIMIT = 50
 
 

@@ -11,13 +11,10 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
-from app.engine.autoscale import no_zone_message
-from app.engine.completion import JobEnd, chunks
-from app.engine.fleet import RUN_COLUMNS
-from app.engine.instances import Assignment, LiveInstance
-from app.engine.placement import Capacity
-from app.engine.pools import PoolConfig, region_of
-from app.engine.scheduling import (
+from app.engine.batches.completion import JobEnd, chunks
+from app.engine.scheduler.autoscale import no_zone_message
+from app.engine.scheduler.placement import Capacity
+from app.engine.scheduler.scheduling import (
     MAX_HEAD_JOBS,
     PendingReason,
     QueuedJob,
@@ -26,8 +23,10 @@ from app.engine.scheduling import (
     head_budget_mcpu,
     plan_pass,
 )
+from app.engine.workers.instances import Assignment, LiveInstance
+from app.engine.workers.pools import PoolConfig, region_of
 from app.models.prepared import Prepared
-from app.models.tables import Job, JobState
+from app.models.tables import RUN_COLUMNS, Job, JobState
 from app.protocol import JobRun
 
 MIN_JOB_MCPU = 250

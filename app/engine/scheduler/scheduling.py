@@ -18,8 +18,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from app.engine.fair_share import allocate
-from app.engine.placement import Capacity, FreeCores
+from app.engine.scheduler.fair_share import allocate
+from app.engine.scheduler.placement import Capacity, FreeCores
 
 HEAD_EXTRA_JOBS = 4
 MAX_HEAD_JOBS = 300

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path, PurePath
 from typing import Any
 
-from app.cli import EXIT_OK
+from app.cli.common import EXIT_OK
 from app.errors import ConfigError, UserError
 from app.models.importers import IMPORT_SUFFIXES, import_file
 from app.models.importers.hail_script import DEFAULT_SCRIPT_TIMEOUT_S
@@ -40,7 +40,6 @@ def add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         default=DEFAULT_SCRIPT_TIMEOUT_S,
         help=f"seconds a script may run (default {DEFAULT_SCRIPT_TIMEOUT_S:g})",
     )
-    p.set_defaults(handler=cmd_import)
 
 
 async def cmd_import(args: argparse.Namespace) -> int:

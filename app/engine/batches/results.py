@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine.completion import Changes, JobEnd, chunks, end_jobs
-from app.engine.retries import split_retries
+from app.engine.batches.completion import Changes, JobEnd, chunks, end_jobs
+from app.engine.batches.retries import split_retries
 from app.models.prepared import Prepared
 from app.models.tables import Job, JobLog, JobState, attempts_table
 from app.protocol import JobResult, JobStart, Outcome

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.engine import Connection
 
-from app.engine.fair_share import allocate
+from app.engine.scheduler.fair_share import allocate
 from app.models.tables import COMPLETE_STATES, Job, JobState, jobs_table
 
 MIN_WORKER_MCPU = 250

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine.completion import Changes, cancel_batch_jobs, chunks, settle_batch
-from app.engine.dag import InitialState, initial_states
+from app.engine.batches.completion import Changes, cancel_batch_jobs, chunks, settle_batch
+from app.engine.batches.dag import InitialState, initial_states
+from app.engine.billing.projects import check_submit
 from app.engine.marker import bump_marker
-from app.engine.projects import check_submit
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
 from app.errors import NotFoundError, UserError
 from app.models.bulk import bulk_insert, json_text

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine.frontend import locked_batch
+from app.engine.batches.frontend import locked_batch
 from app.engine.marker import bump_marker
 from app.errors import UserError
 from app.models.db import Database

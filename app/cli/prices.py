@@ -7,10 +7,10 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from app.cli import print_json
-from app.engine import prices
-from app.engine.billing import CLOUDS
-from app.engine.pools import list_pools
+from app.cli.common import print_json
+from app.engine.billing import prices
+from app.engine.billing.rates import CLOUDS
+from app.engine.workers.pools import list_pools
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
 
@@ -33,7 +33,6 @@ def add_price_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     show = actions.add_parser("show", parents=[common], help="the prices billing uses")
     show.add_argument("--cloud", choices=CLOUDS, help="only this cloud (default: both)")
     show.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_prices)
 
 
 async def cmd_prices(args: argparse.Namespace) -> int:

@@ -11,8 +11,8 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import TLS_PIN_KEY
-from app.engine.completion import Changes, JobEnd, chunks, end_attempts, end_jobs
-from app.engine.connection import WorkerConnection
+from app.engine.batches.completion import Changes, JobEnd, chunks, end_attempts, end_jobs
+from app.engine.workers.connection import WorkerConnection
 from app.models.tables import Attempt, Instance, InstanceState, Job, JobState, jobs_table
 from app.protocol import JobRun
 

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import and_, func, insert, literal, select
 from sqlalchemy.engine import Connection
 
-from app.engine import billing
-from app.engine.billing import Rate
-from app.engine.forecast import Estimate, estimate_batch
-from app.engine.pools import PoolConfig
+from app.engine.billing import rates as billing
+from app.engine.billing.forecast import Estimate, estimate_batch
+from app.engine.billing.rates import Rate
+from app.engine.workers.pools import PoolConfig
 from app.models.bulk import bulk_insert
 from app.models.spec import JobSpec
 from app.models.tables import (

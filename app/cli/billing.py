@@ -6,11 +6,11 @@ import argparse
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.cli import print_json
-from app.engine import costs, projects
-from app.engine.billing import format_usd
-from app.engine.forecast import format_estimate
-from app.engine.pools import DEFAULT_POOL, get_pool
+from app.cli.common import print_json
+from app.engine.billing import costs, projects
+from app.engine.billing.forecast import format_estimate
+from app.engine.billing.rates import format_usd
+from app.engine.workers.pools import DEFAULT_POOL, get_pool
 from app.errors import ConfigError
 from app.models.db import open_database
 from app.models.spec import load_dag_file

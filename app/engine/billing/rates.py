@@ -24,7 +24,7 @@ from typing import Any
 from app.errors import ConfigError
 
 CLOUDS = ("gcp", "azure")
-DEFAULT_PRICES_DIR = Path(__file__).parents[2] / "resources" / "prices"
+DEFAULT_PRICES_DIR = Path(__file__).parents[3] / "resources" / "prices"
 HOURS_PER_MONTH = Decimal(730)  # GCP and Azure both prorate monthly prices over 730 hours
 MS_PER_HOUR = 3_600_000
 GIB_BYTES = 1024**3

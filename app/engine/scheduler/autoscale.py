@@ -16,9 +16,9 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from app.engine.fair_share import allocate
-from app.engine.placement import FreeCores
-from app.engine.scheduling import QueuedJob, UserQueue
+from app.engine.scheduler.fair_share import allocate
+from app.engine.scheduler.placement import FreeCores
+from app.engine.scheduler.scheduling import QueuedJob, UserQueue
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
-from app.engine import private
-from app.engine.autoscale import (
+from app.engine.batches.completion import Changes
+from app.engine.events import EventBus, InstanceChanged
+from app.engine.scheduler.autoscale import (
     CreateReason,
     PoolInstance,
     PoolSettings,
@@ -26,10 +27,13 @@ from app.engine.autoscale import (
     demand_budget_mcpu,
     plan_scale_up,
 )
-from app.engine.completion import Changes
-from app.engine.connection import DialError, WorkerConnection
-from app.engine.events import EventBus, InstanceChanged
-from app.engine.instances import (
+from app.engine.scheduler.planner import load_head, standard_only
+from app.engine.scheduler.scheduling import QueuedJob, UserQueue, cut_head
+from app.engine.secrets import worker_token
+from app.engine.tasks import TaskManager
+from app.engine.workers import private
+from app.engine.workers.connection import DialError, WorkerConnection
+from app.engine.workers.instances import (
     Assignment,
     LiveInstance,
     activate_instance,
@@ -40,13 +44,10 @@ from app.engine.instances import (
     set_instance_state,
     tls_pin,
 )
-from app.engine.pools import START_FAILURE, PoolConfig
-from app.engine.scheduling import QueuedJob, UserQueue, cut_head
-from app.engine.secrets import worker_token
-from app.engine.tasks import TaskManager
+from app.engine.workers.pools import START_FAILURE, PoolConfig
 from app.errors import LabBatchError
 from app.models.db import JOB_PRIVATE_POOL, Database
-from app.models.tables import Attempt, InstanceState, Job, JobState
+from app.models.tables import RUN_COLUMNS, Attempt, InstanceState, Job, JobState
 from app.protocol import JobRun, Message, Shutdown
 
 SEND_TIMEOUT_S = 2.0
@@ -534,8 +535,6 @@ def scale_plan(
 ) -> ScalePlan:
     """The autoscaler's decision for one pool: the heads of the users' queues under fair
     share over the cores it could offer by the end of the next boot, minus live capacity."""
-    from app.engine.planner import load_head, standard_only  # the planner imports this module
-
     region = (pool.regions or ("local",))[0]
     settings = PoolSettings(
         name=pool.name,
@@ -608,15 +607,4 @@ _READY_SPOT_BY_USER = (
         Job.preemptible.is_(True),
     )
     .group_by(Job.user)
-)
-
-
-RUN_COLUMNS = (
-    Job.batch_id,
-    Job.job_id,
-    Job.name,
-    Job.cores_mcpu,
-    Job.memory_bytes,
-    Job.spec,
-    Job.last_attempt,
 )

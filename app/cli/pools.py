@@ -8,9 +8,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from app.cli import print_json
+from app.cli.common import print_json
 from app.clouds import registry
-from app.engine import pools
+from app.engine.workers import pools
 from app.errors import ConfigError
 from app.models.db import open_database
 from app.models.units import format_duration, format_mcpu

@@ -9,10 +9,10 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from app.engine.connection import pinned, worker_url
-from app.engine.frontend import find_job, job_log
-from app.engine.instances import tls_pin
+from app.engine.batches.frontend import find_job, job_log
 from app.engine.secrets import worker_token
+from app.engine.workers.connection import pinned, worker_url
+from app.engine.workers.instances import tls_pin
 from app.models.db import Database
 from app.models.tables import Instance, Job, JobState
 from app.protocol import LOG_PATH, bearer

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
 
-from app.engine.billing import attempt_quantities, format_usd, hourly_cost_usd
+from app.engine.billing.rates import attempt_quantities, format_usd, hourly_cost_usd
 from app.errors import InvalidInputError
 from app.models.spec import JobSpec
 from app.models.units import format_duration, format_mcpu

@@ -5,30 +5,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
-import json
+import importlib
 import logging
 import logging.handlers
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from app import __version__
+from app.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
 from app.errors import LabBatchError, UserError
+from app.models.identity import default_user
 from app.models.spec import DagFileError
 
 log = logging.getLogger("labbatch.cli")
-EXIT_OK = 0
-EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
-USER_ENV = "LABBATCH_USER"
 
-
-def default_user() -> str:
-    return os.environ.get(USER_ENV) or getpass.getuser()
+# command -> the module of app.cli that holds its `cmd_<command>` coroutine
+BATCH_COMMANDS = [
+    "validate",
+    "run",
+    "submit",
+    "serve",
+    "status",
+    "jobs",
+    "log",
+    "cancel",
+    "retry",
+    "why",
+    "list",
+]
+COMMAND_MODULES = {
+    **dict.fromkeys(BATCH_COMMANDS, "batches"),
+    **dict.fromkeys(("billing", "cost", "estimate"), "billing"),
+    "pool": "pools",
+    "prices": "prices",
+    "import": "imports",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,16 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int)
     p.add_argument("job", help="job id or name")
 
-    from app.billing_commands import add_billing_parsers
-    from app.pool_commands import add_pool_parser
+    from app.cli.billing import add_billing_parsers
+    from app.cli.imports import add_import_parser
+    from app.cli.pools import add_pool_parser
+    from app.cli.prices import add_price_parser
 
     add_pool_parser(sub, common)
     add_billing_parsers(sub, common)
-    from app.price_commands import add_price_parser  # sets its own handler
-
     add_price_parser(sub, common)
-    from app.import_commands import add_import_parser  # sets its own handler
-
     add_import_parser(sub, common)
 
     p = sub.add_parser("list", parents=[common], help="list your batches")
@@ -178,11 +189,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_desktop(db_url=args.gui_db, user=args.gui_user, log_file=log_path)
     log_path = _setup_logging(args.verbose)
-    from app import commands
-
-    handler: Callable[[argparse.Namespace], Awaitable[int]] = getattr(
-        args, "handler", None
-    ) or getattr(commands, f"cmd_{args.command}")
+    module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
+    handler: Callable[[argparse.Namespace], Awaitable[int]] = getattr(module, f"cmd_{args.command}")
     args.user = args.user or default_user()
     try:
         return asyncio.run(handler(args))
@@ -209,16 +217,3 @@ def main(argv: list[str] | None = None) -> int:
         where = f"; details in {log_path}" if log_path else ""
         print(f"labbatch: internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
         return EXIT_INTERNAL
-
-
-def print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """SIGTERM (and SIGINT) set ``stop`` so the driver shuts down cleanly."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from app.engine.fair_share import allocate
-from app.engine.frontend import find_job
+from app.engine.batches.frontend import find_job
+from app.engine.billing.projects import read_projects
 from app.engine.lease import current_holder
-from app.engine.pools import PoolConfig, last_start_failure, read_pools
-from app.engine.projects import read_projects
+from app.engine.scheduler.fair_share import allocate
+from app.engine.workers.pools import PoolConfig, last_start_failure, read_pools
 from app.models.db import DEFAULT_POOL_NAME, Database
 from app.models.tables import Batch, Instance, InstanceState, Job, JobParent, JobState
 from app.models.units import format_duration, format_mcpu

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Boolean, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine.dag import batch_state
+from app.engine.batches.dag import batch_state
 from app.models.tables import Batch, BatchState, Job, JobState, batches_table
 
 log = logging.getLogger("labbatch.counters")

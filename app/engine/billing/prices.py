@@ -22,9 +22,10 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from app.clouds.pricing import FetchedPrices
-from app.engine import billing, costs
+from app.engine.billing import costs
+from app.engine.billing import rates as billing
 from app.engine.marker import bump_marker
-from app.engine.pools import PoolConfig, read_pools
+from app.engine.workers.pools import PoolConfig, read_pools
 from app.errors import ConfigError
 from app.models.db import Database
 from app.models.tables import CloudPrice

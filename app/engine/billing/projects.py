@@ -10,9 +10,9 @@ from decimal import Decimal
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from app.engine.billing import format_usd
-from app.engine.completion import Changes, cancel_batch_jobs
-from app.engine.costs import ProjectSpend, costs_by
+from app.engine.batches.completion import Changes, cancel_batch_jobs
+from app.engine.billing.costs import ProjectSpend, costs_by
+from app.engine.billing.rates import format_usd
 from app.engine.marker import bump_marker
 from app.errors import ConfigError, NotFoundError, UserError
 from app.models.db import Database

@@ -1,0 +1,1 @@
+"""The batch/DAG interpreter: submission, readiness, completion, reruns, retries, logs."""

@@ -1,0 +1,1 @@
+"""Billing: rates, costs so far, prices, billing projects and limits, forecasts."""

@@ -1,0 +1,1 @@
+"""The worker VM manager: pools, the fleet of instances, connections to worker agents."""
