@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from app.clouds.base import CloudDriver
 from app.engine import lease
 from app.engine.batches.completion import Changes, JobEnd, end_jobs
+from app.engine.batches.counters import repair_counters
 from app.engine.batches.results import apply_results, record_starts
 from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
 from app.engine.billing.projects import cancel_over_limit
@@ -144,6 +145,7 @@ class Driver:
         self.has_lease = True
         self.bus.publish(LeaseChanged(held=True))
         self._marker = await read_marker(self.db)
+        await self.db.run(lambda conn: repair_counters(conn, time.time()))
         await self.fleet.recover(self._job_run)
         t = self._tasks
         self._scheduler = t.every(
@@ -525,7 +527,12 @@ _RUNNING_CANCELLED = (
 )
 _SET_RUNNING = Prepared(
     update(_jobs)
-    .where(_jobs.c.batch_id == bindparam("b_b"), _jobs.c.job_id == bindparam("b_j"))
+    .where(
+        _jobs.c.batch_id == bindparam("b_b"),
+        _jobs.c.job_id == bindparam("b_j"),
+        # a job that a front end cancelled meanwhile stays Cancelled (PostgreSQL: no lock)
+        _jobs.c.state == str(JobState.READY),
+    )
     .values(
         state=str(JobState.RUNNING),
         n_attempts=_jobs.c.n_attempts + 1,

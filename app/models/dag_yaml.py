@@ -26,6 +26,18 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
+from app.models.limits import (
+    MAX_NESTING,
+    MAX_STRING_CHARS,
+    OverLimit,
+    json_int,
+    json_object,
+    too_deep,
+    too_long_number,
+    whole_number_problem,
+    yaml_limit_problem,
+)
+
 # The steps from the root of loaded data to one value, like ("jobs", 3, "cpu").
 DataPath = tuple[str | int, ...]
 
@@ -42,20 +54,45 @@ class TextSyntaxError(ValueError):
 
 
 def load_json(text: str) -> object:
-    """Load JSON text; raise TextSyntaxError."""
+    """Load JSON text; raise TextSyntaxError (also for text over the limits)."""
     try:
-        return json.loads(text)
+        data = json.loads(text, object_pairs_hook=json_object, parse_int=json_int)
+        if too_deep(data):
+            raise OverLimit
+        return data
     except json.JSONDecodeError as exc:
         raise TextSyntaxError(f"invalid JSON: {exc.msg}", exc.lineno) from exc
+    except (OverLimit, RecursionError, ValueError) as exc:
+        raise _over_limit(text, exc) from None
+
+
+def _over_limit(text: str, exc: BaseException) -> TextSyntaxError:
+    """Say which limit the text breaks, and where (JSON is YAML too)."""
+    problem = yaml_limit_problem(text)
+    if problem is not None:
+        return TextSyntaxError(problem.message, problem.line)
+    if isinstance(exc, RecursionError):
+        return TextSyntaxError(f"nested more than {MAX_NESTING} levels deep")
+    if isinstance(exc, OverLimit):
+        return TextSyntaxError("a key is given twice, or a number is too long or too large")
+    return TextSyntaxError(f"invalid text: {exc}")
 
 
 def load_yaml(text: str) -> object:
-    """Load YAML text as yaml.safe_load does; raise TextSyntaxError."""
+    """Load YAML text as yaml.safe_load does; raise TextSyntaxError (also for text over the
+    limits: nesting, numbers, string lengths, duplicate keys, aliases)."""
     try:
         try:
             return _load_plain_yaml(text)
         except _NotPlainYaml:
+            problem = yaml_limit_problem(text)  # the full loader checks none of them
+            if problem is not None:
+                raise TextSyntaxError(problem.message, problem.line) from None
             return yaml.load(text, Loader=_YAML_LOADER)  # a safe loader
+    except TextSyntaxError:
+        raise
+    except (OverLimit, RecursionError) as exc:
+        raise _over_limit(text, exc) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = ": ".join(part for part in (exc.context, exc.problem) if part)
@@ -93,10 +130,14 @@ def _load_plain_yaml(text: str) -> object:
         if kind is ScalarEvent:
             if event.anchor is not None or event.tag not in _PLAIN_TAGS:
                 raise _NotPlainYaml
+            if len(event.value) > MAX_STRING_CHARS:
+                raise OverLimit
             value = _plain_scalar(event.value) if event.implicit[0] else event.value
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
             if event.anchor is not None or event.tag not in _PLAIN_TAGS:
                 raise _NotPlainYaml
+            if len(containers) >= MAX_NESTING:
+                raise OverLimit
             value = {} if kind is MappingStartEvent else []
         elif kind is MappingEndEvent or kind is SequenceEndEvent:
             containers.pop()
@@ -116,6 +157,8 @@ def _load_plain_yaml(text: str) -> object:
                 raise _NotPlainYaml  # a mapping or a list as a key
             keys[-1] = value
         else:
+            if keys[-1] in containers[-1]:
+                raise OverLimit  # a duplicate key
             containers[-1][keys[-1]] = value
             keys[-1] = _NO_KEY
         if kind is not ScalarEvent:
@@ -132,7 +175,12 @@ def _plain_scalar(value: str) -> object:
                 return None
             if tag not in _SCALAR_TAGS:
                 raise _NotPlainYaml  # timestamps, merge keys
-            return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, value))
+            if too_long_number(value):
+                raise OverLimit
+            result = _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, value))
+            if type(result) is int and whole_number_problem(result):
+                raise OverLimit
+            return result
     return value
 
 

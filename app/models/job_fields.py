@@ -25,6 +25,7 @@ from app.models.field_checks import (
     parse_fields,
     unknown_key_message,
 )
+from app.models.limits import MAX_COUNT
 from app.models.scatter import parse_scatter
 from app.models.units import parse_bytes, parse_cpu_mcpu, parse_duration_s, parse_memory
 
@@ -76,6 +77,8 @@ def _positive_int(value: object) -> int:
         raise expected("a whole number", value)
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"must be at most {MAX_COUNT:,}, got {value:,}")
     return value
 
 

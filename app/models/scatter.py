@@ -27,6 +27,7 @@ from app.models.field_checks import (
     expected,
     unknown_key_message,
 )
+from app.models.limits import MAX_ATTRIBUTE_VALUE_CHARS, MAX_VALUES_FILE_BYTES, read_regular_text
 
 if TYPE_CHECKING:
     from app.models.dag_yaml import DataPath
@@ -145,7 +146,18 @@ def _list_values(values: list[Any]) -> tuple[str, ...]:
             texts.append(text)
     if problems:
         raise FieldProblems(problems)
+    _check_lengths(texts, "value #{}")
     return tuple(texts)
+
+
+def _check_lengths(values: Sequence[str], where: str) -> None:
+    """Each value is an attribute of its job: it has that length limit."""
+    longest = max(values, key=len)
+    if len(longest) > MAX_ATTRIBUTE_VALUE_CHARS:
+        raise ValueError(
+            f"{where.format(values.index(longest) + 1)} has {len(longest):,} characters; "
+            f"a scatter value has at most {MAX_ATTRIBUTE_VALUE_CHARS:,}"
+        )
 
 
 def _value_text(value: object) -> str | None:
@@ -187,8 +199,9 @@ def read_values_file(scatter: Scatter, base_dir: str | os.PathLike[str]) -> Scat
     if scatter.file is None:
         return scatter
     path = Path(base_dir, scatter.file)
+    what = f"the values file {str(path)!r}"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_regular_text(path, max_bytes=MAX_VALUES_FILE_BYTES, what=what)
     except UnicodeDecodeError:
         raise ValueError(f"the values file {str(path)!r} is not UTF-8 text") from None
     except OSError as exc:
@@ -199,6 +212,7 @@ def read_values_file(scatter: Scatter, base_dir: str | os.PathLike[str]) -> Scat
     if not values:
         raise ValueError(f"the values file {str(path)!r} has no values (no non-empty lines)")
     _check_count(len(values), f"lines in {str(path)!r}")
+    _check_lengths(values, f"line {{}} of {str(path)!r}")
     return dataclasses.replace(scatter, values=values)
 
 

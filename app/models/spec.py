@@ -40,6 +40,13 @@ from app.models.job_fields import (
     parse_fields,
     unknown_key_message,
 )
+from app.models.limits import (
+    MAX_DAG_FILE_BYTES,
+    LimitError,
+    check_limits,
+    read_regular_text,
+    shorten_message,
+)
 from app.models.scatter import Scatter, check_scatter_jobs, expand_scatter_jobs
 from app.models.units import parse_memory
 
@@ -151,7 +158,13 @@ def _to_problems(issues: Issues, source: str, lines: LineLocator | None) -> list
     prefixes = {issue.path[:n] for issue in found for n in range(len(issue.path) + 1)}
     located = lines(prefixes) if lines else {}
     problems = [
-        Problem(source, issue.message, _nearest_line(issue.path, located), issue.job, issue.field)
+        Problem(
+            source,
+            shorten_message(issue.message),
+            _nearest_line(issue.path, located),
+            issue.job,
+            issue.field,
+        )
         for issue in found
     ]
     return sorted(problems, key=lambda problem: problem.line or 0)
@@ -224,6 +237,7 @@ def _parse_batch(
     check_scatter_jobs(jobs, base_dir=files_dir, existing=existing, issues=issues)
     if "layout" in data:
         check_layout(data["layout"], {job.name for job in jobs if job.name}, issues)
+    check_limits(data, jobs, defaults, issues)
     if issues:
         return None
     return BatchSpec(
@@ -428,9 +442,11 @@ def read_dag_text(path: str | os.PathLike[str]) -> tuple[str, str]:
     it cannot be read."""
     source = os.fspath(path)
     try:
-        text = Path(source).read_text(encoding="utf-8-sig")
+        text = read_regular_text(source, max_bytes=MAX_DAG_FILE_BYTES, what="the file")
     except UnicodeDecodeError as exc:
         raise DagFileError([Problem(source, "the file is not UTF-8 text")]) from exc
+    except LimitError as exc:
+        raise DagFileError([Problem(source, exc.message)]) from None
     except OSError as exc:
         message = f"cannot read the file: {exc.strerror or exc}"
         raise DagFileError([Problem(source, message)]) from exc

@@ -10,6 +10,8 @@ import re
 from decimal import Decimal
 from typing import TypeGuard
 
+from app.models.limits import MAX_SIZE_BYTES
+
 MAX_CORES_MCPU = 256_000
 VALID_CORES_MCPU = frozenset(250 << k for k in range(11))  # 0.25, 0.5, 1, 2 … 256 cores
 MEMORY_GIB_PER_CORE = {"lowmem": 1, "standard": 4, "highmem": 8}
@@ -79,14 +81,18 @@ def _to_bytes(value: object) -> int | None:
     if _is_number(value):
         if not math.isfinite(value) or value < 0 or value != int(value):
             return None
-        return int(value)
+        return _at_most_max(int(value))
     if not isinstance(value, str) or not (match := _BYTES_RE.fullmatch(value.strip())):
         return None
     number, suffix = match.groups()
     unit_bytes = _BYTE_UNITS.get(suffix)
     if unit_bytes is None or (unit_bytes == 1 and "." in number):
         return None
-    return math.ceil(Decimal(number) * unit_bytes)
+    return _at_most_max(math.ceil(Decimal(number) * unit_bytes))
+
+
+def _at_most_max(size_bytes: int) -> int | None:
+    return size_bytes if size_bytes <= MAX_SIZE_BYTES else None  # none is that big
 
 
 def parse_memory(value: object, cores_mcpu: int) -> tuple[int, str | None]:

@@ -109,9 +109,12 @@ _J: BindParameter[int] = bindparam("b_job_id")
 _IDS: BindParameter[list[int]] = bindparam("b_ids", expanding=True)
 _FAILED = bindparam("b_failed", type_=Boolean)
 _LEFT = _jobs.c.n_pending_parents - bindparam("b_k")
+_RELEASED = and_(_jobs.c.state == str(JobState.PENDING), _LEFT == 0)
+_OPEN = _jobs.c.state.not_in([str(s) for s in COMPLETE_STATES])
 
 # A child's count drops; when it reaches 0 the child becomes Ready in the same statement,
 # unless a parent did not succeed (then it is doomed, below) and it is not always_run.
+# Only a Pending child moves: one that a cancel already ended stays ended (and counted once).
 _drop_pending = Prepared(
     update(_jobs)
     .where(_jobs.c.batch_id == _B, _jobs.c.job_id == _J)
@@ -121,15 +124,20 @@ _drop_pending = Prepared(
         state=case(
             (
                 and_(
-                    _LEFT == 0,
+                    _RELEASED,
                     or_(_jobs.c.always_run, and_(~_FAILED, _jobs.c.cancelled == false())),
                 ),
                 str(JobState.READY),
             ),
             else_=_jobs.c.state,
         ),
-        time_ready=case((_LEFT == 0, bindparam("b_now")), else_=_jobs.c.time_ready),
+        time_ready=case((_RELEASED, bindparam("b_now")), else_=_jobs.c.time_ready),
     )
+)
+# Of the jobs about to end, those not ended yet (a front end's cancel may have ended some);
+# the row locks (PostgreSQL) keep a concurrent cancel from ending them twice.
+_still_open = Prepared(
+    select(Job.job_id).where(Job.batch_id == _B, Job.job_id.in_(_IDS), _OPEN).with_for_update()
 )
 _children_of = Prepared(
     select(JobParent.job_id, JobParent.parent_id).where(
@@ -147,7 +155,7 @@ _doomed = Prepared(
 )
 _cancel_now = (
     update(_jobs)
-    .where(_jobs.c.batch_id == _B, _jobs.c.job_id.in_(_IDS))
+    .where(_jobs.c.batch_id == _B, _jobs.c.job_id.in_(_IDS), _jobs.c.state == JobState.PENDING)
     .values(state=str(JobState.CANCELLED), time_ended=bindparam("b_now"))
 )
 _add_counts = Prepared(
@@ -183,6 +191,7 @@ _settle_row = select(
 def end_jobs(conn: Connection, ends: Sequence[JobEnd], now: float) -> Changes:
     """Put jobs in their final state and carry the consequences through the batch."""
     changes = Changes()
+    ends = _open_ends(conn, ends)
     if not ends:
         return changes
     _set_final.executemany(
@@ -207,6 +216,21 @@ def end_jobs(conn: Connection, ends: Sequence[JobEnd], now: float) -> Changes:
     _propagate(conn, frontier, now, counts, changes)
     _apply_counts(conn, counts, now, changes)
     return changes
+
+
+def _open_ends(conn: Connection, ends: Sequence[JobEnd]) -> list[JobEnd]:
+    """The ends of jobs that are not in a final state yet, one per job.
+
+    A job ends once: a second end (a cancel that got there first, a late report) would count
+    it twice in the batch's counters and release its children twice.
+    """
+    by_key = {(e.batch_id, e.job_id): e for e in ends}
+    open_keys: set[tuple[int, int]] = set()
+    for batch_id, job_ids in _by_batch(sorted(by_key)).items():
+        for part in chunks(job_ids):
+            rows = _still_open.execute(conn, {"b_batch_id": batch_id, "b_ids": list(part)})
+            open_keys.update((batch_id, job_id) for (job_id,) in rows)
+    return [e for key, e in by_key.items() if key in open_keys]
 
 
 def _propagate(
