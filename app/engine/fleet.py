@@ -26,16 +26,26 @@ from app.engine.autoscale import (
     demand_budget_mcpu,
     plan_scale_up,
 )
+from app.engine.boots import (
+    BootOutcome,
+    BootTimeoutError,
+    boot_log_tail,
+    dial_until_up,
+    missed_deadline,
+)
 from app.engine.completion import Changes
 from app.engine.connection import DialError, WorkerConnection
+from app.engine.deletions import Deleter
 from app.engine.events import EventBus, InstanceChanged
 from app.engine.instances import (
     Assignment,
     LiveInstance,
     activate_instance,
+    deleting_instances,
     insert_instance,
     live_instances,
     open_attempts,
+    record_address,
     requeue_attempts,
     set_instance_state,
     tls_pin,
@@ -94,6 +104,7 @@ class Fleet:
         self._retry_at: dict[str, float] = {}  # pool -> no new worker before (monotonic)
         self._scale_targets: dict[str, int] = {}
         self._stopping = False
+        self.deleter = Deleter(db, self._cloud_of, on_deleted=self._on_deleted)
         for cloud in clouds.values():
             cloud.on_lost(self._on_lost)
 
@@ -144,7 +155,17 @@ class Fleet:
     def _on_lost(self, name: str, reason: str) -> None:
         inst = self.instances.get(name)
         if inst is not None and not self._stopping:
+            if inst.state == InstanceState.PENDING:  # the cloud failed it while it booted
+                reason = f"{START_FAILURE}VM {name} failed while booting: {reason}"
             self._tasks.spawn(f"lost-{name}", self.retire(inst, reason=reason))
+
+    def _cloud_of(self, pool: str) -> CloudDriver | None:
+        config = self.pools.get(pool)
+        return self.clouds.get(config.cloud) if config is not None else None
+
+    def _on_deleted(self, name: str, pool: str) -> None:
+        self.bus.publish(InstanceChanged(name, pool, str(InstanceState.DELETED)))
+        self._on_capacity()
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -152,6 +173,8 @@ class Fleet:
         """Adopt the workers an earlier driver left running; retire the ones that are gone."""
         rows = await self.db.run(lambda conn: live_instances(conn, list(self.pools)))
         await self.db.run(lambda conn: private.reset_creating(conn, JOB_PRIVATE_POOL))
+        for gone in await self.db.run(lambda conn: deleting_instances(conn, list(self.pools))):
+            self.deleter.keep(gone.name, gone.pool, gone.handle)  # an earlier driver's delete
         for row in rows:
             cloud = self.clouds.get(self.pools[row.pool].cloud)
             inst = LiveInstance(
@@ -160,11 +183,12 @@ class Fleet:
                 cores_mcpu=row.cores_mcpu,
                 address=row.address,
                 location=row.location or "local",
-                state=InstanceState.ACTIVE,
+                state=InstanceState(row.state),
                 standing=row.standing,
                 tls_sha256=tls_pin(row.handle),
                 preemptible=bool((row.handle or {}).get("spot")),
                 idle_since=time.time(),
+                handle=dict(row.handle or {}),
             )
             adopted = (
                 row.pool != JOB_PRIVATE_POOL  # which job each was for is not kept
@@ -172,6 +196,13 @@ class Fleet:
                 and row.address is not None
                 and await cloud.adopt_instance(row.name, row.handle or {})
             )
+            if adopted and inst.state == InstanceState.PENDING:  # still booting: dial on
+                self.instances[inst.name] = inst
+                deadline = row.time_created + self.pools[row.pool].boot_deadline_s
+                self._tasks.spawn(
+                    f"boot-{inst.name}", self._bring_up(self.pools[row.pool], inst, deadline)
+                )
+                continue
             if adopted:
                 await self._load_assigned(inst, build_run)
                 self.instances[inst.name] = inst
@@ -223,7 +254,9 @@ class Fleet:
         self._scale_targets.update(targets)
 
     async def watch(self) -> None:
-        """Reconnect dropped workers, retire dead and idle ones, size each pool."""
+        """Reconnect dropped workers, retire dead and idle ones, size each pool, and try
+        again the deletes that failed."""
+        await self.deleter.retry_due()
         now = time.time()
         for inst in list(self.instances.values()):
             if inst.state == InstanceState.ACTIVE:
@@ -407,49 +440,80 @@ class Fleet:
                 preemptible=spot,
                 boot_delay_s=pool.boot_time_s,
             )
-            created = await cloud.create_instance(request)
-            if inst.state == InstanceState.INACTIVE:  # drained or retired while it booted
-                await cloud.delete_instance(name)
-                return
+            inst.creating = True
+            try:
+                created = await cloud.create_instance(request)
+            finally:
+                inst.creating = False
             inst.address, inst.location = created.address, created.location
-            inst.tls_sha256 = tls_pin(created.handle)
+            inst.tls_sha256, inst.handle = tls_pin(created.handle), dict(created.handle)
+            if not inst.live:  # drained or retired while the cloud made it
+                await self.deleter.delete(name, pool.name, inst.handle)
+                return
             await self.db.run(
-                lambda conn: activate_instance(
+                lambda conn: record_address(
                     conn,
                     name,
                     address=created.address,
                     location=created.location,
                     handle=created.handle,
-                    now=time.time(),
                 )
             )
-            if not await self.connect(inst):
-                raise DialError(f"worker {name} started but did not accept the driver")
-            inst.idle_since = time.time()
+        except Exception as exc:
+            if not registered:
+                self._creating[pool.name] -= 1
+                registered = True
+            if inst.live:
+                await self._creation_failed(pool, inst, exc)
+            else:  # retired while the cloud failed to make it: nothing to delete
+                await self.deleter.mark_deleted(name, pool.name)
+            return
+        finally:
+            if not registered:
+                self._creating[pool.name] -= 1
+        await self._bring_up(pool, inst, now + pool.boot_deadline_s, private_job)
+
+    async def _bring_up(
+        self,
+        pool: PoolConfig,
+        inst: LiveInstance,
+        deadline: float,
+        private_job: private.PrivateJob | None = None,
+    ) -> None:
+        """Dial a booting worker until it answers (then it is active) or ``deadline`` (wall
+        clock) passes (then its VM is deleted, and the pool backs off)."""
+        try:
+            outcome = await dial_until_up(
+                lambda: self.connect(inst), wanted=lambda: inst.live, deadline=deadline
+            )
+            if outcome == BootOutcome.GONE:
+                return
+            if outcome == BootOutcome.LATE:
+                console = await boot_log_tail(self.clouds[pool.cloud], inst.name)
+                raise missed_deadline(inst.name, pool.boot_deadline_s, console)
+            now = time.time()
+            await self.db.run(lambda conn: activate_instance(conn, inst.name, now=now))
+            inst.idle_since = now
             if private_job is not None:  # its worker is up: the job can be placed on it
                 await self.db.run(
                     lambda conn: private.set_state(
                         conn, private_job.key, JobState.CREATING, JobState.READY
                     )
                 )
-            self.bus.publish(InstanceChanged(name, pool.name, str(InstanceState.ACTIVE)))
+            self.bus.publish(InstanceChanged(inst.name, pool.name, str(InstanceState.ACTIVE)))
             self._failures[pool.name] = 0
             self._retry_at.pop(pool.name, None)
             self.problems.pop(pool.name, None)
             self._on_capacity()
         except Exception as exc:
-            if not registered:
-                self._creating[pool.name] -= 1
-                registered = True
             await self._creation_failed(pool, inst, exc)
-        finally:
-            if not registered:
-                self._creating[pool.name] -= 1
 
     async def _creation_failed(self, pool: PoolConfig, inst: LiveInstance, exc: Exception) -> None:
         self._failures[pool.name] += 1
         failures = self._failures[pool.name]
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, BootTimeoutError):
+            reason = str(exc)  # with the last lines of the VM's serial console
         log.error(
             "could not create worker %s: %s",
             inst.name,
@@ -467,9 +531,9 @@ class Fleet:
 
     async def retire(self, inst: LiveInstance, *, reason: str) -> None:
         """Deactivate an instance: its unfinished attempts run again elsewhere; then delete it."""
-        if inst.state == InstanceState.INACTIVE:
+        if inst.state == InstanceState.DELETING:
             return
-        inst.state = InstanceState.INACTIVE
+        inst.state = InstanceState.DELETING
         self.instances.pop(inst.name, None)
         if inst.conn is not None:
             await inst.conn.send(Shutdown(reason=reason))
@@ -481,7 +545,7 @@ class Fleet:
                 private.set_state(conn, inst.reserved_for, JobState.CREATING, JobState.READY)
             refs = open_attempts(conn, inst.name)
             changes = requeue_attempts(conn, refs, reason=reason, now=now)
-            set_instance_state(conn, inst.name, InstanceState.INACTIVE, reason=reason, now=now)
+            set_instance_state(conn, inst.name, InstanceState.DELETING, reason=reason, now=now)
             return refs, changes
 
         async with self._write_lock:
@@ -489,17 +553,14 @@ class Fleet:
         if refs:
             log.warning("worker %s: %s; %d attempt(s) will run again", inst.name, reason, len(refs))
         self._on_changes(changes)
-        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.INACTIVE), reason))
-        cloud = self.clouds.get(self.pools[inst.pool].cloud) if inst.pool in self.pools else None
-        if cloud is not None:
-            await cloud.delete_instance(inst.name)
-        await self.db.run(
-            lambda conn: set_instance_state(
-                conn, inst.name, InstanceState.DELETED, reason=None, now=now
-            )
-        )
-        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETED), reason))
-        self._on_capacity()
+        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETING), reason))
+        if inst.creating:
+            return  # the cloud is still making it: _start_instance deletes it when it returns
+        if inst.address is None:  # never made (a failed create removes what it left)
+            await self.deleter.mark_deleted(inst.name, inst.pool)
+            return
+        # until the cloud confirms it gone; a failed delete is tried again (see deletions)
+        await self.deleter.delete(inst.name, inst.pool, inst.handle)
 
     async def stop(self) -> list[LiveInstance]:
         """Shut every worker down; returns them so the caller can put their jobs back."""
