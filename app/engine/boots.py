@@ -22,7 +22,7 @@ log = logging.getLogger("labbatch.fleet")
 
 # seconds between dials of a booting worker: soon at first (an image with the worker boots
 # in seconds), then every few seconds (a cold pip install takes minutes)
-DIAL_DELAYS_S = (0.5, 1.0, 1.0, 2.0, 3.0, 5.0)
+DIAL_DELAYS_S = (0.5, 1.0, 1.0, 2.0, 3.0)
 BOOT_LOG_TIMEOUT_S = 10.0
 BOOT_LOG_LINES = 12
 BOOT_LOG_LINE_CHARS = 200

@@ -102,6 +102,11 @@ class FakeGce:
     _by_request_id: dict[str, dict[str, Any]] = field(default_factory=dict)  # -> operation
     _boots: dict[tuple[str, str, str], asyncio.Task[None]] = field(default_factory=dict)
 
+    _hosts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _next_host(self) -> int:
+        return (next(self._hosts) - 1) % 250 + 1
+
     @classmethod
     def kind(cls, **kwargs: Any) -> FakeGce:
         """A fake without boot delays, flaky calls or failing operations."""
@@ -308,7 +313,9 @@ class FakeGce:
                                 "kind": "compute#accessConfig",
                                 "type": "ONE_TO_ONE_NAT",
                                 "name": "External NAT",
-                                "natIP": "127.0.0.1",  # where a FakeVm's worker listens
+                                # where its FakeVm's worker listens: a loopback address of
+                                # its own (127.0.0.1, .2, …), as VMs share the pool's port
+                                "natIP": f"127.0.0.{self._next_host()}",
                             }
                         ],
                     }
@@ -356,12 +363,13 @@ class FakeGce:
             self.never_boot_next = max(0, self.never_boot_next - 1)
         delay_s = random.uniform(*self.boot_delay_s)
         boot_dir = self.boot_dir
+        host = self.instances[key]["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
 
         async def boot() -> None:
             await asyncio.sleep(delay_s)
             if never:
                 await asyncio.Event().wait()  # stuck: the worker never starts
-            self.vms[key] = await FakeVm.boot(name, script, boot_dir, metadata_url=url)
+            self.vms[key] = await FakeVm.boot(name, script, boot_dir, metadata_url=url, host=host)
 
         self._boots[key] = asyncio.get_running_loop().create_task(boot())
 
