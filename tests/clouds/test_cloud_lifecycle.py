@@ -21,7 +21,7 @@ from tests.clouds.fake_gce import FakeGce, serving
 from tests.clouds.fake_vm import free_port
 from tests.engine_helpers import Engine, engine, until
 from tests.test_cli import labbatch
-from tests.test_cloud_pools import ALLOW, gce_pool
+from tests.test_cloud_pools import ALLOW, gce_pool, quick_watch
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -246,3 +246,36 @@ async def test_an_azure_vm_that_never_boots_is_replaced_with_its_boot_log(
         assert "Hyper-V UEFI firmware" in first.reason, "the boot diagnostics are missing"
         assert ("rg-lab", first.name) not in state.vms
         assert second.time_activated is not None
+
+
+async def test_a_standard_vm_the_cloud_stopped_is_deleted_and_its_job_runs_again(
+    tmp_path: Path,
+) -> None:
+    gce = FakeGce(boot_dir=tmp_path / "vms")
+    async with serving(gce) as endpoint, engine(f"sqlite:///{tmp_path}/lb.db") as eng:
+        await pools.create_pool(eng.db, gce_pool(endpoint))  # standard VMs
+        quick_watch(eng, "gcp")
+        batch_id = await eng.submit(
+            """
+            version: 1
+            jobs:
+              - name: long
+                pool: gce
+                command: |
+                  if [ "$LABBATCH_ATTEMPT_ID" -gt 1 ]; then exit 0; fi
+                  sleep 60
+            """
+        )
+
+        async def running() -> bool:
+            return await eng.job_state(batch_id, "long") == "Running"
+
+        await until(running, timeout_s=60, what="the job to run")
+        [row] = await instance_rows(eng, "gce")
+        gce.preempt(row.name, "us-central1-a", delete=False)  # TERMINATED: its disk bills on
+
+        async def deleted() -> bool:
+            return not any(key[2] == row.name for key in gce.instances)
+
+        await until(deleted, timeout_s=30, what="the stopped VM to be deleted")
+        assert (await eng.wait(batch_id, timeout_s=60)).state == "success"
