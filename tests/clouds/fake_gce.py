@@ -275,9 +275,9 @@ class FakeGce:
         failure, self._fail_next_insert = self._fail_next_insert, None
         failure = failure or self._failing_zones.get(m["zone"])
         self._inserts += 1
-        if failure is None and self.failing_insert_every:
-            if self._inserts % self.failing_insert_every == 0:
-                failure = (503, "ZONE_RESOURCE_POOL_EXHAUSTED", "The zone is out of resources.")
+        every = self.failing_insert_every
+        if failure is None and every and self._inserts % every == 0:
+            failure = (503, "ZONE_RESOURCE_POOL_EXHAUSTED", "The zone is out of resources.")
         if key in self.instances and failure is None:
             return _error(409, f"The resource '{target}' already exists", "alreadyExists")
 

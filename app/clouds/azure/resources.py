@@ -166,11 +166,13 @@ async def read_blob_text(sas_uri: str) -> str:
 
     timeout = aiohttp.ClientTimeout(total=20)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(sas_uri) as response:
-                if response.status != 200:
-                    raise CloudError(f"Azure answered {response.status} for a boot log")
-                return await response.text(errors="replace")
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(sas_uri) as response,
+        ):
+            if response.status != 200:
+                raise CloudError(f"Azure answered {response.status} for a boot log")
+            return await response.text(errors="replace")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise CloudError(f"could not read a boot log from Azure storage: {exc}") from exc
 
