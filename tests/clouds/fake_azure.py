@@ -3,9 +3,10 @@ network interfaces and public IPs they make, network security groups. With ``vm_
 created VM boots: its custom data runs in a FakeVm (a real worker on 127.0.0.1).
 
 By default the fake behaves like Azure on a bad day (``realistic``): a VM's custom data runs
-only after a random boot delay, and every ``flaky_every``-th call answers 503 (the SDK's retry
-policy repeats it; a VM PUT is idempotent by name). ``FakeAzure.kind()`` is the well-behaved
-fake, for the tests that say why they need it."""
+only after a random boot delay, every ``flaky_every``-th call answers 503, never the same call
+twice in a row (the SDK's retry policy repeats it; a VM PUT is idempotent by name), and every
+``failing_create_every``-th create operation ends Failed late (AllocationFailed).
+``FakeAzure.kind()`` is the well-behaved fake, for the tests that say why they need it."""
 
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ class FakeAzure:
     realistic: bool = True
     boot_delay_s: tuple[float, float] = (0.5, 2.0)  # before a VM's custom data runs
     flaky_every: int = 7  # every n-th call answers 503 (0: never)
+    failing_create_every: int = 5  # every n-th create operation ends Failed (0: never)
     never_boot: set[str] = field(default_factory=set)  # VMs whose custom data never runs
     never_boot_next: int = 0
     vms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -106,6 +108,8 @@ class FakeAzure:
     _boots: dict[tuple[str, str], asyncio.Task[FakeVm]] = field(default_factory=dict)
     _stops: set[asyncio.Task[None]] = field(default_factory=set)
     _calls: int = 0
+    _just_failed: set[tuple[str, str]] = field(default_factory=set)  # (method, path)
+    _creates: int = 0
 
     @classmethod
     def kind(cls, **kwargs: Any) -> FakeAzure:
@@ -114,7 +118,7 @@ class FakeAzure:
 
     def __post_init__(self) -> None:
         if not self.realistic:
-            self.boot_delay_s, self.flaky_every = (0.0, 0.0), 0
+            self.boot_delay_s, self.flaky_every, self.failing_create_every = (0.0, 0.0), 0, 0
 
     def fail_next_put(self, status: int, code: str, message: str) -> None:
         """Make the next VM PUT answer this ARM error."""
@@ -183,8 +187,12 @@ class FakeAzure:
                 401, "InvalidAuthenticationToken", "The access token is invalid or expired."
             )
         self._calls += 1
-        if self.flaky_every and self._calls % self.flaky_every == 0:
+        call = (request.method, request.path)
+        flaky = bool(self.flaky_every) and self._calls % self.flaky_every == 0
+        if flaky and call not in self._just_failed:  # a retry after a 503 gets through
+            self._just_failed.add(call)
             return _error(503, "ServiceUnavailable", "The service is temporarily unavailable.")
+        self._just_failed.discard(call)
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -212,6 +220,16 @@ class FakeAzure:
         op_id = f"op-{next(self._ids)}"
         key = (request.match_info["rg"], request.match_info["name"])
         failure, self._next_operation_failure = self._next_operation_failure, None
+        if kind == "create":
+            self._creates += 1
+            every = self.failing_create_every
+            if failure is None and every and self._creates % every == 0:
+                failure = _Failure(
+                    200,
+                    "AllocationFailed",
+                    "Allocation failed. We do not have sufficient capacity for the requested VM "
+                    "size in this region.",
+                )
         self._operations[op_id] = _Operation(key, kind, failure=failure)
         path = OP_PATH.format(sub=request.match_info["sub"], loc="westeurope", op=op_id)
         return f"http://{request.host}{path}?api-version={request.query['api-version']}"

@@ -5,8 +5,9 @@ reading its metadata from a per-instance endpoint of this server (like the metad
 
 By default the fake behaves like the service on a bad day (``realistic``): a VM's start-up
 script runs only after a random boot delay (its worker port refuses connections meanwhile),
-every ``flaky_every``-th API call answers 503 (an insert's answer is lost after the VM was
-made: only its requestId keeps a retry from making a second one), and every
+every ``flaky_every``-th API call answers 503, never the same call twice in a row (an
+insert's answer is lost after the VM was made: only its requestId keeps a retry from making a
+second one), and every
 ``failing_insert_every``-th insert operation ends in error late. ``FakeGce.kind()`` is the
 well-behaved fake, for the tests that say why they need it.
 """
@@ -72,7 +73,7 @@ class FakeGce:
     realistic: bool = True
     boot_delay_s: tuple[float, float] = (0.5, 2.0)  # before a VM's start-up script runs
     flaky_every: int = 7  # every n-th API call answers 503 (0: never)
-    failing_insert_every: int = 0  # every n-th insert operation ends in error (0: never)
+    failing_insert_every: int = 5  # every n-th insert operation ends in error (0: never)
     never_boot: set[str] = field(default_factory=set)  # VMs whose start-up script never runs
     never_boot_next: int = 0  # so many next VMs never boot
     refused_deletes: set[str] = field(default_factory=set)  # DELETEs of these answer 503
@@ -98,6 +99,7 @@ class FakeGce:
     _operations: dict[str, _Operation] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _calls: int = 0
+    _just_failed: set[tuple[str, str]] = field(default_factory=set)  # (method, path)
     _inserts: int = 0
     _by_request_id: dict[str, dict[str, Any]] = field(default_factory=dict)  # -> operation
     _boots: dict[tuple[str, str, str], asyncio.Task[None]] = field(default_factory=dict)
@@ -205,7 +207,13 @@ class FakeGce:
         if request.path.startswith("/fake-metadata/"):  # the VM's side: no API credentials
             return await handler(request)
         self._calls += 1
+        call = (request.method, request.path)
         flaky = bool(self.flaky_every) and self._calls % self.flaky_every == 0
+        flaky = flaky and call not in self._just_failed  # a retry after a 503 gets through
+        if flaky:
+            self._just_failed.add(call)
+        else:
+            self._just_failed.discard(call)
         is_insert = request.method == "POST" and request.path.endswith("/instances")
         if flaky and not is_insert:  # lost before the service saw it
             return _error(503, "The service is currently unavailable.", "backendError")
