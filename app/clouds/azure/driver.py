@@ -118,8 +118,12 @@ def startup_script(request: InstanceRequest, settings: AzurePoolSettings) -> tup
     return inline_startup_script(boot), tls.sha256
 
 
-def _lost_reason(power_state: str | None, *, exists: bool, spot: bool) -> str | None:
+def _lost_reason(
+    power_state: str | None, *, exists: bool, spot: bool, provisioning: str | None = None
+) -> str | None:
     """Why a watched VM counts as lost, or None while it may still run its worker."""
+    if exists and (provisioning or "").lower() == "failed":
+        return "Azure reports the VM's provisioning Failed"
     if exists and power_state not in STOPPED_POWER_STATES:
         return None
     if spot:
@@ -343,7 +347,10 @@ class AzureCloud:
         if name not in self._owned or name in self._deleting or name in self._reported:
             return  # deleted or reported while we asked
         reason = _lost_reason(
-            vm.power_state if vm else None, exists=vm is not None, spot=owned.spot
+            vm.power_state if vm else None,
+            exists=vm is not None,
+            spot=owned.spot,
+            provisioning=vm.provisioning_state if vm else None,
         )
         if reason is None:
             return
