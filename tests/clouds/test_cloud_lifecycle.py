@@ -279,3 +279,32 @@ async def test_a_standard_vm_the_cloud_stopped_is_deleted_and_its_job_runs_again
 
         await until(deleted, timeout_s=30, what="the stopped VM to be deleted")
         assert (await eng.wait(batch_id, timeout_s=60)).state == "success"
+
+
+async def test_a_vm_a_stopping_driver_could_not_delete_is_deleted_by_the_next(
+    tmp_path: Path,
+) -> None:
+    gce = FakeGce(boot_dir=tmp_path / "vms")
+    db_url = f"sqlite:///{tmp_path}/lb.db"
+    async with serving(gce) as endpoint:
+        async with engine(db_url) as first:
+            await pools.create_pool(first.db, gce_pool(endpoint))
+            batch_id = await first.submit(
+                "version: 1\njobs:\n  - {name: j, pool: gce, command: 'true'}\n"
+            )
+            assert (await first.wait(batch_id, timeout_s=60)).state == "success"
+            [row] = await instance_rows(first, "gce")
+            gce.refused_deletes.add(row.name)
+        # the driver stopped (the desktop quit) while Compute Engine refused the delete
+        assert any(key[2] == row.name for key in gce.instances)
+        async with engine(db_url, start=False) as between:
+            [stuck] = await instance_rows(between, "gce")
+            assert stuck.state == "deleting" and "unavailable" in stuck.delete_error
+        gce.refused_deletes.clear()
+        async with engine(db_url) as second:
+
+            async def gone() -> bool:
+                [now] = await instance_rows(second, "gce")
+                return now.state == "deleted" and not any(k[2] == row.name for k in gce.instances)
+
+            await until(gone, timeout_s=30, what="the next driver to delete the VM")
