@@ -36,11 +36,20 @@ class BootOutcome(StrEnum):
     LATE = "late"  # the deadline passed
 
 
-class BootTimeoutError(CloudError):
-    """A VM's worker did not answer before the pool's boot deadline; the VM is deleted."""
+class BootFailedError(CloudError):
+    """A VM failed to boot (the cloud says so, or it missed its deadline); it is deleted.
+    The message may go on with the last lines of its serial console."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, transient=True)
+
+
+def _with_console(message: str, console: list[str]) -> str:
+    if not console:
+        return message
+    return f"{message}; last lines of its serial console:\n" + "\n".join(
+        f"  | {line}" for line in console
+    )
 
 
 def dial_delay_s(attempt: int) -> float:
@@ -85,15 +94,16 @@ async def boot_log_tail(cloud: CloudDriver, name: str) -> list[str]:
     return tail(text or "")
 
 
-def missed_deadline(name: str, deadline_s: float, console: list[str]) -> BootTimeoutError:
+def failed_while_booting(name: str, reason: str, console: list[str]) -> BootFailedError:
+    """The error for a VM that the cloud reports failed (stopped, gone) while it booted."""
+    return BootFailedError(_with_console(f"VM {name} failed while booting: {reason}", console))
+
+
+def missed_deadline(name: str, deadline_s: float, console: list[str]) -> BootFailedError:
     """The error for a VM whose worker did not answer within ``deadline_s``."""
     message = (
         f"VM {name} booted but its worker did not answer within the pool's boot deadline "
         f"of {format_duration(deadline_s)}; LabBatch deleted it and will try a new one "
         "(a slow start-up: raise it with `labbatch pool set NAME --boot-deadline SECONDS`)"
     )
-    if console:
-        message += "; last lines of its serial console:\n" + "\n".join(
-            f"  | {line}" for line in console
-        )
-    return BootTimeoutError(message)
+    return BootFailedError(_with_console(message, console))

@@ -27,10 +27,11 @@ from app.engine.autoscale import (
     plan_scale_up,
 )
 from app.engine.boots import (
+    BootFailedError,
     BootOutcome,
-    BootTimeoutError,
     boot_log_tail,
     dial_until_up,
+    failed_while_booting,
     missed_deadline,
 )
 from app.engine.completion import Changes
@@ -155,10 +156,18 @@ class Fleet:
 
     def _on_lost(self, name: str, reason: str) -> None:
         inst = self.instances.get(name)
-        if inst is not None and not self._stopping:
-            if inst.state == InstanceState.PENDING:  # the cloud failed it while it booted
-                reason = f"{START_FAILURE}VM {name} failed while booting: {reason}"
+        if inst is None or self._stopping:
+            return
+        if inst.state == InstanceState.PENDING and inst.pool in self.pools:
+            self._tasks.spawn(f"lost-{name}", self._boot_failed(inst, reason))
+        else:
             self._tasks.spawn(f"lost-{name}", self.retire(inst, reason=reason))
+
+    async def _boot_failed(self, inst: LiveInstance, reason: str) -> None:
+        """The cloud failed a VM while it booted: delete it, and back off like any failed start."""
+        pool = self.pools[inst.pool]
+        console = await boot_log_tail(self.clouds[pool.cloud], inst.name)
+        await self._creation_failed(pool, inst, failed_while_booting(inst.name, reason, console))
 
     def _cloud_of(self, pool: str) -> CloudDriver | None:
         config = self.pools.get(pool)
@@ -513,7 +522,7 @@ class Fleet:
         self._failures[pool.name] += 1
         failures = self._failures[pool.name]
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, BootTimeoutError):
+        if isinstance(exc, BootFailedError):
             reason = str(exc)  # with the last lines of the VM's serial console
         log.error(
             "could not create worker %s: %s",

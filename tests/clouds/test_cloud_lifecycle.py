@@ -152,9 +152,7 @@ async def test_a_delete_that_failed_is_finished_by_the_next_driver(
             await until(gone, timeout_s=30, what="the next driver to finish the delete")
 
 
-async def test_a_vm_that_never_boots_is_deleted_at_its_deadline(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_vm_that_never_boots_is_deleted_at_its_deadline(tmp_path: Path) -> None:
     gce = FakeGce(boot_dir=tmp_path / "vms", never_boot_next=1)
     db_url = f"sqlite:///{tmp_path}/lb.db"
     async with serving(gce) as endpoint, engine(db_url) as eng:
@@ -169,8 +167,6 @@ async def test_a_vm_that_never_boots_is_deleted_at_its_deadline(
 
         await until(has_address, timeout_s=30, what="the first VM to be made")
         [stuck] = await instance_rows(eng, "gce")
-        shown = await pool_show(db_url, "gce", capsys)
-        assert stuck.name in shown and "booting" in shown, shown
 
         assert (await eng.wait(batch_id, timeout_s=60)).state == "success"
         first, *later = await instance_rows(eng, "gce")
@@ -308,3 +304,32 @@ async def test_a_vm_a_stopping_driver_could_not_delete_is_deleted_by_the_next(
                 return now.state == "deleted" and not any(k[2] == row.name for k in gce.instances)
 
             await until(gone, timeout_s=30, what="the next driver to delete the VM")
+
+
+async def test_a_vm_the_cloud_stops_while_it_boots_is_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gce = FakeGce(boot_dir=tmp_path / "vms", never_boot_next=1)
+    db_url = f"sqlite:///{tmp_path}/lb.db"
+    async with serving(gce) as endpoint, engine(db_url) as eng:
+        await pools.create_pool(eng.db, gce_pool(endpoint))  # the deadline is 10 minutes
+        quick_watch(eng, "gcp")
+        batch_id = await eng.submit(
+            "version: 1\njobs:\n  - {name: j, pool: gce, command: 'true'}\n"
+        )
+
+        async def has_address() -> bool:
+            rows = await instance_rows(eng, "gce")
+            return bool(rows) and rows[0].address is not None
+
+        await until(has_address, timeout_s=30, what="the first VM to be made")
+        [stuck] = await instance_rows(eng, "gce")
+        shown = await pool_show(db_url, "gce", capsys)
+        assert f"{stuck.name}         booting" in shown, shown
+        gce.preempt(stuck.name, "us-central1-a", delete=False)  # a standard VM: TERMINATED
+
+        assert (await eng.wait(batch_id, timeout_s=60)).state == "success"
+        first, *_later = await instance_rows(eng, "gce")
+        assert first.state == "deleted" and first.time_activated is None
+        assert f"VM {stuck.name} failed while booting: VM TERMINATED" in first.reason
+        assert not any(key[2] == first.name for key in gce.instances)
