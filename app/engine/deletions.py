@@ -8,11 +8,14 @@ delete is tried again with backoff, by this driver or, after a restart, by the n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
 from app.engine.instances import set_delete_error, set_instance_state
@@ -23,6 +26,7 @@ from app.models.tables import InstanceState
 log = logging.getLogger("labbatch.fleet")
 
 RETRY_MAX_S = 60.0
+STOP_DELETES_TIMEOUT_S = 120.0  # how long a stopping driver waits for its VMs' deletes
 
 
 @dataclass(slots=True)
@@ -61,6 +65,28 @@ class Deleter:
         """Delete a VM now; if that fails, keep it to try again. True once it is gone."""
         deletion = self.pending.setdefault(name, Deletion(name, pool, dict(handle or {})))
         return await self._try(deletion)
+
+    async def delete_all(
+        self,
+        vms: list[tuple[str, str, dict[str, Any]]],
+        *,
+        reason: str,
+        timeout_s: float = STOP_DELETES_TIMEOUT_S,
+    ) -> None:
+        """Mark these (name, pool, handle) VMs deleting and delete them, waiting at most
+        ``timeout_s``: a stopping driver's last deletes. One not confirmed stays *deleting*."""
+        if not vms:
+            return
+        now = time.time()
+
+        def deleting(conn: Connection) -> None:
+            for name, _pool, _handle in vms:
+                set_instance_state(conn, name, InstanceState.DELETING, reason=reason, now=now)
+
+        await self._db.run(deleting)
+        deletes = (self.delete(name, pool, handle) for name, pool, handle in vms)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*deletes), timeout_s)
 
     def keep(self, name: str, pool: str, handle: dict[str, Any] | None = None) -> None:
         """Take over a delete an earlier driver did not finish; tried at the next retry."""

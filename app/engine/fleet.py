@@ -61,7 +61,6 @@ from app.models.tables import Attempt, InstanceState, Job, JobState
 from app.protocol import JobRun, Message, Shutdown
 
 SEND_TIMEOUT_S = 2.0
-STOP_DELETES_TIMEOUT_S = 120.0  # a stopping driver waits this long for its VMs' deletes
 log = logging.getLogger("labbatch.fleet")
 
 HELLO_TIMEOUT_S = 10.0
@@ -583,32 +582,17 @@ class Fleet:
                     await asyncio.wait_for(
                         inst.conn.send(Shutdown(reason="driver stopping")), SEND_TIMEOUT_S
                     )
-        await self._delete_at_stop(instances)
+        # every made VM until the cloud confirms it; one it refuses stays for the next driver
+        made = [i for i in instances if i.address is not None and not i.creating]
+        await self.deleter.delete_all(
+            [(i.name, i.pool, i.handle) for i in made], reason="driver stopped"
+        )
         await asyncio.gather(*(cloud.close() for cloud in self.clouds.values()))  # a last sweep
         for inst in instances:
             if inst.conn is not None:
                 await inst.conn.close()
         self.instances.clear()
         return instances
-
-    async def _delete_at_stop(self, instances: list[LiveInstance]) -> None:
-        """Delete every made VM until the cloud confirms it; one it does not (a 503) stays
-        *deleting* in the database, and the next driver finishes it."""
-        made = [i for i in instances if i.address is not None and not i.creating]
-        if not made:
-            return
-        now = time.time()
-
-        def deleting(conn: Connection) -> None:
-            for inst in made:
-                set_instance_state(
-                    conn, inst.name, InstanceState.DELETING, reason="driver stopped", now=now
-                )
-
-        await self.db.run(deleting)
-        deletes = (self.deleter.delete(i.name, i.pool, i.handle) for i in made)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*deletes), STOP_DELETES_TIMEOUT_S)
 
     async def drop(self) -> None:
         """Forget the workers without stopping them (another driver takes them over)."""
