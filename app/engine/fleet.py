@@ -563,6 +563,7 @@ class Fleet:
             log.warning("worker %s: %s; %d attempt(s) will run again", inst.name, reason, len(refs))
         self._on_changes(changes)
         self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETING), reason))
+        self._on_capacity()
         if inst.creating:
             return  # the cloud is still making it: _start_instance deletes it when it returns
         if inst.address is None:  # never made (a failed create removes what it left)
