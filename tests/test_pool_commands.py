@@ -104,3 +104,16 @@ def test_bad_cloud_settings_are_refused_and_store_nothing(
     error = refused(db, "pool", "create", "bad", *args)
     assert message in error
     assert "bad" not in pool_names(db)
+
+
+def test_a_cloud_pools_boot_deadline_is_set_on_create_and_changed_with_set(db: str) -> None:
+    ok(
+        db, "pool", "create", "gce", "--cloud", "gcp", "--project", "lab-project",
+        "--zones", "us-central1-a", "--machine-type", "e2-standard-2", "--allow-from",
+        "203.0.113.7",
+    )  # fmt: skip
+    assert json.loads(ok(db, "pool", "show", "gce", "--json"))["boot_deadline_s"] == 600.0
+    message = refused(db, "pool", "set", "gce", "--boot-deadline", "0")
+    assert "boot deadline must be more than 0 seconds" in message
+    ok(db, "pool", "set", "gce", "--boot-deadline", "900")
+    assert "(deadline 15m)" in ok(db, "pool", "show", "gce")

@@ -25,6 +25,11 @@ _SETTINGS = {
     "standing_cores": ("standing_worker_cores_mcpu", "cores", "cores of the standing workers"),
     "idle_timeout": ("idle_timeout_s", "float", "seconds before an idle worker retires"),
     "boot_time": ("boot_time_s", "float", "seconds a worker takes to start (local: a delay)"),
+    "boot_deadline": (
+        "boot_deadline_s",
+        "float",
+        "seconds a new cloud worker may take to answer before its VM is deleted (600)",
+    ),
     "price": ("price_per_core_hour_usd", "usd", "USD per core-hour (local pools; default 0)"),
     "machine_type": ("machine_type", "str", "the cloud's machine type (Azure: the VM size)"),
     "regions": ("regions", "list", "comma-separated regions (cloud pools: from their zones)"),
@@ -279,27 +284,32 @@ def _memory(memory_mb: int) -> str:
 async def _show(db: Any, name: str, *, as_json: bool) -> None:
     pool = await pools.get_pool(db, name)
     instances = await pools.pool_instances(db, name)
+    n_live = sum(1 for i in instances if i.state != "deleting")
     if as_json:
-        body = _pool_json(pool, len(instances))
+        body = _pool_json(pool, n_live)
         body["instances"] = [
             {
                 "name": i.name,
-                "state": i.state,
+                "state": i.shown_state,
                 "cores": i.cores_mcpu / 1000,
                 "standing": i.standing,
                 "uptime_s": round(i.uptime_s, 1),
                 "location": i.location,
+                "age_s": round(i.age_s, 1),
+                "reason": i.reason,
+                "delete_error": i.delete_error,
             }
             for i in instances
         ]
         print_json(body)
         return
-    print(_pool_line(pool, len(instances)))
+    print(_pool_line(pool, n_live))
     print(
         f"  min {pool.min_instances}, max {pool.max_instances} "
         f"(live {pool.max_live_instances}, {pool.max_new_instances_per_loop} new per loop), "
         f"idle timeout {format_duration(pool.idle_timeout_s)}, "
-        f"boot {format_duration(pool.boot_time_s)}"
+        f"boot {format_duration(pool.boot_time_s)} (deadline "
+        f"{format_duration(pool.boot_deadline_s)})"
     )
     if pool.cloud != "local":
         print(f"  {pool.machine_type or '(no machine type)'} in {', '.join(pool.regions or [])}")
@@ -315,9 +325,17 @@ async def _show(db: Any, name: str, *, as_json: bool) -> None:
     for i in instances:
         kind = "standing" if i.standing else "autoscaled"
         print(
-            f"  {i.name:<20} {i.state:<8} {format_mcpu(i.cores_mcpu):>5} cores  {kind:<10} "
-            f"up {format_duration(i.uptime_s)}"
+            f"  {i.name:<20} {i.shown_state:<8} {format_mcpu(i.cores_mcpu):>5} cores  "
+            f"{kind:<10} {_age(i)}"
         )
+        if i.delete_error:
+            print(f"    not deleted yet ({i.reason}): {i.delete_error}")
+
+
+def _age(i: pools.InstanceInfo) -> str:
+    if i.state == "active":
+        return f"up {format_duration(i.uptime_s)}"
+    return f"for {format_duration(i.age_s)}"  # booting, or deleting since it was made
 
 
 def _pool_line(pool: pools.PoolConfig, n_live: int) -> str:
@@ -340,6 +358,7 @@ def _pool_json(pool: pools.PoolConfig, n_live: int) -> dict[str, Any]:
         "standing_worker_cores": pool.standing_worker_cores_mcpu / 1000,
         "idle_timeout_s": pool.idle_timeout_s,
         "boot_time_s": pool.boot_time_s,
+        "boot_deadline_s": pool.boot_deadline_s,
         "preemptible": pool.preemptible,
         "price_per_core_hour_usd": (
             None if pool.price_per_core_hour_usd is None else str(pool.price_per_core_hour_usd)

@@ -49,13 +49,20 @@ class CloudDriver(Protocol):
         """Register the function called with (instance name, reason) when one disappears."""
 
     async def create_instance(self, request: InstanceRequest) -> CreatedInstance:
-        """Start a worker; returns once it accepts connections."""
+        """Start a worker; returns once the cloud says it exists. A cloud VM then boots for
+        seconds to minutes: the driver dials it until it answers or the boot deadline passes."""
 
     async def adopt_instance(self, name: str, handle: dict[str, Any]) -> bool:
         """Take over an instance started by an earlier driver; False if it is gone."""
 
-    async def delete_instance(self, name: str) -> None:
-        """Stop a worker and release its resources (idempotent)."""
+    async def delete_instance(self, name: str, *, handle: dict[str, Any] | None = None) -> None:
+        """Stop a worker and release its resources; returns once the cloud confirms it gone
+        (idempotent: one already gone is fine). ``handle`` (with its ``pool``) finds a VM
+        this driver does not own, e.g. one an earlier driver failed to delete; raises
+        CloudError when the cloud fails, and the caller tries again later."""
+
+    async def boot_log(self, name: str) -> str:
+        """The VM's serial console / boot diagnostics so far ("" where the cloud has none)."""
 
     async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
         """Delete the pool's instances that are not in ``known_names`` (left behind by a

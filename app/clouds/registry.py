@@ -89,9 +89,13 @@ class LazyCloud:
     async def adopt_instance(self, name: str, handle: dict[str, Any]) -> bool:
         return await (await self._loaded()).adopt_instance(name, handle)
 
-    async def delete_instance(self, name: str) -> None:
-        if self._cloud is not None:  # nothing was created or adopted through an unloaded one
-            await self._cloud.delete_instance(name)
+    async def delete_instance(self, name: str, *, handle: dict[str, Any] | None = None) -> None:
+        if self._cloud is None and not handle:
+            return  # nothing was created or adopted through an unloaded one
+        await (await self._loaded()).delete_instance(name, handle=handle)
+
+    async def boot_log(self, name: str) -> str:
+        return await self._cloud.boot_log(name) if self._cloud is not None else ""
 
     async def delete_orphans(self, pool: str, known_names: Collection[str]) -> list[str]:
         """Delete the pool's VMs that the database does not know (left by a crash)."""

@@ -30,6 +30,7 @@ from app.engine.billing.rates import hourly_cost_usd
 from app.engine.marker import bump_marker
 from app.engine.records import BatchInfo, JobInfo
 from app.engine.workers.pools import (
+    SHOWN_STATES,
     InstanceInfo,
     PoolConfig,
     instance_info,
@@ -92,7 +93,8 @@ class PoolRow:
 
     @property
     def n_live(self) -> int:
-        return len(self.instances)
+        """Booting and active workers (not the ones being deleted)."""
+        return sum(1 for i in self.instances if i.instance.state != InstanceState.DELETING)
 
 
 BATCH_STATES = ("running", "success", "failure", "cancelled")
@@ -197,7 +199,7 @@ async def pools_with_instances(db: Database) -> list[PoolRow]:
         refreshed = refreshed_prices(conn)
         for row in conn.execute(
             select(*Instance.__table__.c)
-            .where(Instance.state.in_((InstanceState.PENDING, InstanceState.ACTIVE)))
+            .where(Instance.state.in_(SHOWN_STATES))  # and VMs not deleted yet
             .order_by(Instance.time_created)
         ):
             pool = pools.get(row.pool)

@@ -189,6 +189,8 @@ class Driver:
             for inst in instances:
                 refs = open_attempts(conn, inst.name)
                 requeue_attempts(conn, refs, reason="driver stopped", now=now, charge=False)
+                if inst.name in self.fleet.deleter.pending:
+                    continue  # its VM is not deleted yet: the next driver tries again
                 set_instance_state(
                     conn, inst.name, InstanceState.DELETED, reason="driver stopped", now=now
                 )

@@ -43,6 +43,7 @@ from app.engine.workers.pools import (
     CLOUD_BOOT_TIME_S,
     DEFAULT_POOL,
     MACHINE_TYPE_KEY,
+    InstanceInfo,
     PoolConfig,
     machine_type_cores,
 )
@@ -374,6 +375,7 @@ __all__ = [
     "BatchRow",
     "Budget",
     "EngineService",
+    "InstanceInfo",
     "InstanceRow",
     "JobDetail",
     "JobInfo",

@@ -66,11 +66,14 @@ class BatchState(StrEnum):
 
 
 class InstanceState(StrEnum):
-    """Worker instance lifecycle: pending -> active -> inactive -> deleted."""
+    """Worker instance lifecycle: pending (the cloud makes it, it boots) -> active ->
+    deleting (retired; its VM is deleted until the cloud confirms it gone) -> deleted.
+    ``inactive`` is what earlier versions wrote for deleting."""
 
     PENDING = "pending"
     ACTIVE = "active"
     INACTIVE = "inactive"
+    DELETING = "deleting"
     DELETED = "deleted"
 
 
@@ -277,6 +280,8 @@ class Pool(Base):
     standing_worker_cores_mcpu: Mapped[int] = mapped_column(Integer, default=0)
     idle_timeout_s: Mapped[float] = mapped_column(Float, default=300.0)
     boot_time_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # how long a new worker may take to answer before its VM is deleted as failed
+    boot_deadline_s: Mapped[float] = mapped_column(Float, default=600.0, server_default="600")
     regions: Mapped[list[Any] | None] = mapped_column(nullable=True)
     price_per_core_hour_usd: Mapped[float | None] = mapped_column(Numeric(18, 8), nullable=True)
     # cloud-specific settings (project, zones, image …); never credentials
@@ -303,6 +308,8 @@ class Instance(Base):
     time_deactivated: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # why the cloud has not deleted it yet (a deleting instance whose delete failed)
+    delete_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # standing instances keep the pool's minimum and do not retire when idle
     standing: Mapped[bool] = mapped_column(Boolean, default=False)
 

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.service import DEFAULT_POOL, InstanceRow, PoolConfig, PoolRow
+from app.engine.service import DEFAULT_POOL, InstanceInfo, InstanceRow, PoolConfig, PoolRow
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.live_panel import LivePanel
@@ -88,6 +88,17 @@ def _cost_now(row: InstanceRow, fetched_at: float, now: float) -> Decimal:
     if elapsed <= 0 or not row.cost_usd:
         return row.cost_usd
     return row.cost_usd * Decimal(str(max(0.0, now - start))) / Decimal(str(elapsed))
+
+
+def _instance_problem(info: InstanceInfo) -> str | None:
+    """A VM the cloud has not deleted yet: its age, why it was retired and why it is still
+    there (None for others)."""
+    if not info.delete_error:
+        return None
+    return (
+        f"{info.name} (made {style.duration(int(info.age_s))} ago, retired: {info.reason}) "
+        f"is not deleted yet: {info.delete_error}"
+    )
 
 
 def _uptime(row: InstanceRow) -> str:
@@ -356,7 +367,7 @@ class PoolsPanel(LivePanel):
             info = inst_row.instance
             values = (
                 info.name,
-                info.state,
+                info.shown_state,
                 style.cores(info.cores_mcpu),
                 style.cores(inst_row.used_mcpu),
                 style.cores(inst_row.free_mcpu),
@@ -367,7 +378,7 @@ class PoolsPanel(LivePanel):
             )
             items = [_set_cell(self.instances, r, c, text) for c, text in enumerate(values)]
             items[STATE_COLUMN].setForeground(style.state_color(info.state))
-            items[0].setToolTip(info.reason or "")
+            items[0].setToolTip(_instance_problem(info) or info.reason or "")
 
     def _show_cloud(self, row: PoolRow | None) -> None:
         """A cloud pool's settings, and the reasons its workers give (pending, failing)."""
@@ -376,7 +387,9 @@ class PoolsPanel(LivePanel):
         self.cloud_summary.setText("\n".join(lines))
         instances = row.instances if row is not None else ()
         self._worker_problems = [
-            f"{r.instance.name}: {r.instance.reason}" for r in instances if r.instance.reason
+            _instance_problem(r.instance) or f"{r.instance.name}: {r.instance.reason}"
+            for r in instances
+            if r.instance.reason or r.instance.delete_error
         ]
         if row is not None and row.last_failure:
             self._worker_problems.append(f"Workers cannot start: {row.last_failure}")

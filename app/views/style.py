@@ -32,6 +32,7 @@ STATE_COLORS: dict[str, str] = {
     "pending": "#fdd835",
     "active": "#43a047",
     "inactive": "#9e9e9e",
+    "deleting": "#fb8c00",  # retired, but the cloud has not confirmed its VM gone
     "deleted": "#616161",
 }
 JOB_STATES = ("Pending", "Ready", "Creating", "Running", "Success", "Failed", "Error", "Cancelled")

@@ -1,6 +1,12 @@
 """A fake Azure Resource Manager on 127.0.0.1 for the real SDK client: virtual machines, the
 network interfaces and public IPs they make, network security groups. With ``vm_root`` set, a
-created VM boots: its custom data runs in a FakeVm (a real worker on 127.0.0.1)."""
+created VM boots: its custom data runs in a FakeVm (a real worker on 127.0.0.1).
+
+By default the fake behaves like Azure on a bad day (``realistic``): a VM's custom data runs
+only after a random boot delay, every ``flaky_every``-th call answers 503, never the same call
+twice in a row (the SDK's retry policy repeats it; a VM PUT is idempotent by name), and every
+``failing_create_every``-th create operation ends Failed late (AllocationFailed).
+``FakeAzure.kind()`` is the well-behaved fake, for the tests that say why they need it."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import asyncio
 import base64
 import copy
 import itertools
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +32,9 @@ VM_LIST_PATH = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
 )
 OP_PATH = "/subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/operations/{op}"
+BOOT_DIAGNOSTICS_PATH = VM_PATH + "/retrieveBootDiagnosticsData"
+SERIAL_LOG_PATH = "/fake-boot-diagnostics/{rg}/{name}/serial.log"
+FIRMWARE_LINES = "Hyper-V UEFI firmware (fake)\nBooting from the OS disk...\n"
 VM_SIZES_PATH = "/subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/vmSizes"
 NETWORK_PATH = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network"
 NSG_PATH = NETWORK_PATH + "/networkSecurityGroups/{name}"
@@ -74,6 +84,12 @@ class FakeAzure:
     directory; deleting or evicting the VM, or stopping the server, powers it off."""
 
     vm_root: Path | None = None
+    realistic: bool = True
+    boot_delay_s: tuple[float, float] = (0.5, 2.0)  # before a VM's custom data runs
+    flaky_every: int = 7  # every n-th call answers 503 (0: never)
+    failing_create_every: int = 5  # every n-th create operation ends Failed (0: never)
+    never_boot: set[str] = field(default_factory=set)  # VMs whose custom data never runs
+    never_boot_next: int = 0
     vms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     put_bodies: list[dict[str, Any]] = field(default_factory=list)
     operation_polls: int = 0
@@ -91,6 +107,18 @@ class FakeAzure:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _boots: dict[tuple[str, str], asyncio.Task[FakeVm]] = field(default_factory=dict)
     _stops: set[asyncio.Task[None]] = field(default_factory=set)
+    _calls: int = 0
+    _just_failed: set[tuple[str, str]] = field(default_factory=set)  # (method, path)
+    _creates: int = 0
+
+    @classmethod
+    def kind(cls, **kwargs: Any) -> FakeAzure:
+        """A fake without boot delays or flaky calls."""
+        return cls(realistic=False, **kwargs)
+
+    def __post_init__(self) -> None:
+        if not self.realistic:
+            self.boot_delay_s, self.flaky_every, self.failing_create_every = (0.0, 0.0), 0, 0
 
     def fail_next_put(self, status: int, code: str, message: str) -> None:
         """Make the next VM PUT answer this ARM error."""
@@ -140,6 +168,8 @@ class FakeAzure:
         app.router.add_get(VM_LIST_PATH, self._list_vms)
         app.router.add_get(OP_PATH, self._get_operation)
         app.router.add_get(VM_SIZES_PATH, self._list_vm_sizes)
+        app.router.add_post(BOOT_DIAGNOSTICS_PATH, self._boot_diagnostics)
+        app.router.add_get(SERIAL_LOG_PATH, self._serial_log)
         app.router.add_put(NSG_PATH, self._put_nsg)
         app.router.add_get(NSG_PATH, self._get_nsg)
         app.router.add_get(NIC_PATH, self._get_network_resource)
@@ -148,19 +178,58 @@ class FakeAzure:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/fake-boot-diagnostics/"):  # a SAS URL: no bearer token
+            return await handler(request)
         if not request.headers.get("Authorization", "").startswith("Bearer "):
             return _error(401, "AuthenticationFailed", "Authentication failed.")
         if self.auth_fails:
             return _error(
                 401, "InvalidAuthenticationToken", "The access token is invalid or expired."
             )
+        self._calls += 1
+        call = (request.method, request.path)
+        flaky = bool(self.flaky_every) and self._calls % self.flaky_every == 0
+        if flaky and call not in self._just_failed:  # a retry after a 503 gets through
+            self._just_failed.add(call)
+            return _error(503, "ServiceUnavailable", "The service is temporarily unavailable.")
+        self._just_failed.discard(call)
         response: web.StreamResponse = await handler(request)
         return response
+
+    async def _boot_diagnostics(self, request: web.Request) -> web.Response:
+        rg, name = request.match_info["rg"], request.match_info["name"]
+        if (rg, name) not in self.vms:
+            return _not_found("Microsoft.Compute/virtualMachines", name)
+        url = f"http://{request.host}{SERIAL_LOG_PATH.format(rg=rg, name=name)}?sig=fake"
+        return web.json_response(
+            {
+                "consoleScreenshotBlobUri": url.replace("serial.log", "screen.bmp"),
+                "serialConsoleLogBlobUri": url,
+            }
+        )
+
+    async def _serial_log(self, request: web.Request) -> web.Response:
+        key = (request.match_info["rg"], request.match_info["name"])
+        boot = self._boots.get(key)
+        console = ""
+        if boot is not None and boot.done() and not boot.cancelled():
+            console = boot.result().console()
+        return web.Response(text=FIRMWARE_LINES + console)
 
     def _start_operation(self, request: web.Request, kind: str) -> str:
         op_id = f"op-{next(self._ids)}"
         key = (request.match_info["rg"], request.match_info["name"])
         failure, self._next_operation_failure = self._next_operation_failure, None
+        if kind == "create":
+            self._creates += 1
+            every = self.failing_create_every
+            if failure is None and every and self._creates % every == 0:
+                failure = _Failure(
+                    200,
+                    "AllocationFailed",
+                    "Allocation failed. We do not have sufficient capacity for the requested VM "
+                    "size in this region.",
+                )
         self._operations[op_id] = _Operation(key, kind, failure=failure)
         path = OP_PATH.format(sub=request.match_info["sub"], loc="westeurope", op=op_id)
         return f"http://{request.host}{path}?api-version={request.query['api-version']}"
@@ -276,7 +345,20 @@ class FakeAzure:
         if self.vm_root is None or not custom_data or key in self._boots:
             return
         script = base64.b64decode(custom_data).decode()
-        self._boots[key] = asyncio.ensure_future(FakeVm.boot(key[1], script, self.vm_root))
+        never = key[1] in self.never_boot or self.never_boot_next > 0
+        if never:
+            self.never_boot.add(key[1])
+            self.never_boot_next = max(0, self.never_boot_next - 1)
+        delay_s = random.uniform(*self.boot_delay_s)
+        root = self.vm_root
+
+        async def boot() -> FakeVm:
+            await asyncio.sleep(delay_s)
+            if never:
+                await asyncio.Event().wait()  # stuck: the worker never starts
+            return await FakeVm.boot(key[1], script, root)
+
+        self._boots[key] = asyncio.ensure_future(boot())
 
     def _power_off(self, key: tuple[str, str]) -> None:
         boot = self._boots.pop(key, None)
@@ -284,7 +366,12 @@ class FakeAzure:
             return
 
         async def stop() -> None:
-            vm = await boot
+            if not boot.done():
+                boot.cancel()  # powered off before its custom data ran
+            try:
+                vm = await boot
+            except asyncio.CancelledError:
+                return
             await vm.stop()
 
         task = asyncio.ensure_future(stop())

@@ -2,12 +2,21 @@
 
 With ``boot_dir`` set, an inserted instance boots a FakeVm that runs its real start-up script,
 reading its metadata from a per-instance endpoint of this server (like the metadata server).
+
+By default the fake behaves like the service on a bad day (``realistic``): a VM's start-up
+script runs only after a random boot delay (its worker port refuses connections meanwhile),
+every ``flaky_every``-th API call answers 503, never the same call twice in a row (an
+insert's answer is lost after the VM was made: only its requestId keeps a retry from making a
+second one), and every
+``failing_insert_every``-th insert operation ends in error late. ``FakeGce.kind()`` is the
+well-behaved fake, for the tests that say why they need it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +31,7 @@ from tests.clouds.fake_vm import FakeVm
 BASE = "/compute/v1/projects/{project}/zones/{zone}"
 GLOBAL = "/compute/v1/projects/{project}/global"
 METADATA = "/fake-metadata/{project}/{zone}/{name}/attributes"
+FIRMWARE_LINES = "SeaBIOS (version fake-1.16)\nBooting from Hard Disk 0...\n"
 LABEL_FILTER = re.compile(r'^\s*labels\.([\w-]+)\s*=\s*"?([^"]*)"?\s*$')
 # (name, guest CPUs, memory MB) as the machineTypes list says them
 MACHINE_TYPES: tuple[tuple[str, int, int], ...] = (
@@ -60,6 +70,14 @@ class FakeGce:
     """In-memory instances and operations, with switches for failures and preemption."""
 
     polls_until_done: int = 2  # GETs of an operation before it answers DONE
+    realistic: bool = True
+    boot_delay_s: tuple[float, float] = (0.5, 2.0)  # before a VM's start-up script runs
+    flaky_every: int = 7  # every n-th API call answers 503 (0: never)
+    failing_insert_every: int = 5  # every n-th insert operation ends in error (0: never)
+    never_boot: set[str] = field(default_factory=set)  # VMs whose start-up script never runs
+    never_boot_next: int = 0  # so many next VMs never boot
+    refused_deletes: set[str] = field(default_factory=set)  # DELETEs of these answer 503
+    delete_requests: list[str] = field(default_factory=list)  # names, one per DELETE
     instances: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     insert_bodies: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -80,6 +98,25 @@ class FakeGce:
     _failing_zones: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     _operations: dict[str, _Operation] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _calls: int = 0
+    _just_failed: set[tuple[str, str]] = field(default_factory=set)  # (method, path)
+    _inserts: int = 0
+    _by_request_id: dict[str, dict[str, Any]] = field(default_factory=dict)  # -> operation
+    _boots: dict[tuple[str, str, str], asyncio.Task[None]] = field(default_factory=dict)
+
+    _hosts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _next_host(self) -> int:
+        return (next(self._hosts) - 1) % 250 + 1
+
+    @classmethod
+    def kind(cls, **kwargs: Any) -> FakeGce:
+        """A fake without boot delays, flaky calls or failing operations."""
+        return cls(realistic=False, **kwargs)
+
+    def __post_init__(self) -> None:
+        if not self.realistic:
+            self.boot_delay_s, self.flaky_every, self.failing_insert_every = (0.0, 0.0), 0, 0
 
     def fail_next_insert(
         self,
@@ -116,6 +153,11 @@ class FakeGce:
         self._power_off(key)
 
     def _power_off(self, key: tuple[str, str, str]) -> None:
+        boot = self._boots.pop(key, None)
+        if boot is not None and not boot.done():
+            boot.cancel()  # powered off before its start-up script ran
+            self._stopping.add(boot)
+            boot.add_done_callback(self._stopping.discard)
         vm = self.vms.pop(key, None)
         if vm is not None:
             task = asyncio.get_running_loop().create_task(vm.stop())
@@ -124,9 +166,20 @@ class FakeGce:
 
     async def stop_vms(self) -> None:
         """Power off every FakeVm (and wait for those already powering off)."""
-        for key in list(self.vms):
+        for key in list(self.vms) + list(self._boots):
             self._power_off(key)
-        await asyncio.gather(*self._stopping)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
+
+    async def vm(self, name: str, timeout_s: float = 30.0) -> FakeVm:
+        """The FakeVm of an instance once its boot delay has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            found = [vm for key, vm in self.vms.items() if key[2] == name]
+            if found:
+                return found[0]
+            assert loop.time() < deadline, f"VM {name} did not boot"
+            await asyncio.sleep(0.05)
 
     def operation_polls(self) -> list[int]:
         """How many times each operation was polled, in creation order."""
@@ -138,6 +191,7 @@ class FakeGce:
         app.router.add_post(BASE + "/instances", self._insert)
         app.router.add_get(BASE + "/instances", self._list)
         app.router.add_get(BASE + "/instances/{name}", self._get)
+        app.router.add_get(BASE + "/instances/{name}/serialPort", self._serial_port)
         app.router.add_delete(BASE + "/instances/{name}", self._delete)
         app.router.add_get(BASE + "/operations/{op}", self._get_operation)
         app.router.add_get(BASE + "/machineTypes", self._machine_types)
@@ -152,6 +206,17 @@ class FakeGce:
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/fake-metadata/"):  # the VM's side: no API credentials
             return await handler(request)
+        self._calls += 1
+        call = (request.method, request.path)
+        flaky = bool(self.flaky_every) and self._calls % self.flaky_every == 0
+        flaky = flaky and call not in self._just_failed  # a retry after a 503 gets through
+        if flaky:
+            self._just_failed.add(call)
+        else:
+            self._just_failed.discard(call)
+        is_insert = request.method == "POST" and request.path.endswith("/instances")
+        if flaky and not is_insert:  # lost before the service saw it
+            return _error(503, "The service is currently unavailable.", "backendError")
         self.requests.append((request.method, request.path_qs))
         self.authorizations.append(request.headers.get("Authorization"))
         if self.unauthorized:
@@ -166,6 +231,8 @@ class FakeGce:
                 status=401,
             )
         response: web.StreamResponse = await handler(request)
+        if flaky:  # the insert was made, but its answer is lost
+            return _error(503, "The service is currently unavailable.", "backendError")
         return response
 
     def _url(self, request: web.Request, suffix: str = "") -> str:
@@ -202,6 +269,9 @@ class FakeGce:
             state.on_done(state.body)
 
     async def _insert(self, request: web.Request) -> web.Response:
+        request_id = request.query.get("requestId")
+        if request_id and request_id in self._by_request_id:  # a retry: the same operation
+            return web.json_response(self._by_request_id[request_id])
         body = await request.json()
         self.insert_bodies.append(body)
         m = request.match_info
@@ -212,6 +282,10 @@ class FakeGce:
             return unknown
         failure, self._fail_next_insert = self._fail_next_insert, None
         failure = failure or self._failing_zones.get(m["zone"])
+        self._inserts += 1
+        every = self.failing_insert_every
+        if failure is None and every and self._inserts % every == 0:
+            failure = (503, "ZONE_RESOURCE_POOL_EXHAUSTED", "The zone is out of resources.")
         if key in self.instances and failure is None:
             return _error(409, f"The resource '{target}' already exists", "alreadyExists")
 
@@ -247,7 +321,9 @@ class FakeGce:
                                 "kind": "compute#accessConfig",
                                 "type": "ONE_TO_ONE_NAT",
                                 "name": "External NAT",
-                                "natIP": "127.0.0.1",  # where a FakeVm's worker listens
+                                # where its FakeVm's worker listens: a loopback address of
+                                # its own (127.0.0.1, .2, …), as VMs share the pool's port
+                                "natIP": f"127.0.0.{self._next_host()}",
                             }
                         ],
                     }
@@ -257,8 +333,11 @@ class FakeGce:
             if body.get("tags"):
                 self.instances[key]["tags"] = body["tags"]
             if self.boot_dir is not None:
-                await self._boot(request, key)
-        return web.json_response(self._operation(request, "insert", target, done))
+                self._boot(request, key)
+        operation = self._operation(request, "insert", target, done)
+        if request_id:
+            self._by_request_id[request_id] = operation
+        return web.json_response(operation)
 
     def _unknown_machine_type(
         self, project: str, zone: str, machine_type_url: str
@@ -278,13 +357,47 @@ class FakeGce:
         )
         return _error(400, message, "invalid")
 
-    async def _boot(self, request: web.Request, key: tuple[str, str, str]) -> None:
+    def _boot(self, request: web.Request, key: tuple[str, str, str]) -> None:
+        """Power the VM on: after its boot delay its start-up script runs (unless it is one
+        that never boots)."""
         assert self.boot_dir is not None
         project, zone, name = key
         items = self.instances[key]["metadata"].get("items", [])
         script = next((i["value"] for i in items if i["key"] == "startup-script"), "")
         url = f"{request.url.origin()}{METADATA.format(project=project, zone=zone, name=name)}"
-        self.vms[key] = await FakeVm.boot(name, script, self.boot_dir, metadata_url=url)
+        never = name in self.never_boot or self.never_boot_next > 0
+        if never:
+            self.never_boot.add(name)
+            self.never_boot_next = max(0, self.never_boot_next - 1)
+        delay_s = random.uniform(*self.boot_delay_s)
+        boot_dir = self.boot_dir
+        host = self.instances[key]["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
+
+        async def boot() -> None:
+            await asyncio.sleep(delay_s)
+            if never:
+                await asyncio.Event().wait()  # stuck: the worker never starts
+            self.vms[key] = await FakeVm.boot(name, script, boot_dir, metadata_url=url, host=host)
+
+        self._boots[key] = asyncio.get_running_loop().create_task(boot())
+
+    async def _serial_port(self, request: web.Request) -> web.Response:
+        """What the VM printed on its serial console (firmware, then its start-up script)."""
+        m = request.match_info
+        key = (m["project"], m["zone"], m["name"])
+        if key not in self.instances:
+            return _error(404, f"The resource '{self._url(request)}' was not found", "notFound")
+        vm = self.vms.get(key)
+        contents = FIRMWARE_LINES + (vm.console() if vm is not None else "")
+        return web.json_response(
+            {
+                "kind": "compute#serialPortOutput",
+                "contents": contents,
+                "start": "0",
+                "next": str(len(contents)),
+                "selfLink": f"{self._url(request)}/serialPort",
+            }
+        )
 
     async def _metadata(self, request: web.Request) -> web.Response:
         """One metadata item of one instance, as the metadata server answers it."""
@@ -308,6 +421,9 @@ class FakeGce:
     async def _delete(self, request: web.Request) -> web.Response:
         m = request.match_info
         key = (m["project"], m["zone"], m["name"])
+        self.delete_requests.append(m["name"])
+        if m["name"] in self.refused_deletes:
+            return _error(503, "The service is currently unavailable.", "backendError")
         if key not in self.instances:
             return _error(404, f"The resource '{self._url(request)}' was not found", "notFound")
         self.instances[key]["status"] = "STOPPING"

@@ -37,7 +37,11 @@ class FakeVm:
         self.proc = proc
 
     @classmethod
-    async def boot(cls, name: str, script: str, root: Path, *, metadata_url: str = "") -> FakeVm:
+    async def boot(
+        cls, name: str, script: str, root: Path, *, metadata_url: str = "", host: str = "127.0.0.1"
+    ) -> FakeVm:
+        """Run the start-up script; its worker listens on ``host`` (a loopback address of
+        its own when several VMs share the pool's port)."""
         home = root / name
         home.mkdir(parents=True, exist_ok=True)
         script_path = home / "startup.sh"
@@ -46,7 +50,7 @@ class FakeVm:
             **os.environ,
             "LABBATCH_HOME": str(home),
             "LABBATCH_WORKER_PYTHON": sys.executable,
-            "LABBATCH_WORKER_HOST": "127.0.0.1",
+            "LABBATCH_WORKER_HOST": host,
             "PYTHONPATH": str(REPO),
         }
         env.pop("LABBATCH_WORKER_TOKEN", None)

@@ -90,7 +90,7 @@ async def test_a_created_vm_serves_its_worker_over_pinned_tls(
             InstanceRequest(name="lb-gpu-1", pool="gpu", cores_mcpu=2000, token="s3cret-token")
         )
         assert created.address == f"127.0.0.1:{port}"
-        [vm] = gce.vms.values()
+        vm = await gce.vm("lb-gpu-1")  # the VM boots a while after the insert is DONE
         url = f"https://{created.address}/healthz"
         pin = aiohttp.Fingerprint(bytes.fromhex(created.handle["tls_sha256"]))
         auth = {"Authorization": bearer("s3cret-token")}  # name and load only for the driver

@@ -134,7 +134,8 @@ async def test_a_changed_pool_config_patches_the_rule(
     assert rule[patched] == patch[patched]
     port = change.get("worker_port", 8443)
     assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": [str(port)]}]
-    assert created.address == f"127.0.0.1:{port}" and created.handle["port"] == port
+    # the fake gives each VM a loopback address of its own: the second is 127.0.0.2
+    assert created.address == f"127.0.0.2:{port}" and created.handle["port"] == port
     assert sorted(rule["sourceRanges"]) == sorted(
         f"{a}/32" if "/" not in a else a for a in pools["gpu"]["allow_from"]
     )

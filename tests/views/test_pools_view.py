@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -10,9 +11,11 @@ from typing import Any
 
 import pytest
 from PySide6.QtWidgets import QMessageBox, QPushButton
+from sqlalchemy import insert
 
 from app.engine.browse import PoolRow
 from app.engine.service import EngineService
+from app.models.tables import Instance
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.pools import ERROR_COLOR, PoolsPanel
@@ -199,3 +202,32 @@ async def test_a_pool_problem_shows_inline(lb_home: Path, monkeypatch: pytest.Mo
         panel.refresh()
         await until(lambda: panel.message.text() == problem, what="the problem")
         assert panel.message_is_error and ERROR_COLOR in panel.message.styleSheet()
+
+
+async def test_a_vm_not_deleted_yet_shows_with_its_age_and_why(lb_home: Path) -> None:
+    async with open_panel() as (panel, service):
+        await until(lambda: states(panel) == ["active"], what="the standing worker")
+        made = time.time() - 125
+
+        def stuck(conn: Any) -> None:  # what a delete refused by the cloud leaves
+            conn.execute(
+                insert(Instance).values(
+                    name="local-stuck",
+                    pool="local",
+                    state="deleting",
+                    cores_mcpu=1000,
+                    time_created=made,
+                    time_deactivated=made + 60,
+                    handle={},
+                    reason="idle for 300s",
+                    delete_error="Compute Engine is busy or unavailable (tried 3 time(s))",
+                )
+            )
+
+        await service.db.run(stuck)
+        panel.refresh()
+        await until(lambda: "deleting" in states(panel), what="the VM being deleted")
+        text = panel.message.text()
+        assert "local-stuck (made 2m" in text and "retired: idle for 300s" in text, text
+        assert "not deleted yet: Compute Engine is busy" in text, text
+        assert pool_cell(panel, "local", 2) == "1 / 3", "a VM being deleted is not live"

@@ -118,8 +118,12 @@ def startup_script(request: InstanceRequest, settings: AzurePoolSettings) -> tup
     return inline_startup_script(boot), tls.sha256
 
 
-def _lost_reason(power_state: str | None, *, exists: bool, spot: bool) -> str | None:
+def _lost_reason(
+    power_state: str | None, *, exists: bool, spot: bool, provisioning: str | None = None
+) -> str | None:
     """Why a watched VM counts as lost, or None while it may still run its worker."""
+    if exists and (provisioning or "").lower() == "failed":
+        return "Azure reports the VM's provisioning Failed"
     if exists and power_state not in STOPPED_POWER_STATES:
         return None
     if spot:
@@ -306,15 +310,27 @@ class AzureCloud:
         self._watcher.start()
         return True
 
-    async def delete_instance(self, name: str) -> None:
+    async def delete_instance(self, name: str, *, handle: dict[str, Any] | None = None) -> None:
+        """Delete the VM (with its disk, NIC and IP) and wait for Azure to confirm; a VM this
+        driver does not own is found by ``handle``'s pool (and location)."""
         owned = self._owned.get(name)
-        if owned is None:
+        if owned is not None:
+            resources = owned.resources
+        elif handle and isinstance(handle.get("pool"), str):
+            settings = self._settings(handle["pool"])
+            resources = self._resources_for(settings.with_location(handle))
+        else:
             return
         self._deleting.add(name)  # stays marked if deleting fails: never report our own delete
-        await owned.resources.delete_vm(name)
+        await resources.delete_vm(name)
         self._owned.pop(name, None)
         self._deleting.discard(name)
         self._reported.discard(name)
+
+    async def boot_log(self, name: str) -> str:
+        """The VM's serial log from Azure boot diagnostics."""
+        owned = self._owned.get(name)
+        return await owned.resources.boot_log(name) if owned is not None else ""
 
     async def _check_owned(self) -> None:
         """Poll every watched VM once; report the evicted or vanished ones."""
@@ -331,7 +347,10 @@ class AzureCloud:
         if name not in self._owned or name in self._deleting or name in self._reported:
             return  # deleted or reported while we asked
         reason = _lost_reason(
-            vm.power_state if vm else None, exists=vm is not None, spot=owned.spot
+            vm.power_state if vm else None,
+            exists=vm is not None,
+            spot=owned.spot,
+            provisioning=vm.provisioning_state if vm else None,
         )
         if reason is None:
             return

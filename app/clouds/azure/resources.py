@@ -97,6 +97,8 @@ def vm_body(spec: VmSpec, location: str) -> dict[str, Any]:
         },
         "osProfile": os_profile,
         "networkProfile": network_profile(spec),
+        # managed boot diagnostics: the serial log explains a VM whose worker never answers
+        "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
     }
     if spec.spot:
         properties["priority"] = "Spot"
@@ -154,6 +156,25 @@ def _vm_info(vm: Any) -> VmInfo:
         tags=dict(vm.tags or {}),
         nic_id=_primary_nic_id(props),
     )
+
+
+async def read_blob_text(sas_uri: str) -> str:
+    """GET a blob through its SAS URL (the URL is the credential: never log it)."""
+    import aiohttp
+
+    from app.errors import CloudError
+
+    timeout = aiohttp.ClientTimeout(total=20)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(sas_uri) as response,
+        ):
+            if response.status != 200:
+                raise CloudError(f"Azure answered {response.status} for a boot log")
+            return await response.text(errors="replace")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise CloudError(f"could not read a boot log from Azure storage: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +288,21 @@ class AzureResources:
         except AzureError as exc:
             raise translate_error(exc, f"reading VM {name}") from exc
         return _vm_info(vm)
+
+    async def boot_log(self, name: str) -> str:
+        """The VM's serial log from its boot diagnostics ("" when Azure has none yet)."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            data = await self._vms().retrieve_boot_diagnostics_data(
+                self.resource_group, name, sas_uri_expiration_time_in_minutes=5
+            )
+        except ResourceNotFoundError:
+            return ""
+        except AzureError as exc:
+            raise translate_error(exc, f"reading the boot diagnostics of VM {name}") from exc
+        uri = data.serial_console_log_blob_uri
+        return await read_blob_text(uri) if uri else ""
 
     async def list_labbatch_vms(self) -> list[VmInfo]:
         """Every VM in the resource group tagged as LabBatch's (to find orphans)."""

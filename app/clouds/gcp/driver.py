@@ -27,6 +27,7 @@ from app.clouds.gcp.errors import UnknownMachineTypeError
 from app.clouds.gcp.firewall import FirewallRule, rule_name
 from app.clouds.gcp.machine_types import not_offered_error
 from app.clouds.gcp.resources import DEFAULT_NETWORK, GceResources, MachineType, VmInfo, VmSpec
+from app.clouds.retry import retry_transient
 from app.clouds.watch import Watcher
 from app.errors import CloudError
 
@@ -95,6 +96,9 @@ class GceCloud:
         self.operation_poll_interval_s = operation_poll_interval_s
         self._resources: dict[tuple[str, str | None], GceResources] = {}
         self._owned: dict[str, _OwnedVm] = {}
+        # owned VMs being deleted, or reported lost: the watcher reports neither (again)
+        self._deleting: set[str] = set()
+        self._reported: set[str] = set()
         self._lost: LostCallback | None = None
         self._watcher = Watcher(
             "gce-watch", self._check_owned, lambda: self.poll_interval_s, "the Compute Engine VMs"
@@ -271,7 +275,9 @@ class GceCloud:
         async with lock:  # concurrent creates in one pool make sure of the rule once
             if self._firewalls.get(pool) == rule:
                 return
-            await resources.ensure_firewall(rule)
+            await retry_transient(
+                lambda: resources.ensure_firewall(rule), doing=f"ensure firewall rule {rule.name}"
+            )
             self._firewalls[pool] = rule
 
     async def _delete_quietly(self, resources: GceResources, name: str, zone: str) -> None:
@@ -286,16 +292,39 @@ class GceCloud:
             return False
         _, resources = self._pool(pool)
         info = await resources.get_vm(name, zone)
-        if info is None or info.status != "RUNNING":
-            return False  # a stopped VM left behind is found by orphans()
+        if info is None or info.status in LOST_STATES:
+            return False  # a stopped VM left behind is deleted by the engine or orphans()
         self._owned[name] = _OwnedVm(pool, zone, bool(handle.get("spot")), resources)
         self._watcher.start()
         return True
 
-    async def delete_instance(self, name: str) -> None:
-        owned = self._owned.pop(name, None)  # popped first: the watcher must not report it
+    async def delete_instance(self, name: str, *, handle: dict[str, Any] | None = None) -> None:
+        """Delete the VM and wait until Compute Engine confirms it (404 is fine); a VM this
+        driver does not own is found by ``handle``'s pool and zone (every zone of the pool
+        when the zone is not known: its insert may have been cut short)."""
+        owned = self._owned.get(name)
         if owned is not None:
-            await owned.resources.delete_vm(name, owned.zone)
+            targets = [(owned.resources, owned.zone)]
+        elif handle and isinstance(handle.get("pool"), str):
+            settings, resources = self._pool(handle["pool"])
+            zone = handle.get("zone")
+            zones = [zone] if isinstance(zone, str) else list(settings.zones)
+            targets = [(resources, z) for z in zones]
+        else:
+            return
+        self._deleting.add(name)  # stays marked if deleting fails: never report our own delete
+        for resources, zone in targets:
+            await resources.delete_vm(name, zone)
+        self._owned.pop(name, None)
+        self._deleting.discard(name)
+        self._reported.discard(name)
+
+    async def boot_log(self, name: str) -> str:
+        """The VM's serial console output (its start-up script prints there)."""
+        owned = self._owned.get(name)
+        if owned is None:
+            return ""
+        return await owned.resources.serial_port_output(name, owned.zone)
 
     async def release(self) -> None:
         """Stop watching and forget the VMs, which keep running for the next driver."""
@@ -308,10 +337,15 @@ class GceCloud:
         await asyncio.gather(
             *(self._delete_quietly(vm.resources, name, vm.zone) for name, vm in owned.items())
         )
+        self._deleting.clear()
+        self._reported.clear()
 
     async def _check_owned(self) -> None:
-        """Report VMs that were preempted or disappeared, once each."""
+        """Report VMs that were preempted, stopped or disappeared, once each. They stay
+        owned: the engine deletes them (a stopped standard VM still bills for its disk)."""
         for name, vm in list(self._owned.items()):
+            if name in self._deleting or name in self._reported:
+                continue
             try:
                 info = await vm.resources.get_vm(name, vm.zone)
             except CloudError as exc:
@@ -319,9 +353,9 @@ class GceCloud:
                 continue
             if info is not None and info.status not in LOST_STATES:
                 continue
-            if self._owned.get(name) is not vm:
+            if self._owned.get(name) is not vm or name in self._deleting:
                 continue  # deleted by us while we asked
-            del self._owned[name]
+            self._reported.add(name)
             if vm.spot:
                 reason = "preempted"
             else:

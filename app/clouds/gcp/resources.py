@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,6 +20,7 @@ from app.clouds.gcp.firewall import (
     same_network,
     wrong_network_error,
 )
+from app.clouds.retry import retry_transient
 from app.errors import CloudError
 
 log = logging.getLogger("labbatch.clouds.gcp")
@@ -188,12 +190,18 @@ class GceResources:
             firewalls=compute_v1.FirewallsClient(**kwargs),
         )
 
-    async def _call(self, fn: Callable[[], T], *, doing: str, zone: str | None) -> T:
+    async def _call_once(self, fn: Callable[[], T], *, doing: str, zone: str | None) -> T:
         """Run one blocking SDK call in a thread, translating its failures."""
         try:
             return await asyncio.to_thread(fn)
         except cloud_failures() as exc:
             raise translate(exc, doing=doing, zone=zone) from exc
+
+    async def _call(self, fn: Callable[[], T], *, doing: str, zone: str | None) -> T:
+        """Run a call that is safe to repeat, again after a transient failure (a 503)."""
+        return await retry_transient(
+            lambda: self._call_once(fn, doing=doing, zone=zone), doing=doing
+        )
 
     async def create_vm(self, spec: VmSpec) -> VmInfo:
         """Create a VM, wait for the insert operation to finish and return its state."""
@@ -202,9 +210,17 @@ class GceResources:
         instances = (await self._get_clients()).instances
         resource = compute_v1.Instance.from_json(json.dumps(instance_body(spec)))
         doing = f"create VM {spec.name} ({spec.machine_type})"
+        # one id for every try of this insert: Compute Engine answers a repeated one with the
+        # first one's operation, so an insert whose answer was lost never makes two VMs
+        request_id = str(uuid.uuid4())
         op = await self._call(
             lambda: instances.insert_unary(
-                project=self.project, zone=spec.zone, instance_resource=resource
+                request=compute_v1.InsertInstanceRequest(
+                    project=self.project,
+                    zone=spec.zone,
+                    instance_resource=resource,
+                    request_id=request_id,
+                )
             ),
             doing=doing,
             zone=spec.zone,
@@ -252,34 +268,59 @@ class GceResources:
     async def delete_vm(self, name: str, zone: str) -> None:
         """Delete a VM and wait until it is gone; a VM that does not exist is fine."""
         from google.api_core.exceptions import NotFound
+        from google.cloud import compute_v1
 
         instances = (await self._get_clients()).instances
         doing = f"delete VM {name}"
-        try:
-            op = await asyncio.to_thread(
-                lambda: instances.delete_unary(project=self.project, zone=zone, instance=name)
-            )
-        except NotFound:
+        request_id = str(uuid.uuid4())
+
+        def delete() -> Any:
+            try:
+                return instances.delete_unary(
+                    request=compute_v1.DeleteInstanceRequest(
+                        project=self.project, zone=zone, instance=name, request_id=request_id
+                    )
+                )
+            except NotFound:
+                return None
+
+        # one quick second try; the caller keeps a delete that still fails and tries later
+        op = await retry_transient(
+            lambda: self._call_once(delete, doing=doing, zone=zone),
+            doing=doing,
+            delays_s=(0.2,),
+        )
+        if op is None:
             return
-        except cloud_failures() as exc:
-            raise translate(exc, doing=doing, zone=zone) from exc
         await self._wait(op, doing=doing, zone=zone)
         log.info("deleted VM %s in %s", name, zone)
+
+    async def serial_port_output(self, name: str, zone: str) -> str:
+        """What the VM printed on its serial console (its start-up script's output)."""
+        instances = (await self._get_clients()).instances
+        output = await self._call(
+            lambda: instances.get_serial_port_output(
+                project=self.project, zone=zone, instance=name
+            ),
+            doing=f"read the serial console of VM {name}",
+            zone=zone,
+        )
+        return str(output.contents or "")
 
     async def get_vm(self, name: str, zone: str) -> VmInfo | None:
         """The VM's current state, or None if it does not exist (deleted or preempted)."""
         from google.api_core.exceptions import NotFound
 
         instances = (await self._get_clients()).instances
-        try:
-            instance = await asyncio.to_thread(
-                lambda: instances.get(project=self.project, zone=zone, instance=name)
-            )
-        except NotFound:
-            return None
-        except cloud_failures() as exc:
-            raise translate(exc, doing=f"get VM {name}", zone=zone) from exc
-        return _vm_info(instance)
+
+        def get() -> Any:
+            try:
+                return instances.get(project=self.project, zone=zone, instance=name)
+            except NotFound:
+                return None
+
+        instance = await self._call(get, doing=f"get VM {name}", zone=zone)
+        return None if instance is None else _vm_info(instance)
 
     async def list_labbatch_vms(self, zones: list[str]) -> list[VmInfo]:
         """Every VM labelled ``labbatch=true`` in these zones (to find orphans after a crash)."""

@@ -137,7 +137,11 @@ class LocalCloud:
         self._adopted[name] = pid
         return True
 
-    async def delete_instance(self, name: str) -> None:
+    async def boot_log(self, name: str) -> str:
+        """Local workers have no console beyond their own log."""
+        return ""
+
+    async def delete_instance(self, name: str, *, handle: dict[str, Any] | None = None) -> None:
         self._deleting.add(name)
         proc = self._procs.pop(name, None)
         if proc is not None:

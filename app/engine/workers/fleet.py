@@ -17,6 +17,15 @@ from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
 from app.engine.batches.completion import Changes
+from app.engine.boots import (
+    BootFailedError,
+    BootOutcome,
+    boot_log_tail,
+    dial_until_up,
+    failed_while_booting,
+    missed_deadline,
+)
+from app.engine.deletions import Deleter
 from app.engine.events import EventBus, InstanceChanged
 from app.engine.scheduler.autoscale import (
     CreateReason,
@@ -37,9 +46,11 @@ from app.engine.workers.instances import (
     Assignment,
     LiveInstance,
     activate_instance,
+    deleting_instances,
     insert_instance,
     live_instances,
     open_attempts,
+    record_address,
     requeue_attempts,
     set_instance_state,
     tls_pin,
@@ -96,6 +107,7 @@ class Fleet:
         self._scale_targets: dict[str, int] = {}
         self.only_user: dict[str, str] = {}  # pool -> the one user whose jobs it runs
         self._stopping = False
+        self.deleter = Deleter(db, self._cloud_of, on_deleted=self._on_deleted)
         for cloud in clouds.values():
             cloud.on_lost(self._on_lost)
 
@@ -145,8 +157,26 @@ class Fleet:
 
     def _on_lost(self, name: str, reason: str) -> None:
         inst = self.instances.get(name)
-        if inst is not None and not self._stopping:
+        if inst is None or self._stopping:
+            return
+        if inst.state == InstanceState.PENDING and inst.pool in self.pools:
+            self._tasks.spawn(f"lost-{name}", self._boot_failed(inst, reason))
+        else:
             self._tasks.spawn(f"lost-{name}", self.retire(inst, reason=reason))
+
+    async def _boot_failed(self, inst: LiveInstance, reason: str) -> None:
+        """The cloud failed a VM while it booted: delete it, and back off like any failed start."""
+        pool = self.pools[inst.pool]
+        console = await boot_log_tail(self.clouds[pool.cloud], inst.name)
+        await self._creation_failed(pool, inst, failed_while_booting(inst.name, reason, console))
+
+    def _cloud_of(self, pool: str) -> CloudDriver | None:
+        config = self.pools.get(pool)
+        return self.clouds.get(config.cloud) if config is not None else None
+
+    def _on_deleted(self, name: str, pool: str) -> None:
+        self.bus.publish(InstanceChanged(name, pool, str(InstanceState.DELETED)))
+        self._on_capacity()
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -154,6 +184,8 @@ class Fleet:
         """Adopt the workers an earlier driver left running; retire the ones that are gone."""
         rows = await self.db.run(lambda conn: live_instances(conn, list(self.pools)))
         await self.db.run(lambda conn: private.reset_creating(conn, JOB_PRIVATE_POOL))
+        for gone in await self.db.run(lambda conn: deleting_instances(conn, list(self.pools))):
+            self.deleter.keep(gone.name, gone.pool, gone.handle)  # an earlier driver's delete
         for row in rows:
             cloud = self.clouds.get(self.pools[row.pool].cloud)
             inst = LiveInstance(
@@ -162,11 +194,12 @@ class Fleet:
                 cores_mcpu=row.cores_mcpu,
                 address=row.address,
                 location=row.location or "local",
-                state=InstanceState.ACTIVE,
+                state=InstanceState(row.state),
                 standing=row.standing,
                 tls_sha256=tls_pin(row.handle),
                 preemptible=bool((row.handle or {}).get("spot")),
                 idle_since=time.time(),
+                handle=dict(row.handle or {}),
             )
             adopted = (
                 row.pool != JOB_PRIVATE_POOL  # which job each was for is not kept
@@ -174,6 +207,13 @@ class Fleet:
                 and row.address is not None
                 and await cloud.adopt_instance(row.name, row.handle or {})
             )
+            if adopted and inst.state == InstanceState.PENDING:  # still booting: dial on
+                self.instances[inst.name] = inst
+                deadline = row.time_created + self.pools[row.pool].boot_deadline_s
+                self._tasks.spawn(
+                    f"boot-{inst.name}", self._bring_up(self.pools[row.pool], inst, deadline)
+                )
+                continue
             if adopted:
                 await self._load_assigned(inst, build_run)
                 self.instances[inst.name] = inst
@@ -225,7 +265,9 @@ class Fleet:
         self._scale_targets.update(targets)
 
     async def watch(self) -> None:
-        """Reconnect dropped workers, retire dead and idle ones, size each pool."""
+        """Reconnect dropped workers, retire dead and idle ones, size each pool, and try
+        again the deletes that failed."""
+        await self.deleter.retry_due()
         now = time.time()
         for inst in list(self.instances.values()):
             if inst.state == InstanceState.ACTIVE:
@@ -412,49 +454,80 @@ class Fleet:
                 preemptible=spot,
                 boot_delay_s=pool.boot_time_s,
             )
-            created = await cloud.create_instance(request)
-            if inst.state == InstanceState.INACTIVE:  # drained or retired while it booted
-                await cloud.delete_instance(name)
-                return
+            inst.creating = True
+            try:
+                created = await cloud.create_instance(request)
+            finally:
+                inst.creating = False
             inst.address, inst.location = created.address, created.location
-            inst.tls_sha256 = tls_pin(created.handle)
+            inst.tls_sha256, inst.handle = tls_pin(created.handle), dict(created.handle)
+            if not inst.live:  # drained or retired while the cloud made it
+                await self.deleter.delete(name, pool.name, inst.handle)
+                return
             await self.db.run(
-                lambda conn: activate_instance(
+                lambda conn: record_address(
                     conn,
                     name,
                     address=created.address,
                     location=created.location,
                     handle=takeover.stamp(created.handle),  # which key its token came from
-                    now=time.time(),
                 )
             )
-            if not await self.connect(inst):
-                raise DialError(f"worker {name} started but did not accept the driver")
-            inst.idle_since = time.time()
+        except Exception as exc:
+            if not registered:
+                self._creating[pool.name] -= 1
+                registered = True
+            if inst.live:
+                await self._creation_failed(pool, inst, exc)
+            else:  # retired while the cloud failed to make it: nothing to delete
+                await self.deleter.mark_deleted(name, pool.name)
+            return
+        finally:
+            if not registered:
+                self._creating[pool.name] -= 1
+        await self._bring_up(pool, inst, now + pool.boot_deadline_s, private_job)
+
+    async def _bring_up(
+        self,
+        pool: PoolConfig,
+        inst: LiveInstance,
+        deadline: float,
+        private_job: private.PrivateJob | None = None,
+    ) -> None:
+        """Dial a booting worker until it answers (then it is active) or ``deadline`` (wall
+        clock) passes (then its VM is deleted, and the pool backs off)."""
+        try:
+            outcome = await dial_until_up(
+                lambda: self.connect(inst), wanted=lambda: inst.live, deadline=deadline
+            )
+            if outcome == BootOutcome.GONE:
+                return
+            if outcome == BootOutcome.LATE:
+                console = await boot_log_tail(self.clouds[pool.cloud], inst.name)
+                raise missed_deadline(inst.name, pool.boot_deadline_s, console)
+            now = time.time()
+            await self.db.run(lambda conn: activate_instance(conn, inst.name, now=now))
+            inst.idle_since = now
             if private_job is not None:  # its worker is up: the job can be placed on it
                 await self.db.run(
                     lambda conn: private.set_state(
                         conn, private_job.key, JobState.CREATING, JobState.READY
                     )
                 )
-            self.bus.publish(InstanceChanged(name, pool.name, str(InstanceState.ACTIVE)))
+            self.bus.publish(InstanceChanged(inst.name, pool.name, str(InstanceState.ACTIVE)))
             self._failures[pool.name] = 0
             self._retry_at.pop(pool.name, None)
             self.problems.pop(pool.name, None)
             self._on_capacity()
         except Exception as exc:
-            if not registered:
-                self._creating[pool.name] -= 1
-                registered = True
             await self._creation_failed(pool, inst, exc)
-        finally:
-            if not registered:
-                self._creating[pool.name] -= 1
 
     async def _creation_failed(self, pool: PoolConfig, inst: LiveInstance, exc: Exception) -> None:
         self._failures[pool.name] += 1
         failures = self._failures[pool.name]
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, BootFailedError):
+            reason = str(exc)  # with the last lines of the VM's serial console
         log.error(
             "could not create worker %s: %s",
             inst.name,
@@ -471,54 +544,44 @@ class Fleet:
         await self.retire(inst, reason=f"{START_FAILURE}{reason}")
 
     async def retire(self, inst: LiveInstance, *, reason: str) -> None:
-        """Deactivate an instance: its unfinished attempts run again elsewhere; then delete it."""
-        if inst.state == InstanceState.INACTIVE:
+        """Deactivate an instance: delete it, then run its unfinished attempts again elsewhere."""
+        if inst.state == InstanceState.DELETING:
             return
-        inst.state = InstanceState.INACTIVE
+        inst.state = InstanceState.DELETING
         self.instances.pop(inst.name, None)
         if inst.conn is not None:
             await inst.conn.send(Shutdown(reason=reason))
             await inst.conn.close()
-        # Delete first: no attempt may run again while the worker may still be running it.
-        deleted = await self._delete(inst)
         now = time.time()
+        async with self._write_lock:
+            await self.db.run(
+                lambda conn: set_instance_state(
+                    conn, inst.name, InstanceState.DELETING, reason=reason, now=now
+                )
+            )
+        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETING), reason))
+        # Delete first: no attempt may run again while its worker may still be running it (the
+        # local cloud's delete returns once the worker's job processes are gone). A delete the
+        # cloud refuses stays with the deleter, which tries again until the cloud confirms.
+        if inst.creating:
+            pass  # the cloud is still making it: _start_instance deletes it when it returns
+        elif inst.address is None:  # never made (a failed create removes what it left)
+            await self.deleter.mark_deleted(inst.name, inst.pool)
+        else:
+            await self.deleter.delete(inst.name, inst.pool, inst.handle)
 
-        def deactivate(conn: Connection) -> tuple[list[tuple[int, int, int]], Changes]:
+        def requeue(conn: Connection) -> tuple[list[tuple[int, int, int]], Changes]:
             if inst.reserved_for is not None:  # its job still waits for a worker
                 private.set_state(conn, inst.reserved_for, JobState.CREATING, JobState.READY)
             refs = open_attempts(conn, inst.name)
-            changes = requeue_attempts(conn, refs, reason=reason, now=now)
-            set_instance_state(conn, inst.name, InstanceState.INACTIVE, reason=reason, now=now)
-            return refs, changes
+            return refs, requeue_attempts(conn, refs, reason=reason, now=now)
 
         async with self._write_lock:
-            refs, changes = await self.db.run(deactivate)
+            refs, changes = await self.db.run(requeue)
         if refs:
             log.warning("worker %s: %s; %d attempt(s) will run again", inst.name, reason, len(refs))
         self._on_changes(changes)
-        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.INACTIVE), reason))
-        if not deleted:
-            self._on_capacity()
-            return
-        await self.db.run(
-            lambda conn: set_instance_state(
-                conn, inst.name, InstanceState.DELETED, reason=None, now=now
-            )
-        )
-        self.bus.publish(InstanceChanged(inst.name, inst.pool, str(InstanceState.DELETED), reason))
         self._on_capacity()
-
-    async def _delete(self, inst: LiveInstance) -> bool:
-        """Delete a retired instance in its cloud; False if that failed (it stays INACTIVE)."""
-        cloud = self.clouds.get(self.pools[inst.pool].cloud) if inst.pool in self.pools else None
-        if cloud is None:
-            return True
-        try:
-            await cloud.delete_instance(inst.name)
-        except LabBatchError as exc:
-            log.error("could not delete worker %s: %s", inst.name, exc)
-            return False
-        return True
 
     async def stop(self) -> list[LiveInstance]:
         """Shut every worker down; returns them so the caller can put their jobs back."""
@@ -531,7 +594,12 @@ class Fleet:
                     await asyncio.wait_for(
                         inst.conn.send(Shutdown(reason="driver stopping")), SEND_TIMEOUT_S
                     )
-        await asyncio.gather(*(cloud.close() for cloud in self.clouds.values()))
+        # every made VM until the cloud confirms it; one it refuses stays for the next driver
+        made = [i for i in instances if i.address is not None and not i.creating]
+        await self.deleter.delete_all(
+            [(i.name, i.pool, i.handle) for i in made], reason="driver stopped"
+        )
+        await asyncio.gather(*(cloud.close() for cloud in self.clouds.values()))  # a last sweep
         for inst in instances:
             if inst.conn is not None:
                 await inst.conn.close()

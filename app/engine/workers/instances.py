@@ -42,6 +42,8 @@ class LiveInstance:
     standing: bool = False
     tls_sha256: str | None = None  # the pinned certificate of a cloud worker (None: local)
     preemptible: bool = False  # a spot VM, which the cloud may take back at any time
+    handle: dict[str, Any] = field(default_factory=dict)  # how the cloud finds it again
+    creating: bool = False  # the cloud is making it (no address yet)
     draining: bool = False  # takes no new jobs; retires when empty
     conn: WorkerConnection | None = None
     last_heartbeat: float = 0.0
@@ -103,26 +105,28 @@ def insert_instance(
     )
 
 
-def activate_instance(
+def record_address(
     conn: Connection,
     name: str,
     *,
     address: str,
     location: str,
     handle: dict[str, Any],
-    now: float,
 ) -> None:
+    """The cloud made the VM: where to dial it. It stays pending (booting) until it answers."""
     conn.execute(
         update(Instance)
         .where(Instance.name == name, Instance.state == str(InstanceState.PENDING))
-        .values(
-            state=str(InstanceState.ACTIVE),
-            address=address,
-            location=location,
-            handle=handle,
-            time_activated=now,
-            last_heartbeat=now,
-        )
+        .values(address=address, location=location, handle=handle)
+    )
+
+
+def activate_instance(conn: Connection, name: str, *, now: float) -> None:
+    """The worker answered the driver: it is active."""
+    conn.execute(
+        update(Instance)
+        .where(Instance.name == name, Instance.state == str(InstanceState.PENDING))
+        .values(state=str(InstanceState.ACTIVE), time_activated=now, last_heartbeat=now)
     )
 
 
@@ -132,7 +136,7 @@ def set_instance_state(
     values: dict[str, Any] = {"state": str(state)}
     if reason is not None:
         values["reason"] = reason
-    if state in (InstanceState.INACTIVE, InstanceState.DELETED):
+    if state in (InstanceState.INACTIVE, InstanceState.DELETING, InstanceState.DELETED):
         values["time_deactivated"] = now
     conn.execute(
         update(Instance)
@@ -140,7 +144,30 @@ def set_instance_state(
         .values(**values)
     )
     if state == InstanceState.DELETED:
-        conn.execute(update(Instance).where(Instance.name == name).values(state=str(state)))
+        conn.execute(
+            update(Instance)
+            .where(Instance.name == name)
+            .values(state=str(state), delete_error=None)
+        )
+
+
+def set_delete_error(conn: Connection, name: str, error: str) -> None:
+    """Why a deleting instance's VM is not deleted yet (shown by `pool show`)."""
+    conn.execute(
+        update(Instance)
+        .where(Instance.name == name, Instance.state == str(InstanceState.DELETING))
+        .values(delete_error=error)
+    )
+
+
+def deleting_instances(conn: Connection, pools: Sequence[str]) -> list[Any]:
+    """Rows of the pools' instances whose VM an earlier driver did not finish deleting."""
+    rows = conn.execute(
+        select(Instance.name, Instance.pool, Instance.handle).where(
+            Instance.pool.in_(list(pools)), Instance.state == str(InstanceState.DELETING)
+        )
+    )
+    return list(rows)
 
 
 def tls_pin(handle: dict[str, Any] | None) -> str | None:

@@ -40,6 +40,7 @@ class PoolConfig:
     standing_worker_cores_mcpu: int = 0
     idle_timeout_s: float = 300.0
     boot_time_s: float = 0.0
+    boot_deadline_s: float = 600.0  # a worker that has not answered by then is deleted
     regions: tuple[str, ...] | None = None
     price_per_core_hour_usd: Decimal | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +63,8 @@ class PoolConfig:
             problems.append("max new instances per loop must be at least 1")
         if self.idle_timeout_s < 0 or self.boot_time_s < 0:
             problems.append("idle timeout and boot time cannot be negative")
+        if self.boot_deadline_s <= 0:
+            problems.append("boot deadline must be more than 0 seconds")
         if self.price_per_core_hour_usd is not None and self.price_per_core_hour_usd < 0:
             problems.append("price per core-hour cannot be negative")
         if self.cloud == "local" and set(self.config) - {SHARED_BY}:
@@ -138,6 +141,10 @@ def with_cloud_defaults(pool: PoolConfig) -> PoolConfig:
     return replace(pool, **changes) if changes else pool
 
 
+# the instances a pool lists: live ones, and retired ones whose VM is not deleted yet
+SHOWN_STATES = (InstanceState.PENDING, InstanceState.ACTIVE, InstanceState.DELETING)
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceInfo:
     """An instance as the pool view shows it."""
@@ -150,10 +157,20 @@ class InstanceInfo:
     time_created: float
     time_activated: float | None
     reason: str | None
+    delete_error: str | None = None  # why its VM is not deleted yet
 
     @property
     def uptime_s(self) -> float:
         return time.time() - self.time_activated if self.time_activated else 0.0
+
+    @property
+    def age_s(self) -> float:
+        return time.time() - self.time_created
+
+    @property
+    def shown_state(self) -> str:
+        """The state as a user reads it: a pending worker is booting."""
+        return "booting" if self.state == InstanceState.PENDING else self.state
 
 
 _COLUMNS = [f.name for f in fields(PoolConfig)]
@@ -257,8 +274,8 @@ async def pool_instances(db: Database, name: str, *, live_only: bool = True) -> 
             .where(Instance.pool == name)
             .order_by(Instance.time_created)
         )
-        if live_only:
-            query = query.where(Instance.state.in_([InstanceState.PENDING, InstanceState.ACTIVE]))
+        if live_only:  # and the ones still being deleted: they may still bill
+            query = query.where(Instance.state.in_(SHOWN_STATES))
         return [instance_info(row) for row in conn.execute(query)]
 
     return await db.run(read)
@@ -275,6 +292,7 @@ def instance_info(row: Any) -> InstanceInfo:
         time_created=row.time_created,
         time_activated=row.time_activated,
         reason=row.reason,
+        delete_error=row.delete_error,
     )
 
 
