@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from app.engine import boots
-from app.engine.boots import BootOutcome, dial_until_up, missed_deadline, tail
-from app.engine.deletions import Deleter, retry_delay_s
+from app.engine.workers import boots
+from app.engine.workers.boots import BootOutcome, dial_until_up, missed_deadline, tail
+from app.engine.workers.deletions import Deleter, retry_delay_s
 from app.errors import CloudError
 from app.models.db import open_database
 from app.models.tables import Instance
@@ -94,7 +94,7 @@ class FlakyCloud:
 async def test_a_delete_is_kept_with_its_error_until_the_cloud_confirms_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("app.engine.deletions.retry_delay_s", lambda failures: 0.05)
+    monkeypatch.setattr("app.engine.workers.deletions.retry_delay_s", lambda failures: 0.05)
     db = await open_database(f"sqlite:///{tmp_path}/lb.db")
     try:
         await db.run(

@@ -17,15 +17,6 @@ from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver, InstanceRequest
 from app.engine.batches.completion import Changes
-from app.engine.boots import (
-    BootFailedError,
-    BootOutcome,
-    boot_log_tail,
-    dial_until_up,
-    failed_while_booting,
-    missed_deadline,
-)
-from app.engine.deletions import Deleter
 from app.engine.events import EventBus, InstanceChanged
 from app.engine.scheduler.autoscale import (
     CreateReason,
@@ -41,7 +32,16 @@ from app.engine.scheduler.scheduling import QueuedJob, UserQueue, cut_head
 from app.engine.secrets import worker_token
 from app.engine.tasks import TaskManager
 from app.engine.workers import private, takeover
+from app.engine.workers.boots import (
+    BootFailedError,
+    BootOutcome,
+    boot_log_tail,
+    dial_until_up,
+    failed_while_booting,
+    missed_deadline,
+)
 from app.engine.workers.connection import DialError, WorkerConnection
+from app.engine.workers.deletions import Deleter
 from app.engine.workers.instances import (
     Assignment,
     LiveInstance,
