@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import cli
+from app.cli.main import main as labbatch_main
 from app.engine.workers import pools
 from app.engine.workers.pools import PoolConfig
 from app.models.tables import Instance
@@ -38,7 +38,7 @@ async def pool_show(db_url: str, pool: str, capsys: pytest.CaptureFixture[str]) 
     """`labbatch pool show`, run in a thread (the engine keeps running) of this process (a
     new process may take seconds to start on a busy machine)."""
     capsys.readouterr()
-    code = await asyncio.to_thread(cli.main, ["pool", "show", pool, "--db", db_url])
+    code = await asyncio.to_thread(labbatch_main, ["pool", "show", pool, "--db", db_url])
     shown = capsys.readouterr()
     assert code == 0, shown.err
     return shown.out
