@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from decimal import Decimal
 
 import pytest
@@ -236,9 +235,26 @@ def test_format_estimate_of_a_fixed_range_shows_one_value() -> None:
     )
 
 
-def test_hundred_thousand_jobs_in_under_two_seconds() -> None:
-    n = 100_000
-    jobs = [
+def test_a_hundred_thousand_job_dag_is_estimated_whole() -> None:
+    """The forecast takes a 100,000-job DAG (bench/forecast.py times it: target < 2 s)."""
+    jobs = big_dag(100_000)
+    quantities_for = quantities_for_pool(
+        cloud="gcp", family_or_size="n1", region="us-central1", worker_cores_mcpu=16_000
+    )
+    estimate = estimate_batch(
+        jobs,
+        worker_cores_mcpu=16_000,
+        n_workers=50,
+        rates=load_price_table("gcp"),
+        quantities_for=quantities_for,
+    )
+    assert estimate.n_jobs == 100_000
+    assert 0 < estimate.duration_s_low <= estimate.duration_s_high
+
+
+def big_dag(n: int) -> list[JobSpec]:
+    """A binary-tree DAG of ``n`` jobs of mixed sizes, some with timeouts or expected times."""
+    return [
         JobSpec(
             name=f"j{i}",
             command="true",
@@ -250,20 +266,6 @@ def test_hundred_thousand_jobs_in_under_two_seconds() -> None:
         )
         for i in range(n)
     ]
-    quantities_for = quantities_for_pool(
-        cloud="gcp", family_or_size="n1", region="us-central1", worker_cores_mcpu=16_000
-    )
-    rates = load_price_table("gcp")
-    elapsed_s = []
-    for _ in range(2):  # the better of two runs: other processes may share the machine
-        started = time.perf_counter()
-        estimate = estimate_batch(
-            jobs, worker_cores_mcpu=16_000, n_workers=50, rates=rates, quantities_for=quantities_for
-        )
-        elapsed_s.append(time.perf_counter() - started)
-    assert estimate.n_jobs == n
-    assert 0 < estimate.duration_s_low <= estimate.duration_s_high
-    assert min(elapsed_s) < 2, f"took {min(elapsed_s):.2f} s"
 
 
 @st.composite
