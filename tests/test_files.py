@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from app.engine.batches import frontend
+from app.engine.batches import frontend, rerun
 from app.models.spec import parse_dag_text
 from tests.engine_helpers import USER, engine, kill_worker_running, until
 
@@ -244,3 +244,27 @@ async def test_a_100_mb_file_arrives_intact(tmp_path: Path) -> None:
         mb_100 = 100 << 20
         assert (staging["in_bytes"], staging["out_bytes"]) == (mb_100, 2 * mb_100)
         assert (staging["linked_bytes"], staging["copied_bytes"]) == (3 * mb_100, 0)
+
+
+async def test_a_retried_child_still_finds_its_parents_output(tmp_path: Path) -> None:
+    flag = tmp_path / "second time"
+    async with engine(sqlite_url(tmp_path)) as eng:
+        batch_id = await submit(
+            eng,
+            f"""
+            version: 1
+            jobs:
+              - {{name: parent, outputs: {{data: .txt}}, command: "echo payload > $data"}}
+              - name: child
+                inputs: [parent.data]
+                command: test -e '{flag}' && cat "$data"
+            """,
+            tmp_path,
+        )
+        assert (await eng.wait(batch_id)).state == "failure"
+        flag.touch()
+        assert await rerun.retry_batch(eng.db, batch_id, user=USER) == 1
+        eng.runtime.notify_changed()
+        assert (await eng.wait(batch_id)).state == "success"
+        assert await frontend.job_log(eng.db, batch_id, "child") == "payload\n"
+        assert (await eng.jobs(batch_id))["parent"].n_attempts == 1  # not run again
