@@ -199,3 +199,13 @@ def test_a_bad_file_submits_nothing(tmp_path: Path) -> None:
         env=os.environ.copy(),
     )
     assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stdout
+
+
+def test_files_of_an_earlier_update_are_refused_clearly() -> None:
+    text = "version: 1\njobs: [{name: b, inputs: [a.out], command: x}]\n"
+    with pytest.raises(DagFileError) as caught:
+        parse_dag_text(text, source="u.yaml", existing_jobs=["a"])
+    assert [p.message for p in caught.value.problems] == [
+        "'a.out' is a file of a job added by an earlier update of the batch: "
+        "reading those is not supported yet"
+    ]
