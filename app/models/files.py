@@ -375,7 +375,7 @@ def link_files(
             job_outputs[job.name] = _AnyName()
     scatter = {job.name for job in jobs if job.name and job.fields.get("scatter")}
     for job in jobs:
-        _link_job(job, inputs, job_outputs, scatter, issues, default_env, existing)
+        _link_job(job, inputs, job_outputs, issues, default_env, existing)
     for output in outputs:
         found = resolve(output.source, inputs, job_outputs)
         message = found if isinstance(found, str) else None
@@ -392,7 +392,6 @@ def _link_job(
     job: RawJob,
     inputs: Mapping[str, BatchInput],
     job_outputs: Mapping[str, Mapping[str, OutputShape]],
-    scatter: Collection[str],
     issues: Issues,
     default_env: Mapping[str, str],
     existing: Collection[str],
@@ -415,12 +414,6 @@ def _link_job(
             issues.add(
                 path, f"a job cannot read its own output {ref!r}", job=job.label, field="inputs"
             )
-        elif found.job in scatter:
-            message = (
-                f"{ref!r} is an output of scatter job {found.job!r}: gathering the outputs of "
-                "a scatter job is not supported yet"
-            )
-            issues.add(path, message, job=job.label, field="inputs")
         elif found.job is not None:
             parents.append(found.job)
         if name in own_outputs:
