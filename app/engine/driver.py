@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -24,6 +25,8 @@ from app.clouds.base import CloudDriver
 from app.engine import lease
 from app.engine.batches.completion import Changes, JobEnd, end_jobs
 from app.engine.batches.counters import repair_counters
+from app.engine.batches.file_store import remove_expired_files
+from app.engine.batches.files import scratch_root, transfers
 from app.engine.batches.results import apply_results, record_starts
 from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
 from app.engine.billing.projects import cancel_over_limit
@@ -45,6 +48,7 @@ from app.engine.workers.instances import (
 from app.engine.workers.pools import PoolConfig, read_pools, take_scale_targets
 from app.models.bulk import bulk_insert
 from app.models.db import JOB_PRIVATE_POOL, Database
+from app.models.db import data_dir as default_data_dir
 from app.models.prepared import Prepared
 from app.models.tables import Batch, InstanceState, Job, JobState, attempts_table, jobs_table
 from app.protocol import (
@@ -68,6 +72,7 @@ _jobs = jobs_table
 
 MARKER_POLL_S = 0.2
 BILLING_CHECK_S = float(os.environ.get("LABBATCH_BILLING_CHECK_S", "5"))
+FILES_SWEEP_S = float(os.environ.get("LABBATCH_FILES_SWEEP_S", "600"))
 # A pass has a fixed cost (one transaction); waiting this long after one lets reports pile up
 # so the next pass carries several. A chain's next report comes later than this anyway.
 PASS_MIN_INTERVAL_S = float(os.environ.get("LABBATCH_PASS_INTERVAL_S", "0.002"))
@@ -85,8 +90,10 @@ class Driver:
         batch_dir: Callable[[int], str | None] = lambda _batch_id: None,
         pool_overrides: Mapping[str, Mapping[str, Any]] | None = None,
         owner: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.db = db
+        self.data_dir = data_dir or default_data_dir()
         self.bus = bus or EventBus()
         self.batch_dir = batch_dir
         self.holder = lease.new_holder_id(owner)
@@ -156,6 +163,7 @@ class Driver:
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
         t.every("lease", self._renew_lease, interval_s=lease.RENEW_EVERY_S)
         t.every("billing", self._enforce_limits, interval_s=BILLING_CHECK_S)
+        t.every("files", self._remove_expired_files, interval_s=FILES_SWEEP_S)
         return True
 
     async def _keys_match(self, *, raise_refusal: bool) -> bool:
@@ -425,6 +433,8 @@ class Driver:
 
     def _job_run(self, row: Any, attempt: int) -> JobRun:
         spec = row.spec
+        files = spec.get("files")
+        extra = transfers(files, row.batch_id, row.job_id, self._scratch_of) if files else {}
         return JobRun(
             batch_id=row.batch_id,
             job_id=row.job_id,
@@ -437,7 +447,13 @@ class Driver:
             image=spec.get("image"),
             memory_bytes=row.memory_bytes or None,
             batch_dir=self.batch_dir(row.batch_id),
+            **extra,
         )
+
+    def _scratch_of(self, pool: str) -> str:
+        """Where a pool keeps its jobs' output files."""
+        config = self.fleet.pools.get(pool)
+        return scratch_root(config.scratch if config else None, self.data_dir)
 
     async def _send_runs(self, inst: LiveInstance, runs: list[JobRun]) -> None:
         conn = inst.conn
@@ -475,6 +491,11 @@ class Driver:
         if changes.cancelled_batches:
             self._publish(changes)
             self._poke(self._canceller)
+
+    async def _remove_expired_files(self) -> None:
+        n_removed = await remove_expired_files(self.db, home=self.data_dir)
+        if n_removed:
+            log.info("removed the scratch files of %d batch(es) past their retention", n_removed)
 
     async def _poll_marker(self) -> None:
         marker = await read_marker(self.db)

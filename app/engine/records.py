@@ -69,6 +69,7 @@ class AttemptInfo:
     start_time: float | None
     end_time: float | None
     end_reason: str | None
+    staging: dict[str, float] | None = None  # transfer figures of an attempt with files
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +80,4 @@ class JobDetail:
     spec: dict[str, Any]
     depends_on: list[str]
     attempts: list[AttemptInfo]
+    files: str | None = None  # what the last attempt with files moved, in one line

@@ -11,7 +11,7 @@ from app.engine import lease
 from app.engine.driver import Driver
 from app.engine.events import EventBus
 from app.engine.workers.pools import DEFAULT_POOL, cloud_config
-from app.models.db import Database, work_dir
+from app.models.db import Database, data_dir, work_dir
 
 
 class LocalRuntime:
@@ -53,6 +53,7 @@ class LocalRuntime:
             batch_dir=lambda batch_id: str(batches / str(batch_id)),
             pool_overrides={DEFAULT_POOL: override} if override else None,
             owner=user,
+            data_dir=data_dir(),
         )
 
     def _cloud_settings(self, pool: str) -> dict[str, Any]:

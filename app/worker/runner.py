@@ -11,11 +11,13 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
 
 from app.protocol import JobResult, JobRun, Outcome
-from app.worker import container
-from app.worker.attempt import Attempt, KillReason, judge_exit, read_log_tail
+from app.worker import container, staging
+from app.worker.attempt import Attempt, KillReason, Verdict, judge_exit, read_log_tail
 from app.worker.config import WorkerConfig
 from app.worker.guard import JobGuard
 from app.worker.spawn import ExitWatch, kill_group, spawn
@@ -45,6 +47,8 @@ class JobRunner:
         self._cleaner = _ScratchCleaner()
         self._base_env = job_base_env()
         self._guard = JobGuard()
+        self._staging: dict[tuple[int, int, int], staging.Stats] = {}  # attempts with files
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def log_path(self, batch_id: int, job_id: int, attempt: int) -> str:
         """Where an attempt's stdout and stderr go."""
@@ -52,6 +56,14 @@ class JobRunner:
 
     def start(self, attempt: Attempt) -> JobResult | None:
         """Spawn the attempt; None once it runs, or the ERROR result if it could not start."""
+        if staging.has_files(attempt.run):  # stage its inputs first, off the event loop
+            attempt.start_time = time.time()
+            self._staging[attempt.key] = staging.Stats()
+            self._spawn_task(self._stage_and_start(attempt))
+            return None
+        return self._start_now(attempt)
+
+    def _start_now(self, attempt: Attempt) -> JobResult | None:
         run = attempt.run
         scratch = self._scratch_path(run)
         try:
@@ -78,6 +90,8 @@ class JobRunner:
     def kill(self, attempt: Attempt, reason: KillReason) -> None:
         """Kill a running attempt's process group: SIGKILL on timeout, else SIGTERM first."""
         watch = attempt.watch
+        if watch is None and attempt.key in self._staging and attempt.kill_reason is None:
+            attempt.kill_reason = reason  # still staging: it ends once staging is done
         if watch is None or not watch.alive:
             return
         if attempt.kill_reason is None:
@@ -109,6 +123,10 @@ class JobRunner:
             os.mkdir(scratch)
         except FileExistsError:  # left by an earlier agent with the same work dir
             pass
+        if run.paths:
+            base = scratch if attempt.runtime is None else container.SCRATCH_MOUNT
+            command = staging.substitute(run.command, run.paths, base)
+            run = replace(run, command=command, env=staging.file_env(run, base) | run.env)
         if attempt.runtime is None:
             # LABBATCH_* last: a job's env cannot hide it from the sweep that finds its processes
             env = self._base_env | run.env | _labbatch_env(run, scratch, batch_dir)
@@ -139,8 +157,11 @@ class JobRunner:
         if attempt.timeout is not None:
             attempt.timeout.cancel()
         run = attempt.run
-        self._remove_scratch(self._scratch_path(run))
         verdict = judge_exit(attempt, os.waitstatus_to_exitcode(wait_status))
+        if attempt.key in self._staging:
+            self._spawn_task(self._save_and_end(attempt, verdict))
+            return
+        self._remove_scratch(self._scratch_path(run))
         result = JobResult(
             batch_id=run.batch_id,
             job_id=run.job_id,
@@ -153,6 +174,57 @@ class JobRunner:
             log=read_log_tail(self.log_path(*attempt.key)),
         )
         self._on_end(attempt, result)
+
+    async def _stage_and_start(self, attempt: Attempt) -> None:
+        scratch = self._scratch_path(attempt.run)
+        stats = self._staging[attempt.key]
+        result = None
+        try:
+            await staging.stage_inputs(attempt.run, scratch, stats)
+        except (staging.StagingError, OSError) as exc:
+            result = _could_not_start(attempt.run, str(exc))
+        if result is None and attempt.kill_reason is not None:
+            verdict = judge_exit(attempt, -signal.SIGKILL)
+            result = replace(
+                _could_not_start(attempt.run, verdict.error or "killed"), outcome=verdict.outcome
+            )
+        if result is None and (result := self._start_now(attempt)) is None:
+            return
+        self._remove_scratch(scratch)
+        figures = self._staging.pop(attempt.key).to_dict()
+        self._on_end(attempt, replace(result, start_time=attempt.start_time, staging=figures))
+
+    async def _save_and_end(self, attempt: Attempt, verdict: Verdict) -> None:
+        """After exit 0, save the outputs; then report the attempt as the verdict says."""
+        run = attempt.run
+        scratch = self._scratch_path(run)
+        stats = self._staging.pop(attempt.key)
+        if verdict.outcome is Outcome.SUCCESS:
+            try:
+                await staging.save_outputs(run, scratch, stats)
+            except staging.OutputNotWritten as exc:
+                verdict = Verdict(Outcome.FAILED, verdict.exit_code, str(exc))
+            except (staging.StagingError, OSError) as exc:
+                verdict = Verdict(Outcome.ERROR, verdict.exit_code, str(exc))
+        self._remove_scratch(scratch)
+        result = JobResult(
+            batch_id=run.batch_id,
+            job_id=run.job_id,
+            attempt=run.attempt,
+            outcome=verdict.outcome,
+            exit_code=verdict.exit_code,
+            start_time=attempt.start_time,
+            end_time=time.time(),  # the attempt includes saving its outputs
+            error=verdict.error,
+            log=read_log_tail(self.log_path(*attempt.key)),
+            staging=stats.to_dict(),
+        )
+        self._on_end(attempt, result)
+
+    def _spawn_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _time_out(self, attempt: Attempt) -> None:
         log.info("attempt %s timed out after %ss", attempt.key, attempt.run.timeout_s)
