@@ -56,7 +56,9 @@ HAIL_PIPELINE = {
             "env": {"GREETING": "hello"},
             "memory": "lowmem",
             "storage": "1Gi",
-            "command": 'echo "$GREETING" > "$LABBATCH_BATCH_DIR/index.txt"\necho indexed',
+            # Hail runs a job's commands as `{ ... } && { ... }`: the first to fail ends it
+            "command": '{\necho "$GREETING" > "$LABBATCH_BATCH_DIR/index.txt"\n} && '
+            "{\necho indexed\n}",
         },
         *(
             {
@@ -150,9 +152,9 @@ def test_a_script_written_for_hail_imports_through_hailtop_batch() -> None:
         ("import app.batch as hb\nb = hb.Batch(\nb.run()\n", 2, "SyntaxError"),
         (
             "import app.batch as hb\nb = hb.Batch()\nj = b.new_job('a')\n"
-            "j.command(f'echo > {j.ofile}')\n",
+            "j.cloudfuse('bucket', '/mnt')\n",
             4,
-            "resource files (j.ofile",
+            "cloudfuse (mounting a bucket",
         ),
         ("import app.batch as hb\nb = hb.Batch()\nb.new_job('a').command('true')\n", None, "run()"),
         ("import sys\nprint('giving up', file=sys.stderr)\nsys.exit(3)\n", None, "code 3"),

@@ -76,8 +76,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", parents=[common], help="check a DAG file; store nothing")
     p.add_argument("file")
 
-    p = sub.add_parser("run", parents=[common], help="submit a DAG and run it on a local pool")
-    p.add_argument("file")
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="submit a DAG and run it on a local pool",
+        description="Run a DAG file on a local pool, or a hailtop.batch-style SCRIPT.py "
+        "(run with `import hailtop.batch` working; its b.run() runs the batch).",
+    )
+    p.add_argument("file", help="a DAG file, or a hailtop.batch-style script (.py)")
+    p.add_argument(
+        "script_args", nargs="*", help="arguments of a script (after `--` if they start with -)"
+    )
     p.add_argument(
         "--cores",
         type=float,
