@@ -22,7 +22,13 @@ NotSupportedError naming the feature.
 
 from __future__ import annotations
 
-from app.batch.batch import Batch, BatchFailedError, LocalBackend, ServiceBackend
+from app.batch.batch import (
+    Batch,
+    BatchFailedError,
+    LocalBackend,
+    ServiceBackend,
+    show_user_errors_plainly,
+)
 from app.batch.functions import concatenate
 from app.batch.jobs import BashJob, Job, PythonJob
 from app.batch.resources import (
@@ -54,3 +60,5 @@ __all__ = [
     "ServiceBackend",
     "concatenate",
 ]
+
+show_user_errors_plainly()

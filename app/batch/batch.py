@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,26 @@ def _job_data(job: Job, names: dict[int, str], files: DagFiles) -> dict[str, Any
     elif isinstance(job, BashJob) and job._commands:
         data["command"] = files.command(job)
     return data
+
+
+def show_user_errors_plainly() -> None:
+    """Under `labbatch run SCRIPT.py`: a LabBatch error ends the script with its message and
+    the script's line, not a traceback (other exceptions keep theirs)."""
+    if RUN_OPTIONS_ENV not in os.environ:
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if not isinstance(error, UserError):
+            previous(kind, error, tb)
+            return
+        main = os.path.abspath(getattr(sys.modules.get("__main__"), "__file__", "") or "-")
+        lines = [f.lineno for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) == main]
+        where = f"{os.path.basename(main)}:{lines[-1]}: " if lines else ""
+        print(f"labbatch: {where}{kind.__name__}: {error}", file=sys.stderr)
+        raise SystemExit(getattr(error, "exit_code", 1))
+
+    sys.excepthook = hook
 
 
 def _run_options() -> list[str]:
