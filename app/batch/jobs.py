@@ -211,7 +211,7 @@ class BashJob(Job):
         return self
 
     def _use_token(self, match: Any, command: str) -> None:
-        kind, where = match.group(1), f"{self._label()}: command {command!r}"
+        kind, where = match.group(1), f"{self._label()}: command {self._readable(command)!r}"
         if kind == "JOB":
             raise BatchException(f"{where}: found a reference to a Job object")
         if kind == "BATCH":
@@ -228,6 +228,15 @@ class BashJob(Job):
                 "methods `as_str`, `as_json` or `as_repr` on a PythonResult."
             )
         self._use(resource, where=where)
+
+    def _readable(self, command: str) -> str:
+        """The command as the script wrote it: `{name}` where a resource's token is."""
+
+        def name(match: Any) -> str:
+            resource = self._batch._resource_map.get(match.group(0))
+            return match.group(0) if resource is None else "{" + _identifier(resource) + "}"
+
+        return TOKEN_RE.sub(name, command)
 
     def declare_resource_group(self, **mappings: Mapping[str, str]) -> BashJob:
         """Declare groups of files sharing a root: `ofile={'bed': '{root}.bed', ...}`."""
