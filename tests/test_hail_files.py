@@ -209,3 +209,20 @@ def test_a_python_job_on_another_python_version_says_so(tmp_path: Path) -> None:
         f"this Python job was pickled by Python 2.7, but the worker runs it with Python {here}"
         in (result.stderr)
     )
+
+
+def test_hailtop_submodules_and_a_job_without_commands(tmp_path: Path) -> None:
+    script = tmp_path / "gather.py"
+    script.write_text(
+        "import hailtop.batch as hb\n"
+        "from hailtop.batch.job import BashJob\n"
+        "from hailtop.batch.resource import ResourceGroup\n"
+        "b = hb.Batch(name='gather')\n"
+        "parts = [b.new_job(f'part-{i}').command(f'echo {i}') for i in range(2)]\n"
+        "assert isinstance(parts[0], BashJob)\n"
+        "b.new_job('gather').depends_on(*parts)  # no command: a no-op, as in Hail\n"
+        "b.run()\n"
+    )
+    result = labbatch("run", str(script), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 jobs: 3 succeeded" in result.stdout

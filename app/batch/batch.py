@@ -284,8 +284,9 @@ def _job_data(job: Job, names: dict[int, str], files: DagFiles) -> dict[str, Any
     if isinstance(job, PythonJob):
         if job._calls:
             data["command"] = python_command(job, files)
-    elif isinstance(job, BashJob) and job._commands:
-        data["command"] = files.command(job)
+    elif isinstance(job, BashJob):
+        # Hail runs a job without commands as a no-op (a gather point of depends_on)
+        data["command"] = files.command(job) if job._commands else "true"
     return data
 
 

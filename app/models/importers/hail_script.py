@@ -31,6 +31,13 @@ DEFAULT_SCRIPT_TIMEOUT_S = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[3]  # the directory holding the `app` package
 
 _FRAME_RE = re.compile(r'^\s*File "(?P<file>[^"\n]+)", line (?P<line>\d+)', re.MULTILINE)
+_SHIM_MODULES = {
+    "batch": "app.batch.batch",
+    "job": "app.batch.jobs",
+    "resource": "app.batch.resources",
+    "exceptions": "app.batch.resources",
+    "utils": "app.batch.functions",
+}
 _SHIM = '"""LabBatch\'s stand-in for hailtop.batch: see app/batch/."""\nfrom app.batch import *\n'
 
 
@@ -50,6 +57,8 @@ def hailtop_shim() -> Iterator[Path]:
         (shim / "hailtop" / "batch").mkdir(parents=True)
         (shim / "hailtop" / "__init__.py").write_text("")
         (shim / "hailtop" / "batch" / "__init__.py").write_text(_SHIM)
+        for module, source in _SHIM_MODULES.items():  # for `from hailtop.batch.job import …`
+            (shim / "hailtop" / "batch" / f"{module}.py").write_text(f"from {source} import *\n")
         yield shim
 
 
