@@ -159,7 +159,7 @@ class ResourceGroup(Resource):
         return self._get_resource(item)
 
     def __getattr__(self, item: str) -> ResourceFile:
-        if item.startswith("__"):
+        if item.startswith("_"):  # private names; such a member is still rg["_name"]
             raise AttributeError(item)
         return self._get_resource(item)
 
