@@ -168,7 +168,7 @@ def test_what_labbatch_lacks_is_named(tmp_path: Path, body: str, words: str) -> 
     script = tmp_path / "lacking.py"
     script.write_text(f"import hailtop.batch as hb\nb = hb.Batch()\n{body}b.run()\n")
     result = labbatch("run", str(script), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     [message] = [line for line in result.stderr.splitlines() if line.startswith("labbatch:")]
     assert "NotSupportedError" in message and words in message
     assert "Traceback" not in result.stderr
@@ -195,7 +195,7 @@ def test_misuse_is_refused_at_its_line(tmp_path: Path, body: str, words: str) ->
     script = tmp_path / "misuse.py"
     script.write_text(f"import hailtop.batch as hb\nb = hb.Batch()\n{body}b.run()\n")
     result = labbatch("run", str(script), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     last_line = len(body.splitlines()) + 2
     assert f"labbatch: misuse.py:{last_line}: BatchException: " in result.stderr
     assert words in result.stderr
@@ -226,3 +226,14 @@ def test_hailtop_submodules_and_a_job_without_commands(tmp_path: Path) -> None:
     result = labbatch("run", str(script), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 jobs: 3 succeeded" in result.stdout
+
+
+def test_a_bad_value_is_refused_at_its_line_without_a_traceback(tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text(
+        "import hailtop.batch as hb\nb = hb.Batch()\nb.new_job('a').cpu(3)\nb.run()\n"
+    )
+    result = labbatch("run", str(script), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("labbatch: bad.py:3: InvalidValueError: job 'a': cpu: 3 ")
+    assert "Traceback" not in result.stderr

@@ -228,6 +228,7 @@ class Batch:
             dag_file.write_text(imported.to_yaml(), encoding="utf-8")
             command = [sys.executable, "-m", "app", "run", str(dag_file), *_run_options()]
             env = {**os.environ, "PYTHONPATH": python_path()}
+            env.pop(RUN_OPTIONS_ENV, None)  # they are on the command line; jobs inherit env
             if verbose and "--verbose" not in command:
                 command.append("--verbose")
             exit_code = subprocess.call(command, env=env)

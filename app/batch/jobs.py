@@ -38,11 +38,15 @@ def script_line() -> int | None:
     return None
 
 
+class InvalidValueError(BatchException, ValueError):
+    """A job setting's value that LabBatch would refuse in a DAG file."""
+
+
 def checked(field: str, value: object, *, where: str) -> object:
-    """`value` if it is valid for the job field `field`; else ValueError naming both."""
+    """`value` if it is valid for the job field `field`; else InvalidValueError naming both."""
     message = validate_job_field(field, value)
     if message is not None:
-        raise ValueError(f"{where}: {field}: {message}")
+        raise InvalidValueError(f"{where}: {field}: {message}")
     return value
 
 

@@ -33,6 +33,8 @@ def new_token(kind: str) -> str:
 class BatchException(UserError):
     """A misuse of the hailtop.batch API (Hail's name for it)."""
 
+    exit_code = 2  # bad input: `labbatch run SCRIPT.py` exits with 2, as for a bad DAG file
+
 
 class NotSupportedError(BatchException):
     """A hailtop.batch feature that LabBatch does not support (yet)."""
