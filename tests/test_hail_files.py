@@ -162,6 +162,7 @@ def test_the_dag_of_a_script_names_its_files(tmp_path: Path) -> None:
         ("b.new_job('a').cloudfuse('bucket', '/mnt')\n", "cloudfuse"),
         ("j = b.new_job('a')\nj.command(f'touch {j.o}')\nj.o.add_extension('txt')\n", "'txt'"),
         ("hb.Batch.from_batch_id(3)\n", "Batch.from_batch_id"),
+        ("b.new_python_job('p').call(len, 'x' * 200_000)\n", "more than the 96 KiB"),
     ],
 )
 def test_what_labbatch_lacks_is_named(tmp_path: Path, body: str, words: str) -> None:
@@ -237,3 +238,17 @@ def test_a_bad_value_is_refused_at_its_line_without_a_traceback(tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr.startswith("labbatch: bad.py:3: InvalidValueError: job 'a': cpu: 3 ")
     assert "Traceback" not in result.stderr
+
+
+def test_a_script_gets_its_arguments_after_the_options(tmp_path: Path) -> None:
+    script = tmp_path / "args.py"
+    script.write_text(
+        "import sys\nimport hailtop.batch as hb\n"
+        "b = hb.Batch(name=sys.argv[2])\n"
+        "j = b.new_job('echo')\nj.command(f'echo {sys.argv[1]} > {j.ofile}')\n"
+        "b.write_output(j.ofile, 'out/said.txt')\nb.run()\n"
+    )
+    result = labbatch("run", str(script), "--json", "--", "--hello", "named", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"name": "named"' in result.stdout
+    assert (tmp_path / "out" / "said.txt").read_text() == "--hello\n"

@@ -195,7 +195,11 @@ def _setup_logging(verbose: bool) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `labbatch`; returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # `labbatch run SCRIPT.py [OPTIONS] [--] ARGS`: the script's own arguments
+        args.script_args = [*args.script_args, *(extra[1:] if extra[0] == "--" else extra)]
     if args.command is None:
         log_path = _setup_logging(False)
         from app.views.app import run_desktop
