@@ -252,3 +252,13 @@ def test_a_script_gets_its_arguments_after_the_options(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert '"name": "named"' in result.stdout
     assert (tmp_path / "out" / "said.txt").read_text() == "--hello\n"
+
+
+def test_the_example_hail_script_runs(tmp_path: Path) -> None:
+    result = labbatch("run", str(REPO / "examples" / "hail_files.py"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert written(tmp_path / "results") == {
+        "counts.json": '{"a": 1, "b": 0}\n',
+        "kmers.tsv": "ACG\t1\nCCA\t1\nGGA\t1\nGTT\t1\nTAC\t1\nTGA\t1\n",
+        "summary.txt": '3-mers in the reference: 6\nmatching reads: {"a": 1, "b": 0}\n',
+    }
