@@ -262,3 +262,19 @@ def test_the_example_hail_script_runs(tmp_path: Path) -> None:
         "kmers.tsv": "ACG\t1\nCCA\t1\nGGA\t1\nGTT\t1\nTAC\t1\nTGA\t1\n",
         "summary.txt": '3-mers in the reference: 6\nmatching reads: {"a": 1, "b": 0}\n',
     }
+
+
+def test_a_cycle_made_through_files_is_refused_at_its_job(tmp_path: Path) -> None:
+    script = tmp_path / "cycle.py"
+    script.write_text(
+        "import hailtop.batch as hb\nb = hb.Batch(name='cycle')\n"
+        "one = b.new_job('one')\ntwo = b.new_job('two')\n"
+        "one.command(f'echo > {one.ofile}')\n"
+        "two.command(f'cat {one.ofile} > {two.ofile}')\n"
+        "one.command(f'cat {two.ofile}')  # one reads what two makes of what one made\n"
+        "b.run()\n"
+    )
+    result = labbatch("run", str(script), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{script}:3: job 'one': field 'depends_on': cycle: one -> two -> one" in result.stderr
+    assert "Traceback" not in result.stderr

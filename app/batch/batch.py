@@ -302,6 +302,11 @@ def show_user_errors_plainly() -> None:
         if not isinstance(error, UserError):
             previous(kind, error, tb)
             return
+        problems = getattr(error, "problems", None)  # a DagFileError: each at its own line
+        if problems:
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            raise SystemExit(getattr(error, "exit_code", 2))
         main = os.path.abspath(getattr(sys.modules.get("__main__"), "__file__", "") or "-")
         lines = [f.lineno for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) == main]
         where = f"{os.path.basename(main)}:{lines[-1]}: " if lines else ""

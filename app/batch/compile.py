@@ -80,8 +80,9 @@ class DagFiles:
         self._input_names = self._name_inputs(used_inputs)
         self._output_names: dict[Resource, str] = {}
         self._locals: dict[tuple[int, Resource], str] = {}
-        for job in batch._jobs:
-            self._name_job_files(job)
+        spaces = {job._index: self._name_outputs(job) for job in batch._jobs}
+        for job in batch._jobs:  # after every job's outputs: a job may read a later job's
+            self._name_inputs_of(job, spaces[job._index])
 
     # -- names -------------------------------------------------------------------------------
 
@@ -90,12 +91,15 @@ class DagFiles:
         ordered = [r for r in self._batch._input_resources if r in used]
         return {r: names.add(_input_stem(r)) for r in ordered}
 
-    def _name_job_files(self, job: Job) -> None:
+    def _name_outputs(self, job: Job) -> Namespace:
         names = Namespace(job._fields.get("env", {}))
         for resource in job._resources.values():
             for own in _with_conversions(resource):
                 if own in self._exported and own not in self._output_names:
                     self._output_names[own] = names.add(_identifier(own))
+        return names
+
+    def _name_inputs_of(self, job: Job, names: Namespace) -> None:
         for resource in job._inputs:
             source = resource.source()
             if source is None:
