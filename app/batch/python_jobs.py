@@ -12,6 +12,7 @@ needs the same Python version and cloudpickle, as Hail's Python jobs need dill i
 from __future__ import annotations
 
 import base64
+import os
 import shlex
 import sys
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,7 @@ def python_command(job: PythonJob, files: DagFiles) -> str:
         ) from exc
     paths: dict[str, str] = {}
     calls = [_call(job, files, paths, *call) for call in job._calls]
+    _pickle_script_modules_by_value(cloudpickle)
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     try:
         payload = base64.b64encode(cloudpickle.dumps(calls)).decode("ascii")
@@ -110,6 +112,29 @@ def python_command(job: PythonJob, files: DagFiles) -> str:
     if files.has_private_files(job):
         text = f'mkdir -p "{PRIVATE_DIR}"\n{text}'
     return text
+
+
+def _pickle_script_modules_by_value(cloudpickle: Any) -> None:
+    """Modules next to the script (`from helpers import clean`) travel with the functions:
+    the job's Python could not import them from its working directory."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not main:
+        return
+    here = os.path.dirname(os.path.abspath(main)) + os.sep
+    installed = tuple(  # the standard library and installed packages stay by reference
+        os.path.abspath(prefix) + os.sep
+        for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    )
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name == "__main__" or name.split(".")[0] in ("app", "hailtop"):
+            continue
+        path = os.path.abspath(path)
+        if path.startswith(here) and not path.startswith(installed):
+            try:
+                cloudpickle.register_pickle_by_value(module)
+            except ValueError:  # a submodule whose package is not in sys.modules
+                continue
 
 
 def _call(

@@ -1,6 +1,7 @@
 """Hail-style Python jobs: results passed on, as_str / as_json / as_repr, files as paths."""
 
 import hailtop.batch as hb
+from helpers import describe  # a module next to the script
 
 
 def add(x, y):
@@ -15,10 +16,6 @@ def stats(path, scale):
     with open(path) as f:
         values = [int(line) for line in f]
     return {"n": len(values), "total": sum(values) * scale}
-
-
-def describe(summary, label):
-    return f"{label}: {summary['n']} values, total {summary['total']}"
 
 
 b = hb.Batch(name="python-jobs")
