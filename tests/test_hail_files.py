@@ -163,6 +163,7 @@ def test_the_dag_of_a_script_names_its_files(tmp_path: Path) -> None:
         ("j = b.new_job('a')\nj.command(f'touch {j.o}')\nj.o.add_extension('txt')\n", "'txt'"),
         ("hb.Batch.from_batch_id(3)\n", "Batch.from_batch_id"),
         ("b.new_python_job('p').call(len, 'x' * 200_000)\n", "more than the 96 KiB"),
+        ("hb.BatchPoolExecutor()\n", "BatchPoolExecutor"),
     ],
 )
 def test_what_labbatch_lacks_is_named(tmp_path: Path, body: str, words: str) -> None:
@@ -278,3 +279,20 @@ def test_a_cycle_made_through_files_is_refused_at_its_job(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert f"{script}:3: job 'one': field 'depends_on': cycle: one -> two -> one" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plink_merge_builds_hails_tree_of_merge_jobs(tmp_path: Path) -> None:
+    work = workdir(tmp_path)
+    (work / "merge.py").write_text(
+        "import hailtop.batch as hb\nb = hb.Batch(name='merge')\n"
+        "sets = [b.read_input_group(bed='data/geno.bed', bim='data/geno.bim', fam='data/geno.fam')"
+        " for _ in range(3)]\n"
+        "b.write_output(hb.plink_merge(b, sets, branching_factor=2), 'out/merged')\nb.run()\n"
+    )
+    result = labbatch("import", "merge.py", "-o", "-", cwd=work)
+    assert result.returncode == 0, result.stderr
+    dag = result.stdout
+    assert "name: plink-merge-0-0" in dag and "name: plink-merge-1-0" in dag
+    assert "plink --bfile {{geno}} --merge-list merge_list --out {{ofile}}" in dag
+    assert 'echo "{{geno_2.bed}} {{geno_2.bim}} {{geno_2.fam}}" >> merge_list' in dag
+    assert f"from: plink-merge-1-0.ofile, to: {work}/out/merged" in dag

@@ -29,7 +29,13 @@ from app.batch.batch import (
     ServiceBackend,
     show_user_errors_plainly,
 )
-from app.batch.functions import concatenate
+from app.batch.batch import ServiceBackend as Backend  # Hail's base class of the two
+from app.batch.functions import (
+    BatchPoolExecutor,
+    build_python_image,
+    concatenate,
+    plink_merge,
+)
 from app.batch.jobs import BashJob, Job, PythonJob
 from app.batch.resources import (
     BatchException,
@@ -43,10 +49,12 @@ from app.batch.resources import (
 )
 
 __all__ = [
+    "Backend",
     "BashJob",
     "Batch",
     "BatchException",
     "BatchFailedError",
+    "BatchPoolExecutor",
     "InputResourceFile",
     "Job",
     "JobResourceFile",
@@ -58,7 +66,9 @@ __all__ = [
     "ResourceFile",
     "ResourceGroup",
     "ServiceBackend",
+    "build_python_image",
     "concatenate",
+    "plink_merge",
 ]
 
 show_user_errors_plainly()
