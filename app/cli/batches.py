@@ -60,6 +60,10 @@ def _worker_cores_mcpu(cores: float | None) -> int:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    if args.file.endswith(".py"):  # a hailtop.batch-style script: its b.run() runs the batch
+        return await asyncio.to_thread(_run_script, args)
+    if args.script_args:
+        raise ConfigError(f"unexpected arguments after {args.file}: {' '.join(args.script_args)}")
     spec = load_dag_file(args.file)
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}")
@@ -98,6 +102,17 @@ async def cmd_run(args: argparse.Namespace) -> int:
         staging = await file_store.attempt_staging(db, batch_id)
     _report(batch, jobs, as_json=args.json, staging=staging)
     return EXIT_OK if batch.state == "success" else EXIT_FAILED
+
+
+def _run_script(args: argparse.Namespace) -> int:
+    from app.models.importers.hail_script import run_script  # only scripts need it
+
+    options = [f"--workers={args.workers}", f"--user={args.user}"]
+    options += [f"--cores={args.cores}"] if args.cores is not None else []
+    options += [f"--db={args.db}"] if args.db else []
+    options += ["--json"] if args.json else []
+    options += ["--verbose"] if args.verbose else []
+    return run_script(args.file, args.script_args, options)
 
 
 async def wait_for_batch(

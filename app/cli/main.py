@@ -79,8 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", parents=[common], help="check a DAG file; store nothing")
     p.add_argument("file")
 
-    p = sub.add_parser("run", parents=[common], help="submit a DAG and run it on a local pool")
-    p.add_argument("file")
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="submit a DAG and run it on a local pool",
+        description="Run a DAG file on a local pool, or a hailtop.batch-style SCRIPT.py "
+        "(run with `import hailtop.batch` working; its b.run() runs the batch).",
+    )
+    p.add_argument("file", help="a DAG file, or a hailtop.batch-style script (.py)")
+    p.add_argument(
+        "script_args", nargs="*", help="arguments of a script (after `--` if they start with -)"
+    )
     p.add_argument(
         "--cores",
         type=float,
@@ -188,7 +197,11 @@ def _setup_logging(verbose: bool) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `labbatch`; returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # `labbatch run SCRIPT.py [OPTIONS] [--] ARGS`: the script's own arguments
+        args.script_args = [*args.script_args, *(extra[1:] if extra[0] == "--" else extra)]
     if args.command is None:
         log_path = _setup_logging(False)
         from app.views.app import run_desktop

@@ -15,6 +15,8 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,20 @@ from app.models.importers.result import ImportedDag, finish_import
 from app.models.spec import DagFileError, Problem
 
 IMPORT_OUTPUT_ENV = "LABBATCH_IMPORT_OUTPUT"
+RUN_OPTIONS_ENV = "LABBATCH_RUN_OPTIONS"  # `labbatch run` options for the script's b.run()
 ENVELOPE_FORMAT = 1  # of what `Batch.run()` writes under import; both sides are this checkout
 DEFAULT_SCRIPT_TIMEOUT_S = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[3]  # the directory holding the `app` package
 
 _FRAME_RE = re.compile(r'^\s*File "(?P<file>[^"\n]+)", line (?P<line>\d+)', re.MULTILINE)
-_SHIM = '"""LabBatch\'s stand-in for hailtop.batch: see app/batch.py."""\nfrom app.batch import *\n'
+_SHIM_MODULES = {
+    "batch": "app.batch.batch",
+    "job": "app.batch.jobs",
+    "resource": "app.batch.resources",
+    "exceptions": "app.batch.resources",
+    "utils": "app.batch.functions",
+}
+_SHIM = '"""LabBatch\'s stand-in for hailtop.batch: see app/batch/."""\nfrom app.batch import *\n'
 
 
 def python_path(*first: str | os.PathLike[str]) -> str:
@@ -39,6 +49,37 @@ def python_path(*first: str | os.PathLike[str]) -> str:
     return os.pathsep.join(parts)
 
 
+@contextmanager
+def hailtop_shim() -> Iterator[Path]:
+    """A directory holding a `hailtop.batch` package that re-exports `app.batch`."""
+    with tempfile.TemporaryDirectory(prefix="labbatch-hailtop-") as tmp:
+        shim = Path(tmp)
+        (shim / "hailtop" / "batch").mkdir(parents=True)
+        (shim / "hailtop" / "__init__.py").write_text("")
+        (shim / "hailtop" / "batch" / "__init__.py").write_text(_SHIM)
+        for module, source in _SHIM_MODULES.items():  # for `from hailtop.batch.job import …`
+            (shim / "hailtop" / "batch" / f"{module}.py").write_text(f"from {source} import *\n")
+        yield shim
+
+
+def run_script(
+    path: str | os.PathLike[str], script_args: Sequence[str], run_options: Sequence[str]
+) -> int:
+    """Run a hailtop.batch-style script as `python SCRIPT ARGS` in the current directory, with
+    `hailtop.batch` on its path; its b.run() runs the batch with `run_options`. Its exit code."""
+    script = Path(path)
+    if not script.is_file():
+        raise DagFileError([Problem(os.fspath(path), "cannot read the file: no such file")])
+    with hailtop_shim() as shim:
+        env = {
+            **os.environ,
+            "PYTHONPATH": python_path(shim),
+            RUN_OPTIONS_ENV: json.dumps(list(run_options)),
+        }
+        env.pop(IMPORT_OUTPUT_ENV, None)
+        return subprocess.call([sys.executable, str(script), *script_args], env=env)
+
+
 def import_script(
     path: str | os.PathLike[str], *, timeout_s: float = DEFAULT_SCRIPT_TIMEOUT_S
 ) -> ImportedDag:
@@ -47,13 +88,9 @@ def import_script(
     script = Path(source).resolve()
     if not script.is_file():
         raise DagFileError([Problem(source, "cannot read the file: no such file")])
-    with tempfile.TemporaryDirectory(prefix="labbatch-import-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="labbatch-import-") as tmp, hailtop_shim() as shim:
         output = Path(tmp, "dag.json")
         output.touch()
-        shim = Path(tmp, "shim")
-        (shim / "hailtop" / "batch").mkdir(parents=True)
-        (shim / "hailtop" / "__init__.py").write_text("")
-        (shim / "hailtop" / "batch" / "__init__.py").write_text(_SHIM)
         env = {**os.environ, IMPORT_OUTPUT_ENV: str(output), "PYTHONPATH": python_path(shim)}
         try:
             result = subprocess.run(
