@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.clouds.base import ObjectStat, ScratchCheck, SignedUrl
 from app.clouds.azure.config import is_loopback_http
+from app.clouds.base import ObjectStat, ScratchCheck, SignedUrl
 from app.errors import CloudError, NotFoundError
 from app.models.locations import (
     AZURE_HOST_SUFFIX,
