@@ -120,9 +120,9 @@ class BlobStorage:
             if account not in self._clients:
                 from azure.storage.blob import BlobServiceClient
 
-                options = (
-                    {"api_version": self.settings.api_version} if self.settings.api_version else {}
-                )
+                options: dict[str, Any] = {}
+                if self.settings.api_version:
+                    options["api_version"] = self.settings.api_version
                 self._clients[account] = BlobServiceClient(
                     self.account_url(account), credential=self._resolved_credential(), **options
                 )
