@@ -51,6 +51,33 @@ class AttemptRef:
 
 
 @dataclass(frozen=True, slots=True)
+class FileTransfer:
+    """One file to stage in before an attempt or to save after it."""
+
+    local: str  # relative to the attempt's working directory: "in/ref.fa", "out/vcf.vcf.gz"
+    url: str  # from / to: file:///abs/path (local pools), https://... (signed, cloud)
+    name: str = ""  # the input's or output's name (`vcf.tbi` for a member), for messages
+    size_bytes: int | None = None
+    cache_key: str | None = None  # stable id of the content: "gs://b/o#<generation>", ETag
+    md5: str | None = None  # expected, base64 (cloud), for integrity checks
+    crc32c: str | None = None  # expected, base64 (GCS)
+    kind: str = "file"  # "file" | "gcs" | "azure": how to upload to `url`
+
+
+def _transfer(d: dict[str, Any]) -> FileTransfer:
+    return FileTransfer(
+        local=d["local"],
+        url=d["url"],
+        name=d.get("name", ""),
+        size_bytes=d.get("size_bytes"),
+        cache_key=d.get("cache_key"),
+        md5=d.get("md5"),
+        crc32c=d.get("crc32c"),
+        kind=d.get("kind", "file"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class JobRun:
     """Everything a worker needs to run one attempt."""
 
@@ -66,6 +93,12 @@ class JobRun:
     memory_bytes: int | None = None
     # A directory shared by the jobs of one batch; None lets the worker choose one of its own.
     batch_dir: str | None = None
+    # Files: staged before the command, saved after exit 0 (one local path may be saved to
+    # several URLs); `paths` maps each name the command uses (`ref`, `vcf.tbi`) to its local
+    # path, for $name / $name_member and {{name}} / {{name.member}}.
+    inputs: tuple[FileTransfer, ...] = ()
+    outputs: tuple[FileTransfer, ...] = ()
+    paths: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> AttemptRef:
@@ -99,6 +132,9 @@ class JobResult:
     end_time: float
     error: str | None = None
     log: str = ""
+    # Transfer figures of an attempt with files: in_bytes, in_s, out_bytes, out_s,
+    # linked_bytes, copied_bytes, cache_hits, cache_bytes_saved.
+    staging: dict[str, float] | None = None
 
     @property
     def ref(self) -> AttemptRef:
@@ -199,7 +235,7 @@ class Retiring(Message):
 def _plain(value: Any) -> Any:
     """JSON-ready form of a message: a shallow walk (dataclasses.asdict deep-copies everything
     and was the top cost per job on the hot path)."""
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     names = _FIELDS.get(type(value))
     if names is None:
@@ -211,6 +247,7 @@ _FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls))
     for cls in (
         AttemptRef,
+        FileTransfer,
         JobRun,
         JobStart,
         JobResult,
@@ -250,6 +287,7 @@ def _result(d: dict[str, Any]) -> JobResult:
         end_time=d["end_time"],
         error=d.get("error"),
         log=d.get("log", ""),
+        staging=d.get("staging"),
     )
 
 
@@ -266,6 +304,9 @@ def _run(d: dict[str, Any]) -> JobRun:
         image=d.get("image"),
         memory_bytes=d.get("memory_bytes"),
         batch_dir=d.get("batch_dir"),
+        inputs=tuple(_transfer(x) for x in d.get("inputs") or ()),
+        outputs=tuple(_transfer(x) for x in d.get("outputs") or ()),
+        paths=dict(d.get("paths") or {}),
     )
 
 

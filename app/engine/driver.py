@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Connection
 from app.clouds.base import CloudDriver
 from app.engine import lease
 from app.engine.batches.completion import Changes, JobEnd, end_jobs
+from app.engine.batches.files import scratch_root, transfers
 from app.engine.batches.results import apply_results, record_starts
 from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
 from app.engine.billing.projects import cancel_over_limit
@@ -43,6 +45,7 @@ from app.engine.workers.instances import (
 from app.engine.workers.pools import PoolConfig, read_pools, take_scale_targets
 from app.models.bulk import bulk_insert
 from app.models.db import JOB_PRIVATE_POOL, Database
+from app.models.db import data_dir as default_data_dir
 from app.models.prepared import Prepared
 from app.models.tables import Batch, InstanceState, Job, JobState, attempts_table, jobs_table
 from app.protocol import (
@@ -82,8 +85,10 @@ class Driver:
         bus: EventBus | None = None,
         batch_dir: Callable[[int], str | None] = lambda _batch_id: None,
         pool_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.db = db
+        self.data_dir = data_dir or default_data_dir()
         self.bus = bus or EventBus()
         self.batch_dir = batch_dir
         self.holder = lease.new_holder_id()
@@ -392,6 +397,8 @@ class Driver:
 
     def _job_run(self, row: Any, attempt: int) -> JobRun:
         spec = row.spec
+        files = spec.get("files")
+        extra = transfers(files, row.batch_id, row.job_id, self._scratch_of) if files else {}
         return JobRun(
             batch_id=row.batch_id,
             job_id=row.job_id,
@@ -404,7 +411,13 @@ class Driver:
             image=spec.get("image"),
             memory_bytes=row.memory_bytes or None,
             batch_dir=self.batch_dir(row.batch_id),
+            **extra,
         )
+
+    def _scratch_of(self, pool: str) -> str:
+        """Where a pool keeps its jobs' output files."""
+        config = self.fleet.pools.get(pool)
+        return scratch_root(config.scratch if config else None, self.data_dir)
 
     async def _send_runs(self, inst: LiveInstance, runs: list[JobRun]) -> None:
         conn = inst.conn

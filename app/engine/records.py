@@ -69,6 +69,7 @@ class AttemptInfo:
     start_time: float | None
     end_time: float | None
     end_reason: str | None
+    staging: dict[str, float] | None = None  # transfer figures of an attempt with files
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class LocalRuntime:
             bus=bus,
             batch_dir=lambda batch_id: str(batches / str(batch_id)),
             pool_overrides={DEFAULT_POOL: override} if override else None,
+            data_dir=root,
         )
 
     def _cloud_settings(self, pool: str) -> dict[str, Any]:

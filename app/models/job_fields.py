@@ -25,6 +25,7 @@ from app.models.field_checks import (
     parse_fields,
     unknown_key_message,
 )
+from app.models.files import parse_job_inputs, parse_job_outputs
 from app.models.scatter import parse_scatter
 from app.models.units import parse_bytes, parse_cpu_mcpu, parse_duration_s, parse_memory
 
@@ -302,10 +303,12 @@ JOB_PARSERS: dict[str, Callable[[object], Any]] = {
     "expected_duration": _optional(parse_duration_s),
     "retry": _optional(_retry),
     "scatter": _optional(parse_scatter),
+    "inputs": parse_job_inputs,
+    "outputs": parse_job_outputs,
 }
 DEFAULT_PARSERS = {
     **JOB_PARSERS,
-    **dict.fromkeys(("name", "depends_on", "scatter"), _not_in_defaults),
+    **dict.fromkeys(("name", "depends_on", "scatter", "inputs", "outputs"), _not_in_defaults),
 }
 BATCH_PARSERS: dict[str, Callable[[object], Any] | None] = {
     "version": _version,
@@ -315,6 +318,8 @@ BATCH_PARSERS: dict[str, Callable[[object], Any] | None] = {
     "cancel_after_n_failures": _optional(_positive_int),
     "defaults": None,  # parsed on their own
     "jobs": None,
+    "inputs": None,  # files: parsed on their own, relative to the file's directory
+    "outputs": None,
     "layout": None,  # node positions of the GUI canvas, checked loosely on their own
 }
 # JobSpec attributes of the keys whose names differ

@@ -26,6 +26,14 @@ from typing import Any
 from app.errors import InvalidInputError
 from app.models.dag_yaml import DataPath, TextSyntaxError, load_json, load_yaml, yaml_lines
 from app.models.file_layout import check_layout
+from app.models.files import (
+    BatchInput,
+    BatchOutput,
+    OutputShape,
+    link_files,
+    parse_batch_inputs,
+    parse_batch_outputs,
+)
 from app.models.job_fields import (
     BATCH_PARSERS,
     DEFAULT_PARSERS,
@@ -82,6 +90,8 @@ class JobSpec:
     expected_duration_s: float | None = None  # for cost forecasts
     retry: RetryPolicy | None = None
     scatter: Scatter | None = None  # set only when parsed with expand_scatter=False
+    inputs: Mapping[str, str] = field(default_factory=dict)  # local name -> reference
+    outputs: Mapping[str, OutputShape] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +104,8 @@ class BatchSpec:
     billing_project: str = "default"
     cancel_after_n_failures: int | None = None
     source: str = "<memory>"
+    inputs: Mapping[str, BatchInput] = field(default_factory=dict)  # locations, absolute
+    outputs: tuple[BatchOutput, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +231,10 @@ def _parse_batch(
         issues.add((), "missing required key 'version' (add 'version: 1')", field="version")
     defaults = _parse_defaults(data.get("defaults"), issues)
     jobs = _parse_jobs(data.get("jobs"), defaults, issues)
+    batch_inputs = parse_batch_inputs(data.get("inputs"), files_dir, issues)
+    batch_outputs = parse_batch_outputs(data.get("outputs"), files_dir, issues)
+    if batch_inputs or batch_outputs or any(_has_files(job) for job in jobs):
+        link_files(jobs, batch_inputs, batch_outputs, issues, default_env=defaults.get("env", {}))
     parents = _resolve_parents(jobs, existing, issues)
     order = _topological_order(jobs, parents, issues)
     check_scatter_jobs(jobs, base_dir=files_dir, existing=existing, issues=issues)
@@ -233,7 +249,13 @@ def _parse_batch(
         billing_project=batch.get("billing_project", "default"),
         cancel_after_n_failures=batch.get("cancel_after_n_failures"),
         source=source,
+        inputs=batch_inputs,
+        outputs=batch_outputs,
     )
+
+
+def _has_files(job: _RawJob) -> bool:
+    return "inputs" in job.fields or "outputs" in job.fields
 
 
 def _parse_defaults(value: object, issues: Issues) -> dict[str, Any]:

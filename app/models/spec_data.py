@@ -21,7 +21,13 @@ def spec_to_dict(spec: BatchSpec) -> dict[str, Any]:
         data["billing_project"] = spec.billing_project
     if spec.cancel_after_n_failures is not None:
         data["cancel_after_n_failures"] = spec.cancel_after_n_failures
+    if spec.inputs:
+        data["inputs"] = {
+            name: loc if isinstance(loc, str) else dict(loc) for name, loc in spec.inputs.items()
+        }
     data["jobs"] = [_job_to_dict(job) for job in spec.jobs]
+    if spec.outputs:
+        data["outputs"] = [{"from": out.source, "to": out.to} for out in spec.outputs]
     return data
 
 
@@ -47,6 +53,8 @@ def _job_to_dict(job: JobSpec) -> dict[str, Any]:
         ("attributes", dict(job.attributes), {}),
         ("expected_duration", _seconds_or_none(job.expected_duration_s), None),
         ("retry", retry_to_dict(job.retry) if job.retry else None, None),
+        ("inputs", dict(job.inputs), {}),
+        ("outputs", {name: shape.to_data() for name, shape in job.outputs.items()}, {}),
     )
     data.update((key, value) for key, value, default in optional_fields if value != default)
     return data

@@ -236,6 +236,8 @@ class Attempt(Base):
     start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # transfer figures of an attempt with files (JobResult.staging)
+    staging: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
 
     __table_args__ = (
         Index(
@@ -281,6 +283,9 @@ class Pool(Base):
     price_per_core_hour_usd: Mapped[float | None] = mapped_column(Numeric(18, 8), nullable=True)
     # cloud-specific settings (project, zones, image …); never credentials
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # files between jobs: where outputs are kept (None: the data dir) and for how long
+    scratch: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retention_s: Mapped[float] = mapped_column(Float, default=259200.0, server_default="259200")
     # a one-off "scale to N now" request, consumed by the driver
     scale_target: Mapped[int | None] = mapped_column(Integer, nullable=True)
 

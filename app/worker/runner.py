@@ -11,11 +11,13 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
 
 from app.protocol import JobResult, JobRun, Outcome
-from app.worker import container
-from app.worker.attempt import Attempt, KillReason, judge_exit, read_log_tail
+from app.worker import container, staging
+from app.worker.attempt import Attempt, KillReason, Verdict, judge_exit, read_log_tail
 from app.worker.config import WorkerConfig
 from app.worker.spawn import ExitWatch, kill_group, spawn
 
@@ -42,6 +44,8 @@ class JobRunner:
         self._batches_root = str(config.batches_dir)
         self._made_batch_dirs: set[str] = set()
         self._cleaner = _ScratchCleaner()
+        self._staging: dict[tuple[int, int, int], staging.Stats] = {}  # attempts with files
+        self._tasks: set[asyncio.Task[None]] = set()
         # os.environ no longer holds the token: main() popped it before building the runner.
         self._base_env = dict(os.environ)
 
@@ -51,6 +55,14 @@ class JobRunner:
 
     def start(self, attempt: Attempt) -> JobResult | None:
         """Spawn the attempt; None once it runs, or the ERROR result if it could not start."""
+        if staging.has_files(attempt.run):  # stage its inputs first, off the event loop
+            attempt.start_time = time.time()
+            self._staging[attempt.key] = staging.Stats()
+            self._spawn_task(self._stage_and_start(attempt))
+            return None
+        return self._start_now(attempt)
+
+    def _start_now(self, attempt: Attempt) -> JobResult | None:
         run = attempt.run
         scratch = self._scratch_path(run)
         try:
@@ -76,6 +88,8 @@ class JobRunner:
     def kill(self, attempt: Attempt, reason: KillReason) -> None:
         """Kill a running attempt's process group: SIGKILL on timeout, else SIGTERM first."""
         watch = attempt.watch
+        if watch is None and attempt.key in self._staging and attempt.kill_reason is None:
+            attempt.kill_reason = reason  # still staging: it ends once staging is done
         if watch is None or not watch.alive:
             return
         if attempt.kill_reason is None:
@@ -107,6 +121,10 @@ class JobRunner:
             os.mkdir(scratch)
         except FileExistsError:  # left by an earlier agent with the same work dir
             pass
+        if run.paths:
+            base = scratch if attempt.runtime is None else container.SCRATCH_MOUNT
+            command = staging.substitute(run.command, run.paths, base)
+            run = replace(run, command=command, env=staging.file_env(run, base) | run.env)
         if attempt.runtime is None:
             env = self._base_env | _labbatch_env(run, scratch, batch_dir) | run.env
             # posix_spawn has no cwd: cd first, on the same line so $LINENO and messages match
@@ -132,8 +150,11 @@ class JobRunner:
         if attempt.timeout is not None:
             attempt.timeout.cancel()
         run = attempt.run
-        self._remove_scratch(self._scratch_path(run))
         verdict = judge_exit(attempt, os.waitstatus_to_exitcode(wait_status))
+        if attempt.key in self._staging:
+            self._spawn_task(self._save_and_end(attempt, verdict, end_time))
+            return
+        self._remove_scratch(self._scratch_path(run))
         result = JobResult(
             batch_id=run.batch_id,
             job_id=run.job_id,
@@ -146,6 +167,56 @@ class JobRunner:
             log=read_log_tail(self.log_path(*attempt.key)),
         )
         self._on_end(attempt, result)
+
+    async def _stage_and_start(self, attempt: Attempt) -> None:
+        scratch = self._scratch_path(attempt.run)
+        stats = self._staging[attempt.key]
+        result = None
+        try:
+            await staging.stage_inputs(attempt.run, scratch, stats)
+        except (staging.StagingError, OSError) as exc:
+            result = _could_not_start(attempt.run, str(exc))
+        if result is None and attempt.kill_reason is not None:
+            verdict = judge_exit(attempt, -signal.SIGKILL)
+            result = replace(
+                _could_not_start(attempt.run, verdict.error or "killed"), outcome=verdict.outcome
+            )
+        if result is None and (result := self._start_now(attempt)) is None:
+            return
+        self._remove_scratch(scratch)
+        self._on_end(attempt, replace(result, staging=self._staging.pop(attempt.key).to_dict()))
+
+    async def _save_and_end(self, attempt: Attempt, verdict: Verdict, end_time: float) -> None:
+        """After exit 0, save the outputs; then report the attempt as the verdict says."""
+        run = attempt.run
+        scratch = self._scratch_path(run)
+        stats = self._staging.pop(attempt.key)
+        if verdict.outcome is Outcome.SUCCESS:
+            try:
+                await staging.save_outputs(run, scratch, stats)
+            except staging.OutputNotWritten as exc:
+                verdict = Verdict(Outcome.FAILED, verdict.exit_code, str(exc))
+            except (staging.StagingError, OSError) as exc:
+                verdict = Verdict(Outcome.ERROR, verdict.exit_code, str(exc))
+        self._remove_scratch(scratch)
+        result = JobResult(
+            batch_id=run.batch_id,
+            job_id=run.job_id,
+            attempt=run.attempt,
+            outcome=verdict.outcome,
+            exit_code=verdict.exit_code,
+            start_time=attempt.start_time,
+            end_time=end_time,
+            error=verdict.error,
+            log=read_log_tail(self.log_path(*attempt.key)),
+            staging=stats.to_dict(),
+        )
+        self._on_end(attempt, result)
+
+    def _spawn_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _time_out(self, attempt: Attempt) -> None:
         log.info("attempt %s timed out after %ss", attempt.key, attempt.run.timeout_s)

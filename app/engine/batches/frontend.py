@@ -6,6 +6,7 @@ driver notices new work through the change marker.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from app.engine.batches.completion import Changes, cancel_batch_jobs, chunks, settle_batch
 from app.engine.batches.dag import InitialState, initial_states
+from app.engine.batches.files import copy_batch_inputs, files_by_job
 from app.engine.billing.projects import check_submit
 from app.engine.marker import bump_marker
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
@@ -39,6 +41,8 @@ from app.models.tables import (
 async def submit_batch(db: Database, spec: BatchSpec, *, user: str) -> int:
     """Store a validated batch and its jobs in one transaction; returns the batch id."""
     now = time.time()
+    if spec.outputs:  # batch outputs that copy a batch input need no job
+        await asyncio.to_thread(copy_batch_inputs, spec.inputs, spec.outputs)
 
     def store(conn: Connection) -> int:
         check_submit(conn, spec.billing_project, user)
@@ -61,7 +65,9 @@ async def submit_batch(db: Database, spec: BatchSpec, *, user: str) -> int:
                 .returning(Batch.id)
             )
         ).scalar_one()
-        _insert_update(conn, batch_id, spec.jobs, user=user, now=now, start_job_id=1, old={})
+        _insert_update(
+            conn, batch_id, spec.jobs, user=user, now=now, start_job_id=1, old={}, batch=spec
+        )
         bump_marker(conn)
         return batch_id
 
@@ -89,7 +95,14 @@ async def append_update(db: Database, batch_id: int, spec: BatchSpec, *, user: s
             )
             old.update({name: (job_id, state) for name, job_id, state in rows})
         update_id = _insert_update(
-            conn, batch_id, spec.jobs, user=user, now=now, start_job_id=batch.n_jobs + 1, old=old
+            conn,
+            batch_id,
+            spec.jobs,
+            user=user,
+            now=now,
+            start_job_id=batch.n_jobs + 1,
+            old=old,
+            batch=spec,
         )
         settle_batch(conn, batch_id, now, Changes())
         bump_marker(conn)
@@ -141,6 +154,7 @@ def _insert_update(
     now: float,
     start_job_id: int,
     old: dict[str, tuple[int, str]],
+    batch: BatchSpec | None = None,
 ) -> int:
     """Insert one committed update: its jobs and parents in bulk, counts on the batch."""
     n_updates = (conn.execute(select(Batch.n_updates).where(Batch.id == batch_id))).scalar_one()
@@ -151,6 +165,7 @@ def _insert_update(
     parent_ids = [[ids[p] for p in job.depends_on] for job in jobs]
     old_states = {job_id: state for job_id, state in old.values()}
     states = initial_states(job_ids, parent_ids, [j.always_run for j in jobs], old_states)
+    files = files_by_job(batch, ids, {j.name: _pool_of(j) for j in jobs}) if batch else {}
     conn.execute(
         insert(Update).values(
             batch_id=batch_id,
@@ -168,7 +183,7 @@ def _insert_update(
             jobs_table,
             JOB_COLUMNS,
             [
-                _job_row(batch_id, job_id, update_id, job, st, user, now)
+                _job_row(batch_id, job_id, update_id, job, st, user, now, files.get(job.name))
                 for job_id, job, st in zip(job_ids, jobs, states, strict=True)
             ],
         )
@@ -226,6 +241,7 @@ def _job_row(
     st: InitialState,
     user: str,
     now: float,
+    files: dict[str, Any] | None = None,
 ) -> tuple[Any, ...]:
     """One jobs row, in JOB_COLUMNS order."""
     spec = {
@@ -245,6 +261,8 @@ def _job_row(
             "fallback_after_preemptions": job.retry.fallback_after_preemptions,
         },
     }
+    if files:
+        spec["files"] = files
     return (
         batch_id,
         job_id,
@@ -261,7 +279,7 @@ def _job_row(
         job.cores_mcpu,
         job.memory_bytes,
         job.storage_bytes,
-        JOB_PRIVATE_POOL if job.machine_type else job.pool or DEFAULT_POOL_NAME,
+        _pool_of(job),
         job.preemptible,
         json_text(list(job.regions)) if job.regions else None,
         job.machine_type,
@@ -269,6 +287,10 @@ def _job_row(
         now if st.state == JobState.READY else None,
         now if st.state == JobState.CANCELLED else None,
     )
+
+
+def _pool_of(job: JobSpec) -> str:
+    return JOB_PRIVATE_POOL if job.machine_type else job.pool or DEFAULT_POOL_NAME
 
 
 async def cancel_batch(db: Database, batch_id: int, *, user: str | None = None) -> BatchInfo:
@@ -458,6 +480,7 @@ async def job_detail(db: Database, batch_id: int, ref: str | int) -> JobDetail:
                 start_time=row.start_time,
                 end_time=row.end_time,
                 end_reason=row.end_reason,
+                staging=row.staging,
             )
             for row in await conn.execute(
                 select(Attempt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import JSON, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.engine.batches.completion import Changes, JobEnd, chunks, end_jobs
@@ -30,6 +30,7 @@ _set_end = Prepared(
     .where(*_THIS_ATTEMPT, _attempts.c.end_time.is_(None))
     .values(start_time=bindparam("b_s"), end_time=bindparam("b_e"), end_reason=bindparam("b_r"))
 )
+_set_staging = update(_attempts).where(*_THIS_ATTEMPT).values(staging=bindparam("b_st", type_=JSON))
 _running_attempts = Prepared(
     select(Job.job_id, Job.last_attempt).where(
         Job.batch_id == bindparam("b_b"),
@@ -103,6 +104,15 @@ def apply_results(conn: Connection, results: Sequence[JobResult], now: float) ->
             for r in results
         ],
     )
+    staged = [r for r in results if r.staging is not None]  # only attempts with files
+    if staged:
+        conn.execute(
+            _set_staging,
+            [
+                {"b_b": r.batch_id, "b_j": r.job_id, "b_a": r.attempt, "b_st": r.staging}
+                for r in staged
+            ],
+        )
     fresh = _fresh_results(conn, results)
     failed = [r for r in fresh if r.outcome == Outcome.FAILED]
     retried = {d.result.ref.key() for d in split_retries(conn, failed, now)} if failed else set()

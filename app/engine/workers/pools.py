@@ -6,6 +6,7 @@ import re
 import time
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -41,6 +42,8 @@ class PoolConfig:
     regions: tuple[str, ...] | None = None
     price_per_core_hour_usd: Decimal | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    scratch: str | None = None  # where jobs' output files are kept; None: <data dir>/scratch
+    retention_s: float = 3 * 86400.0  # how long they stay after their batch ended
 
     def check(self) -> None:
         """Refuse settings that cannot work, with a message that says which and why."""
@@ -62,6 +65,14 @@ class PoolConfig:
             problems.append("idle timeout and boot time cannot be negative")
         if self.price_per_core_hour_usd is not None and self.price_per_core_hour_usd < 0:
             problems.append("price per core-hour cannot be negative")
+        if self.retention_s < 0:
+            problems.append("retention cannot be negative")
+        if (
+            self.scratch is not None
+            and self.cloud == "local"
+            and not Path(self.scratch).is_absolute()
+        ):
+            problems.append(f"scratch {self.scratch!r}: give an absolute directory")
         if self.cloud == "local" and self.config:
             problems.append("local pools take no cloud settings")
         if self.cloud in registry.CLOUD_KINDS:

@@ -1,0 +1,196 @@
+"""Staging an attempt's files: inputs in place before the command, outputs saved after it.
+
+Local (`file://`) files are hard-linked where the file system allows (no byte copied), else
+cloned or copied; an output is written under a temporary name and renamed, so a half-written
+file is never visible at its final path. `http(s)://` transfers belong to `transfer.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from urllib.parse import unquote, urlsplit
+
+from app.protocol import FileTransfer, JobRun
+
+# errno of a link that cannot be made (another file system, no hard links, protected links)
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
+_PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}\}")
+_COPY_CHUNK = 1 << 26
+
+
+class StagingError(Exception):
+    """A file could not be staged or saved; the message is for the user."""
+
+
+class OutputNotWritten(StagingError):
+    """The command exited 0 without writing a declared output."""
+
+
+@dataclass(slots=True)
+class Stats:
+    """What one attempt's staging moved, and how."""
+
+    in_bytes: int = 0
+    in_s: float = 0.0
+    out_bytes: int = 0
+    out_s: float = 0.0
+    linked_bytes: int = 0
+    copied_bytes: int = 0
+    cache_hits: int = 0
+    cache_bytes_saved: int = 0
+
+    def to_dict(self) -> dict[str, float]:
+        """The JobResult.staging form, seconds rounded to the millisecond."""
+        data: dict[str, float] = asdict(self)
+        data["in_s"] = round(self.in_s, 3)
+        data["out_s"] = round(self.out_s, 3)
+        return data
+
+
+def has_files(run: JobRun) -> bool:
+    """Whether an attempt has anything to stage (the usual job has not)."""
+    return bool(run.inputs or run.outputs)
+
+
+def file_env(run: JobRun, base: str) -> dict[str, str]:
+    """$name (and $name_member) -> the absolute path, for every input and output."""
+    return {name.replace(".", "_"): f"{base}/{local}" for name, local in run.paths.items()}
+
+
+def substitute(command: str, paths: Mapping[str, str], base: str) -> str:
+    """Replace {{name}} and {{name.member}} by absolute paths; leave other text alone."""
+    if "{{" not in command or not paths:
+        return command
+
+    def path_of(match: re.Match[str]) -> str:
+        local = paths.get(match.group(1))
+        return match.group(0) if local is None else f"{base}/{local}"
+
+    return _PLACEHOLDER.sub(path_of, command)
+
+
+async def stage_inputs(run: JobRun, cwd: str, stats: Stats) -> None:
+    """Put every input in place under `cwd` and make `out/`; StagingError if one fails."""
+    started = time.monotonic()
+    for transfer in run.inputs:
+        _check_scheme(transfer, "input")
+    await asyncio.to_thread(_stage_local, run, cwd, stats)
+    stats.in_s += time.monotonic() - started
+
+
+async def save_outputs(run: JobRun, cwd: str, stats: Stats) -> None:
+    """Save every declared output; OutputNotWritten or StagingError if one fails."""
+    started = time.monotonic()
+    for transfer in run.outputs:
+        _check_scheme(transfer, "output")
+    await asyncio.to_thread(_save_local, run, cwd, stats)
+    stats.out_s += time.monotonic() - started
+
+
+def _check_scheme(transfer: FileTransfer, kind: str) -> None:
+    scheme = transfer.url.split("://", 1)[0].lower()
+    if scheme != "file":
+        raise StagingError(
+            f"{kind} `{transfer.name}`: this worker cannot transfer {scheme}:// files "
+            f"({_shown(transfer.url)}); cloud storage needs a newer LabBatch"
+        )
+
+
+def _stage_local(run: JobRun, cwd: str, stats: Stats) -> None:
+    os.makedirs(f"{cwd}/out", exist_ok=True)
+    made: set[str] = set()
+    for transfer in run.inputs:
+        source = _path_of(transfer.url)
+        dest = f"{cwd}/{transfer.local}"
+        parent = os.path.dirname(dest)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        try:
+            size = os.stat(source).st_size
+            if os.path.isdir(source):
+                raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
+            _place(source, dest, stats)
+        except OSError as exc:
+            raise StagingError(
+                f"input `{transfer.name}`: cannot read {source}: {exc.strerror or exc}"
+            ) from exc
+        stats.in_bytes += size
+
+
+def _save_local(run: JobRun, cwd: str, stats: Stats) -> None:
+    for transfer in run.outputs:
+        source = f"{cwd}/{transfer.local}"
+        if not os.path.isfile(source):
+            if os.path.isdir(source):
+                raise OutputNotWritten(f"output `{transfer.name}` is a directory, not a file")
+            raise OutputNotWritten(f"output `{transfer.name}` was not written")
+    for transfer in run.outputs:
+        source = f"{cwd}/{transfer.local}"
+        dest = _path_of(transfer.url)
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            temp = f"{os.path.dirname(dest)}/.{os.path.basename(dest)}.{uuid.uuid4().hex[:8]}.part"
+            try:
+                _place(source, temp, stats)
+                os.replace(temp, dest)
+            finally:
+                if os.path.lexists(temp):
+                    os.unlink(temp)
+        except OSError as exc:
+            raise StagingError(
+                f"could not save output `{transfer.name}` to {dest}: {exc.strerror or exc}"
+            ) from exc
+        stats.out_bytes += os.stat(dest).st_size
+
+
+def _place(source: str, dest: str, stats: Stats) -> None:
+    """Hard-link `source` at `dest`, or clone/copy it where no link can be made."""
+    if os.path.lexists(dest):
+        os.unlink(dest)
+    try:
+        os.link(source, dest)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+    else:
+        stats.linked_bytes += os.stat(dest).st_size
+        return
+    stats.copied_bytes += _copy(source, dest)
+
+
+def _copy(source: str, dest: str) -> int:
+    """Copy a file's bytes with copy_file_range (a reflink where the file system can)."""
+    with open(source, "rb") as src, open(dest, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        copied = 0
+        try:
+            while copied < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), _COPY_CHUNK)
+                if n == 0:
+                    break
+                copied += n
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            shutil.copyfileobj(src, dst, 1 << 20)  # positions are where the range copy ended
+            copied = size
+    os.chmod(dest, os.stat(source).st_mode & 0o777)
+    return copied
+
+
+def _path_of(url: str) -> str:
+    return unquote(urlsplit(url).path)
+
+
+def _shown(url: str) -> str:
+    """A URL without its query string (a signed URL's query is a credential)."""
+    return url.split("?", 1)[0]
