@@ -26,6 +26,7 @@ from app.engine import lease
 from app.engine.batches.completion import Changes, JobEnd, end_jobs
 from app.engine.batches.files import scratch_root, transfers
 from app.engine.batches.results import apply_results, record_starts
+from app.engine.batches.signing import PoolStorages, Signer
 from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
 from app.engine.billing.projects import cancel_over_limit
 from app.engine.billing.rates import Rate
@@ -120,6 +121,8 @@ class Driver:
         self._scheduler: Trigger | None = None
         self._canceller: Trigger | None = None
         self._monitor: Trigger | None = None
+        # cloud pools' files: signed URLs for exactly each attempt's inputs and outputs
+        self._signer = Signer(PoolStorages(lambda pool: self.fleet.pools.get(pool)))
 
     @property
     def instances(self) -> dict[str, LiveInstance]:
@@ -420,6 +423,9 @@ class Driver:
         return scratch_root(config.scratch if config else None, self.data_dir)
 
     async def _send_runs(self, inst: LiveInstance, runs: list[JobRun]) -> None:
+        if inst.conn is None:
+            return
+        runs = await self._signer.sign_runs(inst.pool, runs)
         conn = inst.conn
         if conn is None or not await conn.send(Schedule(jobs=runs)):
             return  # sent again when the worker says hello again

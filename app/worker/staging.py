@@ -29,6 +29,8 @@ from app.worker.transfer import TransferError
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 _PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}\}")
 _COPY_CHUNK = 1 << 26
+# a transfer URL the driver could not sign carries the reason instead
+SIGNING_FAILED = "error:"
 
 
 class StagingError(Exception):
@@ -129,6 +131,8 @@ def _by_scheme(
     local, signed = [], []
     for transfer in transfers:
         scheme = transfer.url.split("://", 1)[0].lower()
+        if transfer.url.startswith(SIGNING_FAILED):  # the driver could not sign it: say why
+            raise StagingError(f"{kind} `{transfer.name}`: {transfer.url[len(SIGNING_FAILED) :]}")
         if scheme == "file":
             local.append(transfer)
         elif scheme in ("https", "http") and remote is not None:

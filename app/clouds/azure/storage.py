@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
 import threading
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from app.models.locations import (
 )
 
 MAX_TTL_S = 7 * 24 * 3600
+# an account key to sign with instead of a user delegation key (the az CLI's variable)
+ACCOUNT_KEY_ENV = "AZURE_STORAGE_KEY"
 # a SAS starts a little in the past: the storage service's clock may be behind ours
 CLOCK_SKEW_S = 300
 # how long a delegation key is asked for; it is reused until it would expire within a URL's life
@@ -124,19 +127,22 @@ class BlobStorage:
                 if self.settings.api_version:
                     options["api_version"] = self.settings.api_version
                 self._clients[account] = BlobServiceClient(
-                    self.account_url(account), credential=self._resolved_credential(), **options
+                    self.account_url(account), credential=self._credential_for(account), **options
                 )
             return self._clients[account]
 
-    def _resolved_credential(self) -> Any:
-        if self._credential is None:
-            from azure.identity import DefaultAzureCredential
+    def _credential_for(self, account: str) -> Any:
+        if self._credential is not None:
+            return self._credential
+        if key := os.environ.get(ACCOUNT_KEY_ENV):
+            return {"account_name": account, "account_key": key}
+        from azure.identity import DefaultAzureCredential
 
-            self._credential = DefaultAzureCredential()
+        self._credential = DefaultAzureCredential()
         return self._credential
 
     def _account_key(self, account: str) -> str | None:
-        credential = self._resolved_credential()
+        credential = self._credential_for(account)
         if isinstance(credential, dict):
             return str(credential["account_key"])
         named = getattr(credential, "named_key", None)

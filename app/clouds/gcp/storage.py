@@ -98,7 +98,7 @@ class GcsStorage:
     def client(self) -> Any:
         """The storage client, made at first use."""
         if self._client is None:
-            from google.cloud import storage
+            from google.cloud import storage  # type: ignore[attr-defined,unused-ignore]
 
             options = {"api_endpoint": self.settings.endpoint} if self.settings.endpoint else None
             self._client = storage.Client(
@@ -150,6 +150,11 @@ class GcsStorage:
         from google.auth.credentials import Signing
 
         credentials = self._credentials
+        emulator = is_loopback_http(self.settings.endpoint)
+        if credentials is None and emulator and not self.settings.signing_service_account:
+            # the emulator checks no signature: sign with a key made now, never a real one
+            self._signer = _throwaway_signer()
+            return self._signer
         if credentials is None:
             import google.auth
 
@@ -218,6 +223,27 @@ class GcsStorage:
             problem = _why_unusable(exc, where, "write")
             return ScratchCheck(location, (problem,), warnings, bucket_region)
         return ScratchCheck(location, (), warnings, bucket_region)
+
+
+def _throwaway_signer() -> Any:
+    """Service-account credentials with a key made in memory (loopback emulators only)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "client_email": "emulator@localhost.iam.gserviceaccount.com",
+        "private_key": pem,
+        "token_uri": "http://127.0.0.1:9/token",
+    }
+    return service_account.Credentials.from_service_account_info(info)
 
 
 def _region_warnings(
