@@ -221,6 +221,8 @@ class Driver:
             self._starts.extend(message.jobs)
         elif isinstance(message, Heartbeat):
             inst.last_heartbeat = time.time()
+            if message.cached is not None:
+                inst.cached_inputs = frozenset(message.cached)
         elif isinstance(message, Hello):
             self._on_hello(inst, conn, message)
         elif isinstance(message, Retiring):

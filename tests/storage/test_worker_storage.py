@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from app.protocol import FileTransfer, JobRun, Outcome
+from app.protocol import FileTransfer, Heartbeat, JobRun, Outcome
 from tests.storage.emulators import Gcs, gcs_emulator
 from tests.storage.test_gcs_storage import _bucket, _storage
 from tests.worker_helpers import connect, job, start_worker
@@ -61,3 +61,27 @@ async def test_jobs_read_and_write_the_bucket_and_the_second_read_is_a_cache_hit
     assert f"gs://{bucket}/ref/missing.fa" in (missing.error or "")
     assert "no such object" in (missing.error or "")
     assert "X-Goog-Signature" not in (missing.error or "") + worker.stderr_text()
+
+
+async def test_heartbeats_tell_the_driver_which_inputs_the_cache_holds(
+    gcs_emulator: Gcs, tmp_path: Path
+) -> None:
+    storage = _storage(gcs_emulator)
+    bucket = _bucket(storage)
+    storage.client().bucket(bucket).blob("ref.fa").upload_from_string(b"ACGT" * 1000)
+    stat = await storage.stat(f"gs://{bucket}/ref.fa")
+    get = await storage.sign_get(f"gs://{bucket}/ref.fa", 600)
+    worker = await start_worker(tmp_path, extra_args=["--heartbeat-s", "0.1"])
+    driver = await connect(worker)
+    try:
+        first = await driver.wait_for(Heartbeat)
+        assert first.cached == []  # the whole (empty) cache on a new connection
+        t = FileTransfer("in/ref.fa", get.url, "ref", stat.size_bytes, stat.cache_key, stat.md5)
+        await driver.schedule(job(1, "true", inputs=(t,), paths={"ref": "in/ref.fa"}))
+        assert (await driver.result((1, 1, 1))).outcome is Outcome.SUCCESS
+        beat = await driver.wait_for(Heartbeat, lambda b: b.cached is not None)
+        assert beat.cached == [stat.cache_key]
+        assert (await driver.wait_for(Heartbeat)).cached is None  # unchanged: not repeated
+    finally:
+        await driver.close()
+        await worker.stop()
