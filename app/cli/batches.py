@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals, print_json
-from app.engine.batches import frontend, rerun
+from app.engine.batches import file_store, frontend, rerun
+from app.engine.batches.files import staging_text
 from app.engine.events import BatchChanged, EventBus
 from app.engine.records import BatchInfo, JobInfo
 from app.engine.runtime import LocalRuntime
@@ -90,7 +91,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         finally:
             await runtime.stop()
         jobs = await frontend.list_jobs(db, batch_id)
-    _report(batch, jobs, as_json=args.json)
+        staging = await file_store.attempt_staging(db, batch_id)
+    _report(batch, jobs, as_json=args.json, staging=staging)
     return EXIT_OK if batch.state == "success" else EXIT_FAILED
 
 
@@ -147,7 +149,9 @@ def _progress_line(batch: BatchInfo) -> str:
     )
 
 
-def _batch_json(batch: BatchInfo, jobs: list[JobInfo]) -> dict[str, Any]:
+def _batch_json(
+    batch: BatchInfo, jobs: list[JobInfo], staging: dict[int, dict[str, float]] | None = None
+) -> dict[str, Any]:
     return {
         "id": batch.id,
         "name": batch.name,
@@ -164,12 +168,12 @@ def _batch_json(batch: BatchInfo, jobs: list[JobInfo]) -> dict[str, Any]:
         "time_completed": batch.time_completed,
         "duration": round(batch.duration_s, 3),
         "attributes": batch.attributes,
-        "jobs": [_job_json(j) for j in jobs],
+        "jobs": [_job_json(j, staging) for j in jobs],
     }
 
 
-def _job_json(job: JobInfo) -> dict[str, Any]:
-    return {
+def _job_json(job: JobInfo, staging: dict[int, dict[str, float]] | None = None) -> dict[str, Any]:
+    data = {
         "job_id": job.job_id,
         "name": job.name,
         "state": job.state,
@@ -179,11 +183,20 @@ def _job_json(job: JobInfo) -> dict[str, Any]:
         "instance": job.instance_name,
         "duration": None if job.duration_s is None else round(job.duration_s, 3),
     }
+    if staging is not None:  # transfer figures of the last attempt that staged files
+        data["staging"] = staging.get(job.job_id)
+    return data
 
 
-def _report(batch: BatchInfo, jobs: list[JobInfo], *, as_json: bool) -> None:
+def _report(
+    batch: BatchInfo,
+    jobs: list[JobInfo],
+    *,
+    as_json: bool,
+    staging: dict[int, dict[str, float]] | None = None,
+) -> None:
     if as_json:
-        print_json(_batch_json(batch, jobs))
+        print_json(_batch_json(batch, jobs, staging))
         return
     counts = (
         f"{batch.n_succeeded} succeeded, {batch.n_failed} failed, {batch.n_cancelled} cancelled"
@@ -193,12 +206,12 @@ def _report(batch: BatchInfo, jobs: list[JobInfo], *, as_json: bool) -> None:
         f" — {batch.n_jobs} jobs: {counts}"
     )
     shown = jobs if len(jobs) <= JOB_TABLE_LIMIT else [j for j in jobs if j.state != "Success"]
-    _print_jobs(shown[:JOB_TABLE_LIMIT])
+    _print_jobs(shown[:JOB_TABLE_LIMIT], staging or {})
     if len(shown) > JOB_TABLE_LIMIT:
         print(f"  … {len(shown) - JOB_TABLE_LIMIT} more: `labbatch jobs {batch.id}`")
 
 
-def _print_jobs(jobs: list[JobInfo]) -> None:
+def _print_jobs(jobs: list[JobInfo], staging: dict[int, dict[str, float]] | None = None) -> None:
     if not jobs:
         return
     width = max(len(j.name) for j in jobs)
@@ -212,6 +225,8 @@ def _print_jobs(jobs: list[JobInfo]) -> None:
             detail.append(format_duration(job.duration_s))
         if job.n_attempts > 1:
             detail.append(f"{job.n_attempts} attempts")
+        if staging and job.job_id in staging:
+            detail.append(staging_text(staging[job.job_id]))
         print(
             f"  {job.job_id:>6} {job.name:<{width}}  {job.state:<9}  {'  '.join(detail)}".rstrip()
         )
@@ -221,7 +236,8 @@ async def cmd_status(args: argparse.Namespace) -> int:
     async with _database(args) as db:
         batch = await frontend.get_batch(db, args.batch)
         jobs = await frontend.list_jobs(db, args.batch)
-    _report(batch, jobs, as_json=args.json)
+        staging = await file_store.attempt_staging(db, args.batch)
+    _report(batch, jobs, as_json=args.json, staging=staging)
     return EXIT_OK
 
 

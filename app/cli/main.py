@@ -41,6 +41,8 @@ COMMAND_MODULES = {
     "pool": "pools",
     "prices": "prices",
     "import": "imports",
+    "files": "files",
+    "get": "files",
 }
 
 
@@ -130,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("job", help="job id or name")
 
     from app.cli.billing import add_billing_parsers
+    from app.cli.files import add_files_parsers
     from app.cli.imports import add_import_parser
     from app.cli.pools import add_pool_parser
     from app.cli.prices import add_price_parser
@@ -138,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     add_billing_parsers(sub, common)
     add_price_parser(sub, common)
     add_import_parser(sub, common)
+    add_files_parsers(sub, common)
 
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")

@@ -15,7 +15,7 @@ from app.engine.workers import pools
 from app.engine.workers.scratch_check import check_scratch
 from app.errors import ConfigError
 from app.models.db import open_database
-from app.models.units import format_duration, format_mcpu
+from app.models.units import format_duration, format_mcpu, parse_duration_s
 
 _SETTINGS = {
     # flag: (PoolConfig field, parser, help)
@@ -30,6 +30,12 @@ _SETTINGS = {
     "price": ("price_per_core_hour_usd", "usd", "USD per core-hour (local pools; default 0)"),
     "machine_type": ("machine_type", "str", "the cloud's machine type (Azure: the VM size)"),
     "regions": ("regions", "list", "comma-separated regions (cloud pools: from their zones)"),
+    "scratch": (
+        "scratch",
+        "location",
+        "where jobs' output files are kept (default: <data dir>/scratch)",
+    ),
+    "retention": ("retention_s", "duration", "how long a finished batch's files stay (default 3d)"),
 }
 _ALIASES = {"max": ["--max-instances"], "machine_type": ["--vm-size"]}
 
@@ -118,6 +124,10 @@ def _value(flag: str, kind: str, text: str) -> Any:
             return Decimal(text)
         if kind == "list":
             return tuple(part.strip() for part in text.split(",") if part.strip()) or None
+        if kind == "duration":
+            return parse_duration_s(text)
+        if kind == "location":
+            return text if "://" in text else str(Path(text).expanduser().resolve())
         return text
     except (ValueError, InvalidOperation) as exc:
         raise ConfigError(f"--{flag.replace('_', '-')} {text!r}: not a valid {kind}") from exc
@@ -305,6 +315,10 @@ async def _show(db: Any, name: str, *, as_json: bool) -> None:
         f"idle timeout {format_duration(pool.idle_timeout_s)}, "
         f"boot {format_duration(pool.boot_time_s)}"
     )
+    print(
+        f"  files kept in {pool.scratch or '<data dir>/scratch'} for "
+        f"{format_duration(pool.retention_s)} after their batch ends"
+    )
     if pool.cloud != "local":
         print(f"  {pool.machine_type or '(no machine type)'} in {', '.join(pool.regions or [])}")
         for key, value in sorted(pool.config.items()):
@@ -348,5 +362,7 @@ def _pool_json(pool: pools.PoolConfig, n_live: int) -> dict[str, Any]:
         "regions": list(pool.regions) if pool.regions else None,
         "machine_type": pool.machine_type,
         "config": pool.config,
+        "scratch": pool.scratch,
+        "retention_s": pool.retention_s,
         "live_instances": n_live,
     }

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from app.engine.batches.completion import Changes, cancel_batch_jobs
+from app.engine.batches.file_store import remove_batch_files
 from app.engine.batches.frontend import (
     BATCH_COLUMNS,
     JOB_INFO_COLUMNS,
@@ -178,6 +179,7 @@ async def delete_batch(db: Database, batch_id: int, *, user: str) -> None:
         bump_marker(conn)
 
     await db.run(store)
+    await remove_batch_files(db, batch_id)  # what a running job saves later: the next sweep
 
 
 async def pools_with_instances(db: Database) -> list[PoolRow]:

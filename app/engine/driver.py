@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from app.clouds.base import CloudDriver
 from app.engine import lease
 from app.engine.batches.completion import Changes, JobEnd, end_jobs
+from app.engine.batches.file_store import remove_expired_files
 from app.engine.batches.files import scratch_root, transfers
 from app.engine.batches.results import apply_results, record_starts
 from app.engine.batches.signing import PoolStorages, Signer
@@ -70,6 +71,7 @@ _jobs = jobs_table
 
 MARKER_POLL_S = 0.2
 BILLING_CHECK_S = float(os.environ.get("LABBATCH_BILLING_CHECK_S", "5"))
+FILES_SWEEP_S = float(os.environ.get("LABBATCH_FILES_SWEEP_S", "600"))
 # A pass has a fixed cost (one transaction); waiting this long after one lets reports pile up
 # so the next pass carries several. A chain's next report comes later than this anyway.
 PASS_MIN_INTERVAL_S = float(os.environ.get("LABBATCH_PASS_INTERVAL_S", "0.002"))
@@ -155,6 +157,7 @@ class Driver:
         t.every("marker", self._poll_marker, interval_s=MARKER_POLL_S)
         t.every("lease", self._renew_lease, interval_s=lease.RENEW_EVERY_S)
         t.every("billing", self._enforce_limits, interval_s=BILLING_CHECK_S)
+        t.every("files", self._remove_expired_files, interval_s=FILES_SWEEP_S)
         return True
 
     async def stop(self) -> None:
@@ -463,6 +466,11 @@ class Driver:
         if changes.cancelled_batches:
             self._publish(changes)
             self._poke(self._canceller)
+
+    async def _remove_expired_files(self) -> None:
+        n_removed = await remove_expired_files(self.db, home=self.data_dir)
+        if n_removed:
+            log.info("removed the scratch files of %d batch(es) past their retention", n_removed)
 
     async def _poll_marker(self) -> None:
         marker = await read_marker(self.db)

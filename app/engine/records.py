@@ -80,3 +80,4 @@ class JobDetail:
     spec: dict[str, Any]
     depends_on: list[str]
     attempts: list[AttemptInfo]
+    files: str | None = None  # what the last attempt with files moved, in one line

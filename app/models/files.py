@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -60,6 +60,7 @@ class BatchOutput:
 
     source: str  # a reference
     to: str  # absolute local path or URL
+    index: int = field(default=0, compare=False, repr=False)  # in the file, for messages
 
 
 BatchInput = str | Mapping[str, str]  # a location, or member -> location for a group
@@ -283,7 +284,7 @@ def parse_batch_outputs(value: object, base_dir: Path, issues: Issues) -> tuple[
             issues.add(path, message, field="outputs")
             continue
         seen[to] = index
-        result.append(BatchOutput(source, to))
+        result.append(BatchOutput(source, to, index))
     return tuple(result)
 
 
@@ -354,7 +355,7 @@ def link_files(
     scatter = {job.name for job in jobs if job.name and job.fields.get("scatter")}
     for job in jobs:
         _link_job(job, inputs, job_outputs, scatter, issues, default_env)
-    for index, output in enumerate(outputs):
+    for output in outputs:
         found = resolve(output.source, inputs, job_outputs)
         message = found if isinstance(found, str) else None
         if isinstance(found, Resolved) and found.job in scatter:
@@ -363,7 +364,7 @@ def link_files(
                 "of scatter jobs are not supported yet"
             )
         if message:
-            issues.add(("outputs", index, "from"), message, field="outputs")
+            issues.add(("outputs", output.index), message, field="outputs")
 
 
 def _link_job(

@@ -206,6 +206,7 @@ class JobDetailPanel(QWidget):
             f"<span style='color:{color}'><b>{self.state}</b></span>"
             + (f" · exit code {job.exit_code}" if job.exit_code is not None else "")
             + (f" · {_escape(job.error)}" if job.error else "")
+            + (f"<br>{_escape(detail.files)}" if detail.files else "")
         )
         text = spec_text(detail)
         if text != self.spec_view.toPlainText():

@@ -136,3 +136,26 @@ def transfers(
         ),
         "paths": dict(files.get("paths") or {}),
     }
+
+
+def staging_text(staging: dict[str, float]) -> str:
+    """One line for people: `files in 1.2 MB 0.01s, out 3 MB 0.02s (linked 4.2 MB)`."""
+    moved = []
+    if staging.get("linked_bytes"):
+        moved.append(f"linked {_mb(staging['linked_bytes'])}")
+    if staging.get("copied_bytes"):
+        moved.append(f"copied {_mb(staging['copied_bytes'])}")
+    if staging.get("cache_hits"):
+        moved.append(f"{int(staging['cache_hits'])} from cache")
+    tail = f" ({', '.join(moved)})" if moved else ""
+    return (
+        f"files in {_mb(staging.get('in_bytes', 0))} {staging.get('in_s', 0):.2f}s, "
+        f"out {_mb(staging.get('out_bytes', 0))} {staging.get('out_s', 0):.2f}s{tail}"
+    )
+
+
+def _mb(n_bytes: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.3g} {unit}"
+    return f"{int(n_bytes)} B"

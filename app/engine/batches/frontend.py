@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from app.engine.batches.completion import Changes, cancel_batch_jobs, chunks, settle_batch
 from app.engine.batches.dag import InitialState, initial_states
-from app.engine.batches.files import copy_batch_inputs, files_by_job
+from app.engine.batches.files import copy_batch_inputs, files_by_job, staging_text
 from app.engine.billing.projects import check_submit
 from app.engine.marker import bump_marker
 from app.engine.records import AttemptInfo, BatchInfo, JobDetail, JobInfo
@@ -488,7 +488,9 @@ async def job_detail(db: Database, batch_id: int, ref: str | int) -> JobDetail:
                 .order_by(Attempt.attempt)
             )
         ]
-    return JobDetail(job=job, spec=dict(spec), depends_on=parents, attempts=attempts)
+    staged = [a.staging for a in attempts if a.staging]
+    files = staging_text(staged[-1]) if staged else None
+    return JobDetail(job=job, spec=dict(spec), depends_on=parents, attempts=attempts, files=files)
 
 
 async def job_log(
