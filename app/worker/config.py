@@ -9,6 +9,9 @@ from pathlib import Path
 
 from app.protocol import TOKEN_ENV
 
+# the default of --cache-share (VMs whose start-up script passes no flags: benchmarks, small disks)
+CACHE_SHARE_ENV = "LABBATCH_WORKER_CACHE_SHARE"
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -76,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache-share",
         type=float,
-        default=0.25,
-        help="share of the disk the cache of downloaded inputs may fill (0: no cache)",
+        default=float(os.environ.get(CACHE_SHARE_ENV) or 0.25),
+        help="share of the disk the cache of downloaded inputs may fill (0: no cache; "
+        f"default ${CACHE_SHARE_ENV} or 0.25)",
     )
     return parser
 
