@@ -120,3 +120,12 @@ async def test_scratch_check_says_what_is_wrong(gcs_emulator: Gcs) -> None:
     bad = await storage.check_scratch("gs://UPPER/x")
     assert "not a valid bucket name" in bad.problems[0]
     assert list(storage.client().list_blobs(bucket)) == []
+
+
+async def test_requester_pays_project_goes_into_every_signed_url(gcs_emulator: Gcs) -> None:
+    storage = _storage(gcs_emulator, user_project="lab-billing")
+    for signed in (
+        await storage.sign_get("gs://pays-bucket/ref.fa", 60),
+        await storage.sign_put("gs://pays-bucket/out.txt", 60),
+    ):
+        assert parse_qs(urlsplit(signed.url).query)["userProject"] == ["lab-billing"]
