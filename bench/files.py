@@ -80,10 +80,13 @@ async def run(runtime: LocalRuntime, text: str, base: Path) -> tuple[int, float]
 
 
 async def staging_totals(db: Database, batch_id: int) -> dict[str, float]:
+    """The staging figures summed over a batch's attempts, and their summed run time."""
+    query = select(Attempt.staging, Attempt.start_time, Attempt.end_time)
     async with db.connect() as conn:
-        rows = await conn.execute(select(Attempt.staging).where(Attempt.batch_id == batch_id))
-        totals: dict[str, float] = {}
-        for (staging,) in rows:
+        rows = await conn.execute(query.where(Attempt.batch_id == batch_id))
+        totals: dict[str, float] = {"attempt_s": 0.0}
+        for staging, start, end in rows:
+            totals["attempt_s"] += end - start
             for key, value in (staging or {}).items():
                 totals[key] = totals.get(key, 0) + value
     return totals
@@ -138,12 +141,15 @@ async def main() -> None:
         await runtime.start()
         try:
             await run(runtime, plain(args.workers, 1, work), work)  # warm up: workers up
-            plain_times, files_times = [], []
+            plain_times, files_times, plain_job_s, files_job_s = [], [], [], []
             for _ in range(args.rounds):  # alternate, so a noisy moment hits both sides
-                plain_times.append((await run(runtime, plain(args.jobs, out_bytes, work), work))[1])
+                plain_id, plain_s = await run(runtime, plain(args.jobs, out_bytes, work), work)
+                plain_times.append(plain_s)
+                plain_job_s.append((await staging_totals(db, plain_id))["attempt_s"])
                 files_id, files_s = await run(runtime, with_files(args.jobs, out_bytes), work)
                 files_times.append(files_s)
-            totals = await staging_totals(db, files_id)  # of the last round
+                totals = await staging_totals(db, files_id)
+                files_job_s.append(totals["attempt_s"])
         finally:
             await runtime.stop()
             await db.close()
@@ -160,8 +166,14 @@ async def main() -> None:
         f"({100 * (files_s - plain_s) / plain_s:+.1f} %; target <= +10 %)"
     )
     print(
-        f"  staging, summed over the attempts of one round: in {totals.get('in_s', 0):.2f} s, "
-        f"out {totals.get('out_s', 0):.2f} s"
+        f"  attempts' time summed (median): plain {statistics.median(plain_job_s):.2f} s, "
+        f"with files {statistics.median(files_job_s):.2f} s"
+    )
+    print(
+        f"  staging, summed over the attempts of the last round: in {totals.get('in_s', 0):.2f} s, "
+        f"out {totals.get('out_s', 0):.2f} s = "
+        f"{100 * (totals.get('in_s', 0) + totals.get('out_s', 0)) / totals['attempt_s']:.1f} % "
+        "of their attempts' time"
     )
     print(
         f"  bytes linked {size(totals.get('linked_bytes', 0))}, "

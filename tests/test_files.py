@@ -268,3 +268,23 @@ async def test_a_retried_child_still_finds_its_parents_output(tmp_path: Path) ->
         assert (await eng.wait(batch_id)).state == "success"
         assert await frontend.job_log(eng.db, batch_id, "child") == "payload\n"
         assert (await eng.jobs(batch_id))["parent"].n_attempts == 1  # not run again
+
+
+async def test_a_cloud_input_on_a_local_pool_ends_error_saying_why(tmp_path: Path) -> None:
+    async with engine(sqlite_url(tmp_path)) as eng:
+        batch_id = await submit(
+            eng,
+            """
+            version: 1
+            inputs: {reads: gs://lab-bucket/runs/r1.bam}
+            jobs: [{name: a, inputs: [reads], command: 'cat "$reads"'}]
+            """,
+            tmp_path,
+        )
+        assert (await eng.wait(batch_id)).state == "failure"
+        job = (await eng.jobs(batch_id))["a"]
+        assert job.state == "Error"
+        assert job.error == (
+            "input `reads`: this worker cannot transfer gs:// files "
+            "(gs://lab-bucket/runs/r1.bam); cloud storage needs a newer LabBatch"
+        )

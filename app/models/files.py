@@ -338,6 +338,22 @@ def resolve(
     )
 
 
+def read_files(
+    data: Mapping[Any, Any],
+    jobs: Sequence[RawJob],
+    base_dir: Path,
+    issues: Issues,
+    *,
+    default_env: Mapping[str, str],
+) -> tuple[dict[str, BatchInput], tuple[BatchOutput, ...]]:
+    """The batch's inputs and outputs; each job then depends on the jobs whose files it reads."""
+    inputs = parse_batch_inputs(data.get("inputs"), base_dir, issues)
+    outputs = parse_batch_outputs(data.get("outputs"), base_dir, issues)
+    if inputs or outputs or any("inputs" in j.fields or "outputs" in j.fields for j in jobs):
+        link_files(jobs, inputs, outputs, issues, default_env=default_env)
+    return inputs, outputs
+
+
 def link_files(
     jobs: Sequence[RawJob],
     inputs: Mapping[str, BatchInput],

@@ -26,14 +26,7 @@ from typing import Any
 from app.errors import InvalidInputError
 from app.models.dag_yaml import DataPath, TextSyntaxError, load_json, load_yaml, yaml_lines
 from app.models.file_layout import check_layout
-from app.models.files import (
-    BatchInput,
-    BatchOutput,
-    OutputShape,
-    link_files,
-    parse_batch_inputs,
-    parse_batch_outputs,
-)
+from app.models.files import BatchInput, BatchOutput, OutputShape, read_files
 from app.models.job_fields import (
     BATCH_PARSERS,
     DEFAULT_PARSERS,
@@ -231,10 +224,8 @@ def _parse_batch(
         issues.add((), "missing required key 'version' (add 'version: 1')", field="version")
     defaults = _parse_defaults(data.get("defaults"), issues)
     jobs = _parse_jobs(data.get("jobs"), defaults, issues)
-    batch_inputs = parse_batch_inputs(data.get("inputs"), files_dir, issues)
-    batch_outputs = parse_batch_outputs(data.get("outputs"), files_dir, issues)
-    if batch_inputs or batch_outputs or any(_has_files(job) for job in jobs):
-        link_files(jobs, batch_inputs, batch_outputs, issues, default_env=defaults.get("env", {}))
+    default_env = defaults.get("env", {})
+    batch_inputs, batch_outputs = read_files(data, jobs, files_dir, issues, default_env=default_env)
     parents = _resolve_parents(jobs, existing, issues)
     order = _topological_order(jobs, parents, issues)
     check_scatter_jobs(jobs, base_dir=files_dir, existing=existing, issues=issues)
@@ -252,10 +243,6 @@ def _parse_batch(
         inputs=batch_inputs,
         outputs=batch_outputs,
     )
-
-
-def _has_files(job: _RawJob) -> bool:
-    return "inputs" in job.fields or "outputs" in job.fields
 
 
 def _parse_defaults(value: object, issues: Issues) -> dict[str, Any]:

@@ -155,7 +155,7 @@ class JobRunner:
         run = attempt.run
         verdict = judge_exit(attempt, os.waitstatus_to_exitcode(wait_status))
         if attempt.key in self._staging:
-            self._spawn_task(self._save_and_end(attempt, verdict, end_time))
+            self._spawn_task(self._save_and_end(attempt, verdict))
             return
         self._remove_scratch(self._scratch_path(run))
         result = JobResult(
@@ -187,9 +187,10 @@ class JobRunner:
         if result is None and (result := self._start_now(attempt)) is None:
             return
         self._remove_scratch(scratch)
-        self._on_end(attempt, replace(result, staging=self._staging.pop(attempt.key).to_dict()))
+        figures = self._staging.pop(attempt.key).to_dict()
+        self._on_end(attempt, replace(result, start_time=attempt.start_time, staging=figures))
 
-    async def _save_and_end(self, attempt: Attempt, verdict: Verdict, end_time: float) -> None:
+    async def _save_and_end(self, attempt: Attempt, verdict: Verdict) -> None:
         """After exit 0, save the outputs; then report the attempt as the verdict says."""
         run = attempt.run
         scratch = self._scratch_path(run)
@@ -209,7 +210,7 @@ class JobRunner:
             outcome=verdict.outcome,
             exit_code=verdict.exit_code,
             start_time=attempt.start_time,
-            end_time=end_time,
+            end_time=time.time(),  # the attempt includes saving its outputs
             error=verdict.error,
             log=read_log_tail(self.log_path(*attempt.key)),
             staging=stats.to_dict(),

@@ -50,12 +50,13 @@ def to_url(location: str) -> str:
 
 
 def files_by_job(
-    spec: BatchSpec, ids: Mapping[str, int], pools: Mapping[str, str]
+    spec: BatchSpec, ids: Mapping[str, int], pool_of: Callable[[JobSpec], str]
 ) -> dict[str, Any]:
     """Job name -> the `files` entry of its stored spec, for the jobs that have files."""
     if not spec.inputs and not spec.outputs and not any(_has_files(j) for j in spec.jobs):
         return {}
     jobs = {job.name: job for job in spec.jobs}
+    pools = {name: pool_of(job) for name, job in jobs.items()}
     result = {}
     for job in spec.jobs:
         if _has_files(job):

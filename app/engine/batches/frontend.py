@@ -165,7 +165,7 @@ def _insert_update(
     parent_ids = [[ids[p] for p in job.depends_on] for job in jobs]
     old_states = {job_id: state for job_id, state in old.values()}
     states = initial_states(job_ids, parent_ids, [j.always_run for j in jobs], old_states)
-    files = files_by_job(batch, ids, {j.name: _pool_of(j) for j in jobs}) if batch else {}
+    files = files_by_job(batch, ids, _pool_of) if batch else {}
     conn.execute(
         insert(Update).values(
             batch_id=batch_id,
