@@ -48,7 +48,10 @@ async def test_cloud_locations_become_signed_urls_with_their_stat(gcs_emulator: 
     expires = int(out.url.split("X-Goog-Expires=")[1].split("&")[0])
     assert expires == 60 + 6 * 3600  # the command's timeout plus the margin
     [unsigned] = await signer.sign_runs("local", [run])
-    assert unsigned.inputs[0].url.startswith("error:this pool has no cloud storage")
+    assert unsigned.inputs[0].url == (
+        f"error:gs://{bucket}/ref.fa: a local pool's workers cannot reach cloud storage; "
+        "run the job on a GCE or Azure pool"
+    )
     plain = _run(FileTransfer("in/a", "file:///a", "a"))
     assert await signer.sign_runs("local", [plain]) == [plain]
 

@@ -41,6 +41,10 @@ _NO_SCRATCH = (
     "and outputs in a bucket or container"
 )
 
+_NO_STORAGE = (
+    "a local pool's workers cannot reach cloud storage; run the job on a GCE or Azure pool"
+)
+
 StorageOf = Callable[[str], StorageSigner | None]
 
 
@@ -76,7 +80,7 @@ class Signer:
         if not _cloud(t):
             return t
         if storage is None:
-            return _failed(t, "this pool has no cloud storage to read it from")
+            return _failed(t, f"{t.url}: {_NO_STORAGE}")
         try:
             stat = await self._stat(storage, t.url)
             signed = await storage.sign_get(t.url, GET_TTL_S)
@@ -102,7 +106,7 @@ class Signer:
         if not _cloud(t):
             return t
         if storage is None:
-            return _failed(t, "this pool has no cloud storage to write it to")
+            return _failed(t, f"{t.url}: {_NO_STORAGE}")
         try:
             signed = await storage.sign_put(t.url, ttl_s)
         except LabBatchError as exc:
