@@ -222,9 +222,9 @@ class Heartbeat(Message):
     time: float
     n_running: int
     free_mcpu: int
-    # the cache keys of the inputs this worker's cache holds, when they changed since its last
-    # heartbeat on this connection (None: unchanged); the scheduler prefers holders
-    cached: list[str] | None = None
+    # the cache keys (and sizes) of the inputs this worker's cache holds, when they changed since
+    # its last heartbeat on this connection (None: unchanged); the scheduler prefers holders
+    cached: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,8 +224,8 @@ class Driver:
             self._starts.extend(message.jobs)
         elif isinstance(message, Heartbeat):
             inst.last_heartbeat = time.time()
-            if message.cached is not None:
-                inst.cached_inputs = frozenset(message.cached)
+            if message.cached is not None:  # keys are "<location>#<generation or ETag>"
+                inst.cached_inputs = {k.rsplit("#", 1)[0]: n for k, n in message.cached.items()}
         elif isinstance(message, Hello):
             self._on_hello(inst, conn, message)
         elif isinstance(message, Retiring):

@@ -49,7 +49,7 @@ class WorkerAgent:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._orphan_timer: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[bool]] = set()
-        self._cached_sent: list[str] | None = None  # cache keys the driver has heard of
+        self._cached_sent: dict[str, int] | None = None  # cache keys the driver has heard of
 
     def start(self) -> None:
         """Start the sender, heartbeats and the idle and orphan clocks."""

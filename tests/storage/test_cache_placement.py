@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.engine.scheduler.input_cache import input_locations
 from app.engine.scheduler.placement import Capacity, FreeCores, held_input_bytes
+from app.engine.scheduler.scheduling import QueuedJob, UserQueue, plan_pass
 
 # three workers: a (1 core free), b (4 free), c (8 free, another region)
 WORKERS = [Capacity("a", 1000, "us"), Capacity("b", 4000, "us"), Capacity("c", 8000, "eu")]
@@ -39,6 +41,36 @@ def test_a_preferred_placement_takes_the_cores() -> None:
 
 
 def test_held_input_bytes() -> None:
-    inputs = {"gs://b/ref#1": 3000, "gs://b/idx#4": 10}
-    cached = {"vm1": {"gs://b/ref#1"}, "vm2": {"gs://b/ref#0", "gs://b/idx#4"}, "vm3": set()}
+    inputs = ["gs://b/ref", "gs://b/idx"]
+    cached = {"vm1": {"gs://b/ref": 3000}, "vm2": {"gs://b/idx": 10, "gs://b/x": 5}, "vm3": {}}
     assert held_input_bytes(inputs, cached) == {"vm1": 3000, "vm2": 10}
+
+
+def test_a_scheduling_pass_sends_a_job_to_its_inputs_within_fair_share() -> None:
+    jobs = [
+        QueuedJob(("b", 1), 1000, prefer={"b": 200}),
+        QueuedJob(("b", 2), 1000),
+    ]
+    other = [QueuedJob(("o", 1), 1000, prefer={"b": 200}), QueuedJob(("o", 2), 1000)]
+    queues = {"ann": UserQueue(0, 2000, jobs), "bob": UserQueue(0, 2000, other)}
+    plan = plan_pass(queues, [Capacity("a", 1000), Capacity("b", 1000)], {})
+    # two free cores, two users: one job each (fair share), each on the worker holding its input
+    # where that one is free; the preference never gives a user a second job
+    assert sorted(plan.placements.values()) == ["a", "b"]
+    assert {k[0] for k in plan.placements} == {"b", "o"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "scratch", "expected"),
+    [
+        ({"url": "gs://bkt/ref.fa"}, None, ["gs://bkt/ref.fa"]),
+        ({"url": "az://acct/cont/x.bam"}, None, ["https://acct.blob.core.windows.net/cont/x.bam"]),
+        ({"url": "/data/local.txt"}, None, []),
+        ({"job": 3, "key": "kmers.tsv"}, "gs://scr/lab/", ["gs://scr/lab/7/3/kmers.tsv"]),
+        ({"job": 3, "key": "kmers.tsv"}, None, []),
+    ],
+)
+def test_input_locations(
+    entry: dict[str, object], scratch: str | None, expected: list[str]
+) -> None:
+    assert input_locations({"in": [entry]}, 7, scratch) == expected

@@ -75,12 +75,12 @@ async def test_heartbeats_tell_the_driver_which_inputs_the_cache_holds(
     driver = await connect(worker)
     try:
         first = await driver.wait_for(Heartbeat)
-        assert first.cached == []  # the whole (empty) cache on a new connection
+        assert first.cached == {}  # the whole (empty) cache on a new connection
         t = FileTransfer("in/ref.fa", get.url, "ref", stat.size_bytes, stat.cache_key, stat.md5)
         await driver.schedule(job(1, "true", inputs=(t,), paths={"ref": "in/ref.fa"}))
         assert (await driver.result((1, 1, 1))).outcome is Outcome.SUCCESS
         beat = await driver.wait_for(Heartbeat, lambda b: b.cached is not None)
-        assert beat.cached == [stat.cache_key]
+        assert beat.cached == {stat.cache_key: 4000}
         assert (await driver.wait_for(Heartbeat)).cached is None  # unchanged: not repeated
     finally:
         await driver.close()

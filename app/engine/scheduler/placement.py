@@ -143,13 +143,13 @@ class FreeCores:
 
 
 def held_input_bytes(
-    inputs: Mapping[str, int], cached: Mapping[str, Collection[str]]
+    inputs: Collection[str], cached: Mapping[str, Mapping[str, int]]
 ) -> dict[str, int]:
-    """Instance -> bytes of ``inputs`` (cache key -> size) that its worker's cache holds
-    (``cached``: instance -> the cache keys it reported); instances holding none are left out."""
+    """Instance -> bytes of a job's ``inputs`` (locations) that its worker's cache holds
+    (``cached``: instance -> location -> size); instances holding none are left out."""
     held: dict[str, int] = {}
-    for name, keys in cached.items():
-        total = sum(size for key, size in inputs.items() if key in keys)
+    for name, sizes in cached.items():
+        total = sum(sizes.get(location, 0) for location in inputs)
         if total > 0:
             held[name] = total
     return held
