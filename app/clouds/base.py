@@ -141,3 +141,7 @@ class StorageSigner(Protocol):
     async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
         """Whether the pool's workers can use ``location`` as scratch (exists, writable, and
         in ``region``, the pool's region, where one is given)."""
+
+    async def egress_warning(self, location: str, region: str) -> str | None:
+        """What reading or writing ``location`` from ``region`` costs in egress, if anything
+        (None when the store is in that region, or its region cannot be known)."""

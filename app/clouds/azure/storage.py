@@ -111,6 +111,10 @@ class BlobStorage:
         """
         return await asyncio.to_thread(self._check_scratch, location)
 
+    async def egress_warning(self, location: str, region: str) -> str | None:
+        """None: the blob API does not tell a storage account's region."""
+        return None
+
     # -- blocking halves -----------------------------------------------------------------
 
     def account_url(self, account: str) -> str:

@@ -93,7 +93,21 @@ class GcsStorage:
         """Whether the bucket exists, the caller can write there, and it is in ``region``."""
         return await asyncio.to_thread(self._check_scratch, location, region)
 
+    async def egress_warning(self, location: str, region: str) -> str | None:
+        """A warning when the bucket keeps its data outside ``region`` (None: same region, or
+        the bucket cannot be read)."""
+        return await asyncio.to_thread(self._egress_warning, location, region)
+
     # -- blocking halves -----------------------------------------------------------------
+
+    def _egress_warning(self, location: str, region: str) -> str | None:
+        where = gcs_location(location)
+        try:
+            bucket = self.client().get_bucket(where.bucket, timeout=30)
+        except Exception:
+            return None  # unreadable buckets fail the attempt with their own message
+        warnings = _region_warnings(where, (bucket.location or "").lower() or None, region)
+        return warnings[0] if warnings else None
 
     def client(self) -> Any:
         """The storage client, made at first use."""
