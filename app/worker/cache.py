@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class FileCache:
         self.root = root
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, int] = OrderedDict()  # key -> size, oldest first
+        # key -> (size, mtime) of the file as cached: a job running as root can write through
+        # its hard link despite the read-only mode, and a changed entry is never served again
+        self._stamps: dict[str, tuple[int, int]] = {}
         self._filling: dict[str, asyncio.Future[None]] = {}
         self.total_bytes = 0
         root.mkdir(parents=True, exist_ok=True)
@@ -68,11 +72,13 @@ class FileCache:
         for key_file in self.root.glob(f"*{_KEY_SUFFIX}"):
             data = key_file.with_suffix("")
             try:
-                found.append((data.stat().st_mtime, key_file.read_text(), data.stat().st_size))
+                st = data.stat()
+                found.append((st.st_atime_ns, key_file.read_text(), st.st_size, st.st_mtime_ns))
             except OSError:
                 key_file.unlink(missing_ok=True)
-        for _, key, size in sorted(found):
+        for _, key, size, mtime_ns in sorted(found):  # least recently used first
             self._entries[key] = size
+            self._stamps[key] = (size, mtime_ns)
             self.total_bytes += size
         self._evict()
 
@@ -126,14 +132,25 @@ class FileCache:
         finally:
             part.unlink(missing_ok=True)
         path.with_name(path.name + _KEY_SUFFIX).write_text(key)
+        st = path.stat()
+        self._stamps[key] = (st.st_size, st.st_mtime_ns)
         self._entries[key] = size
         self.total_bytes += size
         self._evict(keep=key)
         return size
 
     def _link(self, key: str, dest: Path) -> bool:
-        """Link (or copy) the entry to ``dest``; False if its file is gone."""
+        """Link (or copy) the entry to ``dest``; False if its file is gone or was changed."""
         path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._forget(key)
+            return False
+        if (st.st_size, st.st_mtime_ns) != self._stamps.get(key):
+            log.warning("a cached input was changed after it was cached; downloading it again")
+            self._forget(key)
+            return False
         dest.unlink(missing_ok=True)
         try:
             os.link(path, dest)
@@ -145,10 +162,12 @@ class FileCache:
                 raise
             shutil.copyfile(path, dest)
         self._entries.move_to_end(key)
-        os.utime(path)  # recency survives a restart of the worker
+        # recency survives a restart of the worker in the access time; the mtime stays the stamp
+        os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))
         return True
 
     def _forget(self, key: str) -> None:
+        self._stamps.pop(key, None)
         size = self._entries.pop(key, 0)
         self.total_bytes -= size
         path = self._path(key)

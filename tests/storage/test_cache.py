@@ -87,3 +87,15 @@ async def test_lru_eviction_within_bytes_and_restart(tmp_path: Path) -> None:
     again = FileCache(root, max_bytes=10)
     assert again.holds() == {"a#1": 4, "c#1": 4}
     assert (await again.fetch("c#1", tmp_path / "d" / "x", fill, size_bytes=4)).hit
+
+
+async def test_an_entry_a_job_wrote_to_is_never_served_again(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path / "cache", max_bytes=1000)
+    fill = Filler(b"ACGT")
+    first = tmp_path / "a1" / "ref"
+    await cache.fetch("gs://b/ref#1", first, fill, size_bytes=4)
+    first.chmod(0o644)  # a job running as root writes through its hard link
+    first.write_bytes(b"XXXX")
+    again = await cache.fetch("gs://b/ref#1", tmp_path / "a2" / "ref", fill, size_bytes=4)
+    assert not again.hit and fill.calls == 2
+    assert (tmp_path / "a2" / "ref").read_bytes() == b"ACGT"
