@@ -288,3 +288,35 @@ async def test_a_cloud_input_on_a_local_pool_ends_error_saying_why(tmp_path: Pat
             "input `reads`: gs://lab-bucket/runs/r1.bam: a local pool's workers cannot "
             "reach cloud storage; run the job on a GCE or Azure pool"
         )
+
+
+async def test_a_scatter_jobs_outputs_are_gathered_into_a_directory(tmp_path: Path) -> None:
+    async with engine(sqlite_url(tmp_path)) as eng:
+        batch_id = await submit(
+            eng,
+            """
+            version: 1
+            jobs:
+              - name: align
+                scatter: {sample: [a, b, c]}
+                outputs: {sam: .sam}
+                command: echo "reads of $SAMPLE" > "$sam"
+              - name: merge
+                inputs: {sams: align.sam}
+                outputs: {all: .txt}
+                command: ls "$sams" > "$all"; cat "$sams"/*.sam >> "$all"
+            outputs: [{from: merge.all, to: merged.txt}]
+            """,
+            tmp_path,
+        )
+        assert (await eng.wait(batch_id)).state == "success"
+        assert (tmp_path / "merged.txt").read_text().splitlines() == [
+            "a.sam",
+            "b.sam",
+            "c.sam",
+            "reads of a",
+            "reads of b",
+            "reads of c",
+        ]
+        detail = await frontend.job_detail(eng.db, batch_id, "merge")
+        assert detail.depends_on == ["align.a", "align.b", "align.c"]

@@ -345,12 +345,16 @@ def read_files(
     issues: Issues,
     *,
     default_env: Mapping[str, str],
+    existing: Collection[str] = (),
 ) -> tuple[dict[str, BatchInput], tuple[BatchOutput, ...]]:
-    """The batch's inputs and outputs; each job then depends on the jobs whose files it reads."""
+    """The batch's inputs and outputs; each job then depends on the jobs whose files it reads.
+
+    `existing` names the jobs of the batch's earlier updates (their files cannot be read yet).
+    """
     inputs = parse_batch_inputs(data.get("inputs"), base_dir, issues)
     outputs = parse_batch_outputs(data.get("outputs"), base_dir, issues)
     if inputs or outputs or any("inputs" in j.fields or "outputs" in j.fields for j in jobs):
-        link_files(jobs, inputs, outputs, issues, default_env=default_env)
+        link_files(jobs, inputs, outputs, issues, default_env=default_env, existing=existing)
     return inputs, outputs
 
 
@@ -361,6 +365,7 @@ def link_files(
     issues: Issues,
     *,
     default_env: Mapping[str, str] = {},  # read only
+    existing: Collection[str] = (),
 ) -> None:
     """Check every reference and name; make each job depend on the jobs whose files it reads."""
     job_outputs = {job.name: job.fields.get("outputs", {}) for job in jobs if job.name is not None}
@@ -370,7 +375,7 @@ def link_files(
             job_outputs[job.name] = _AnyName()
     scatter = {job.name for job in jobs if job.name and job.fields.get("scatter")}
     for job in jobs:
-        _link_job(job, inputs, job_outputs, scatter, issues, default_env)
+        _link_job(job, inputs, job_outputs, issues, default_env, existing)
     for output in outputs:
         found = resolve(output.source, inputs, job_outputs)
         message = found if isinstance(found, str) else None
@@ -387,9 +392,9 @@ def _link_job(
     job: RawJob,
     inputs: Mapping[str, BatchInput],
     job_outputs: Mapping[str, Mapping[str, OutputShape]],
-    scatter: Collection[str],
     issues: Issues,
     default_env: Mapping[str, str],
+    existing: Collection[str],
 ) -> None:
     job_inputs: dict[str, str] = job.fields.get("inputs", {})
     own_outputs: Mapping[str, OutputShape] = job.fields.get("outputs", {})
@@ -398,18 +403,17 @@ def _link_job(
     for name, ref in job_inputs.items():
         path = ("jobs", job.index, "inputs", name)
         found = resolve(ref, inputs, job_outputs)
+        if isinstance(found, str) and any(ref.startswith(f"{name}.") for name in existing):
+            found = (
+                f"{ref!r} is a file of a job added by an earlier update of the batch: "
+                "reading those is not supported yet"
+            )
         if isinstance(found, str):
             issues.add(path, found, job=job.label, field="inputs")
         elif found.job is not None and found.job == job.name:
             issues.add(
                 path, f"a job cannot read its own output {ref!r}", job=job.label, field="inputs"
             )
-        elif found.job in scatter:
-            message = (
-                f"{ref!r} is an output of scatter job {found.job!r}: gathering the outputs of "
-                "a scatter job is not supported yet"
-            )
-            issues.add(path, message, job=job.label, field="inputs")
         elif found.job is not None:
             parents.append(found.job)
         if name in own_outputs:

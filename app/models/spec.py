@@ -225,7 +225,9 @@ def _parse_batch(
     defaults = _parse_defaults(data.get("defaults"), issues)
     jobs = _parse_jobs(data.get("jobs"), defaults, issues)
     default_env = defaults.get("env", {})
-    batch_inputs, batch_outputs = read_files(data, jobs, files_dir, issues, default_env=default_env)
+    batch_inputs, batch_outputs = read_files(
+        data, jobs, files_dir, issues, default_env=default_env, existing=existing
+    )
     parents = _resolve_parents(jobs, existing, issues)
     order = _topological_order(jobs, parents, issues)
     check_scatter_jobs(jobs, base_dir=files_dir, existing=existing, issues=issues)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
-from app.models.file_plan import JobFiles, input_copies, plan_job_files
+from app.models.file_plan import JobFiles, input_copies, plan_files
 from app.models.files import BatchOutput, is_local
 from app.models.spec import BatchSpec, JobSpec
 from app.protocol import FileTransfer
@@ -55,14 +55,9 @@ def files_by_job(
     """Job name -> the `files` entry of its stored spec, for the jobs that have files."""
     if not spec.inputs and not spec.outputs and not any(_has_files(j) for j in spec.jobs):
         return {}
-    jobs = {job.name: job for job in spec.jobs}
-    pools = {name: pool_of(job) for name, job in jobs.items()}
-    result = {}
-    for job in spec.jobs:
-        if _has_files(job):
-            planned = plan_job_files(job, spec.inputs, spec.outputs, jobs)
-            result[job.name] = _files_data(planned, ids, pools, pools[job.name])
-    return result
+    pools = {job.name: pool_of(job) for job in spec.jobs}
+    planned = plan_files(spec.jobs, spec.inputs, spec.outputs)
+    return {name: _files_data(files, ids, pools, pools[name]) for name, files in planned.items()}
 
 
 def _has_files(job: JobSpec) -> bool:
