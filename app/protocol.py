@@ -224,6 +224,9 @@ class Heartbeat(Message):
     time: float
     n_running: int
     free_mcpu: int
+    # the cache keys (and sizes) of the inputs this worker's cache holds, when they changed since
+    # its last heartbeat on this connection (None: unchanged); the scheduler prefers holders
+    cached: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +338,12 @@ def _build(kind: str, d: dict[str, Any]) -> Message:
     if kind == "completed":
         return Completed(jobs=[_result(x) for x in d["jobs"]])
     if kind == "heartbeat":
-        return Heartbeat(time=d["time"], n_running=int(d["n_running"]), free_mcpu=d["free_mcpu"])
+        return Heartbeat(
+            time=d["time"],
+            n_running=int(d["n_running"]),
+            free_mcpu=d["free_mcpu"],
+            cached=d.get("cached"),
+        )
     if kind == "retiring":
         return Retiring(idle_s=d["idle_s"])
     raise ProtocolError(f"unknown message type {kind!r}")

@@ -285,8 +285,8 @@ async def test_a_cloud_input_on_a_local_pool_ends_error_saying_why(tmp_path: Pat
         job = (await eng.jobs(batch_id))["a"]
         assert job.state == "Error"
         assert job.error == (
-            "input `reads`: this worker cannot transfer gs:// files "
-            "(gs://lab-bucket/runs/r1.bam); cloud storage needs a newer LabBatch"
+            "input `reads`: gs://lab-bucket/runs/r1.bam: a local pool's workers cannot "
+            "reach cloud storage; run the job on a GCE or Azure pool"
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from app.cli.common import print_json
 from app.clouds import registry
 from app.engine.workers import pools, sharing
+from app.engine.workers.scratch_check import check_scratch
 from app.errors import ConfigError
 from app.models.db import open_database
 from app.models.units import format_duration, format_mcpu, parse_duration_s
@@ -221,7 +223,9 @@ async def cmd_pool(args: argparse.Namespace) -> int:
         elif action == "show":
             await _show(db, args.name, as_json=args.json)
         elif action == "create":
-            created = await pools.create_pool(db, _new_pool(args))
+            new_pool = _new_pool(args)
+            await _check_scratch(new_pool)
+            created = await pools.create_pool(db, new_pool)
             print(f"created {_pool_line(created, 0)}")
         elif action == "set":
             changes = _changes(args)
@@ -231,6 +235,9 @@ async def cmd_pool(args: argparse.Namespace) -> int:
             if config:  # merged into the stored cloud settings
                 stored = await pools.get_pool(db, args.name)
                 changes["config"] = {**stored.config, **config}
+            if {"scratch", "config"} & changes.keys():
+                stored = await pools.get_pool(db, args.name)
+                await _check_scratch(replace(stored, **changes))
             changed = await pools.set_pool(db, args.name, **changes)
             print(f"changed {_pool_line(changed, await pools.count_live(db, args.name))}")
         elif action == "scale":
@@ -245,6 +252,13 @@ async def cmd_pool(args: argparse.Namespace) -> int:
     finally:
         await db.close()
     return 0
+
+
+async def _check_scratch(pool: pools.PoolConfig) -> None:
+    """Refuse a cloud pool's scratch location that does not work; warn about egress."""
+    checked = await check_scratch(pool)
+    for warning in checked.warnings if checked else ():
+        print(f"warning: pool {pool.name}: {warning}", file=sys.stderr)
 
 
 async def _offers(pool: pools.PoolConfig, *, as_json: bool) -> None:

@@ -73,3 +73,82 @@ class CloudDriver(Protocol):
 
     async def close(self) -> None:
         """Delete every instance this driver owns."""
+
+
+# --- object storage ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUrl:
+    """A short-lived URL that reads or writes exactly one object.
+
+    ``url`` is a bearer secret until ``expires_at``: its repr hides the signature, and it must
+    never be logged or stored; ``public`` is the location to name in messages instead.
+    """
+
+    url: str = field(repr=False)
+    kind: str  # "gcs" | "azure": how the worker uploads to it
+    public: str  # gs://… or https://….blob.core.windows.net/… without any signature
+    expires_at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    """What the store says about one object: its size, version and checksums (base64)."""
+
+    location: str
+    size_bytes: int
+    generation: str  # GCS generation, Azure ETag: changes whenever the content does
+    md5: str | None = None
+    crc32c: str | None = None
+
+    @property
+    def cache_key(self) -> str:
+        """A stable id of this content: the location and its version."""
+        return f"{self.location}#{self.generation}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScratchCheck:
+    """Whether a scratch location works for a pool: problems stop it, warnings do not."""
+
+    location: str
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    region: str | None = None  # where the bucket or account keeps its data, when known
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing stops the pool from using the location."""
+        return not self.problems
+
+
+class StorageSigner(Protocol):
+    """Object storage of one cloud as the engine uses it: sign, stat, clean up, check.
+
+    Locations are the canonical strings of ``app.models.locations`` (``gs://b/o``,
+    ``https://<account>.blob.core.windows.net/<container>/<path>``). Errors are CloudError
+    (NotFoundError for a missing object) naming the location, never a signature.
+    """
+
+    kind: str
+
+    async def sign_get(self, location: str, ttl_s: float) -> SignedUrl:
+        """A URL that reads exactly this object for ``ttl_s`` seconds."""
+
+    async def sign_put(self, location: str, ttl_s: float) -> SignedUrl:
+        """A URL that creates or replaces exactly this object for ``ttl_s`` seconds."""
+
+    async def stat(self, location: str) -> ObjectStat:
+        """Size, version and checksums of one object."""
+
+    async def delete_prefix(self, location: str) -> int:
+        """Delete every object under a prefix (scratch clean-up); returns how many."""
+
+    async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
+        """Whether the pool's workers can use ``location`` as scratch (exists, writable, and
+        in ``region``, the pool's region, where one is given)."""
+
+    async def egress_warning(self, location: str, region: str) -> str | None:
+        """What reading or writing ``location`` from ``region`` costs in egress, if anything
+        (None when the store is in that region, or its region cannot be known)."""

@@ -10,6 +10,7 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
+from app.engine.batches.cloud_scratch import remove_cloud_batch_files
 from app.engine.batches.completion import Changes, cancel_batch_jobs
 from app.engine.batches.file_store import remove_batch_files
 from app.engine.batches.frontend import (
@@ -182,6 +183,7 @@ async def delete_batch(db: Database, batch_id: int, *, user: str) -> None:
 
     await db.run(store)
     await remove_batch_files(db, batch_id)  # what a running job saves later: the next sweep
+    await remove_cloud_batch_files(db, batch_id)
 
 
 async def pools_with_instances(db: Database) -> list[PoolRow]:

@@ -28,6 +28,7 @@ from app.engine.batches.counters import repair_counters
 from app.engine.batches.file_store import remove_expired_files
 from app.engine.batches.files import scratch_root, transfers
 from app.engine.batches.results import apply_results, record_starts
+from app.engine.batches.signing import PoolStorages, Signer
 from app.engine.billing.costs import pool_quantities, record_quantities, sync_rates
 from app.engine.billing.projects import cancel_over_limit
 from app.engine.billing.rates import Rate
@@ -127,6 +128,8 @@ class Driver:
         self._scheduler: Trigger | None = None
         self._canceller: Trigger | None = None
         self._monitor: Trigger | None = None
+        # cloud pools' files: signed URLs for exactly each attempt's inputs and outputs
+        self._signer = Signer(PoolStorages(lambda pool: self.fleet.pools.get(pool)))
 
     @property
     def instances(self) -> dict[str, LiveInstance]:
@@ -253,6 +256,8 @@ class Driver:
             self._starts.extend(message.jobs)
         elif isinstance(message, Heartbeat):
             inst.last_heartbeat = time.time()
+            if message.cached is not None:  # keys are "<location>#<generation or ETag>"
+                inst.cached_inputs = {k.rsplit("#", 1)[0]: n for k, n in message.cached.items()}
         elif isinstance(message, Hello):
             self._on_hello(inst, conn, message)
         elif isinstance(message, Retiring):
@@ -456,6 +461,9 @@ class Driver:
         return scratch_root(config.scratch if config else None, self.data_dir)
 
     async def _send_runs(self, inst: LiveInstance, runs: list[JobRun]) -> None:
+        if inst.conn is None:
+            return
+        runs = await self._signer.sign_runs(inst.pool, runs)
         conn = inst.conn
         if conn is None or not await conn.send(Schedule(jobs=runs)):
             return  # sent again when the worker says hello again

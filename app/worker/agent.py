@@ -51,6 +51,7 @@ class WorkerAgent:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._orphan_timer: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[bool]] = set()
+        self._cached_sent: dict[str, int] | None = None  # cache keys the driver has heard of
 
     def start(self) -> None:
         """Start the sender, heartbeats and the idle and orphan clocks."""
@@ -106,6 +107,7 @@ class WorkerAgent:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
         self._stop_orphan_clock()
+        self._cached_sent = None  # a new connection hears the whole cache at the next beat
         self._outbox.begin_attach(ws)
         await ws.send_str(self._hello().to_json())
         self._outbox.open(ws)
@@ -162,7 +164,10 @@ class WorkerAgent:
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_s)
-            beat = Heartbeat(time.time(), self.jobs.n_running, self.jobs.free_mcpu)
+            cached = self.jobs.cached_keys()
+            changed = cached if cached != self._cached_sent else None
+            self._cached_sent = cached
+            beat = Heartbeat(time.time(), self.jobs.n_running, self.jobs.free_mcpu, changed)
             self._outbox.send(beat)
 
     def _update_idle_clock(self) -> None:

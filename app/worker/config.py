@@ -9,6 +9,9 @@ from pathlib import Path
 
 from app.protocol import TOKEN_ENV
 
+# the default of --cache-share (VMs whose start-up script passes no flags: benchmarks, small disks)
+CACHE_SHARE_ENV = "LABBATCH_WORKER_CACHE_SHARE"
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -25,6 +28,11 @@ class WorkerConfig:
     token_file: Path | None = None
     tls_cert: Path | None = None  # with tls_key: serve https/wss (cloud workers)
     tls_key: Path | None = None
+    cache_share: float = 0.25  # share of the disk the input cache may fill; 0: no cache
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.work_dir / "cache"
 
     @property
     def scratch_dir(self) -> Path:
@@ -68,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve TLS (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--cache-share",
+        type=float,
+        default=float(os.environ.get(CACHE_SHARE_ENV) or 0.25),
+        help="share of the disk the cache of downloaded inputs may fill (0: no cache; "
+        f"default ${CACHE_SHARE_ENV} or 0.25)",
+    )
     return parser
 
 
@@ -89,6 +104,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         token_file=args.token_file,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        cache_share=min(max(args.cache_share, 0.0), 0.9),
     )
 
 

@@ -116,6 +116,10 @@ class JobTable:
         await self._all_ended.wait()
         await self._runner.wait_cleanups()
 
+    def cached_keys(self) -> dict[str, int]:
+        """The cache keys of the inputs this worker's cache holds, and their sizes."""
+        return self._runner.remote.cached_keys()
+
     def log_path(self, batch_id: int, job_id: int, attempt: int) -> str:
         """Where an attempt's log is (it may not exist)."""
         return self._runner.log_path(batch_id, job_id, attempt)

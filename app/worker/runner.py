@@ -20,6 +20,7 @@ from app.worker import container, staging
 from app.worker.attempt import Attempt, KillReason, Verdict, judge_exit, read_log_tail
 from app.worker.config import WorkerConfig
 from app.worker.guard import JobGuard
+from app.worker.remote import RemoteFiles
 from app.worker.spawn import ExitWatch, kill_group, spawn
 
 log = logging.getLogger("labbatch.worker")
@@ -49,6 +50,7 @@ class JobRunner:
         self._guard = JobGuard()
         self._staging: dict[tuple[int, int, int], staging.Stats] = {}  # attempts with files
         self._tasks: set[asyncio.Task[None]] = set()
+        self.remote = RemoteFiles(config.cache_dir, config.cache_share)  # signed-URL files
 
     def log_path(self, batch_id: int, job_id: int, attempt: int) -> str:
         """Where an attempt's stdout and stderr go."""
@@ -107,6 +109,7 @@ class JobRunner:
     async def wait_cleanups(self) -> None:
         """Wait until every scratch directory handed to the cleaner is gone."""
         await asyncio.to_thread(self._cleaner.drain)
+        await self.remote.close()
 
     def _scratch_path(self, run: JobRun) -> str:
         return f"{self._scratch_root}/{run.batch_id}-{run.job_id}-{run.attempt}"
@@ -180,7 +183,7 @@ class JobRunner:
         stats = self._staging[attempt.key]
         result = None
         try:
-            await staging.stage_inputs(attempt.run, scratch, stats)
+            await staging.stage_inputs(attempt.run, scratch, stats, self.remote)
         except (staging.StagingError, OSError) as exc:
             result = _could_not_start(attempt.run, str(exc))
         if result is None and attempt.kill_reason is not None:
@@ -201,7 +204,7 @@ class JobRunner:
         stats = self._staging.pop(attempt.key)
         if verdict.outcome is Outcome.SUCCESS:
             try:
-                await staging.save_outputs(run, scratch, stats)
+                await staging.save_outputs(run, scratch, stats, self.remote)
             except staging.OutputNotWritten as exc:
                 verdict = Verdict(Outcome.FAILED, verdict.exit_code, str(exc))
             except (staging.StagingError, OSError) as exc:

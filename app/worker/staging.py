@@ -2,7 +2,8 @@
 
 Local (`file://`) files are hard-linked where the file system allows (no byte copied), else
 cloned or copied; an output is written under a temporary name and renamed, so a half-written
-file is never visible at its final path. `http(s)://` transfers belong to `transfer.py`.
+file is never visible at its final path. Signed `http(s)://` transfers (cloud pools) go
+through `remote.py`: `transfer.py` moves the bytes, `cache.py` keeps inputs for later attempts.
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from app.protocol import FileTransfer, JobRun
+from app.worker.remote import RemoteFiles, fetch_inputs
+from app.worker.remote import save_outputs as upload_outputs
+from app.worker.transfer import TransferError
 
 # errno of a link that cannot be made (another file system, no hard links, protected links)
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 _PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}\}")
 _COPY_CHUNK = 1 << 26
+# a transfer URL the driver could not sign carries the reason instead
+SIGNING_FAILED = "error:"
 
 
 class StagingError(Exception):
@@ -77,37 +84,71 @@ def substitute(command: str, paths: Mapping[str, str], base: str) -> str:
     return _PLACEHOLDER.sub(path_of, command)
 
 
-async def stage_inputs(run: JobRun, cwd: str, stats: Stats) -> None:
-    """Put every input in place under `cwd` and make `out/`; StagingError if one fails."""
+async def stage_inputs(
+    run: JobRun, cwd: str, stats: Stats, remote: RemoteFiles | None = None
+) -> None:
+    """Put every input in place under `cwd` and make `out/`; StagingError if one fails.
+
+    `file://` inputs are linked; signed `https://` ones are downloaded through `remote`'s cache.
+    """
     started = time.monotonic()
-    for transfer in run.inputs:
-        _check_scheme(transfer, "input")
-    await asyncio.to_thread(_stage_local, run, cwd, stats)
+    local, signed = _by_scheme(run.inputs, "input", remote)
+    await asyncio.to_thread(_stage_local, local, cwd, stats)
+    if signed and remote is not None:
+        items = [(t, Path(cwd) / t.local) for t in signed]
+        try:
+            got = await fetch_inputs(remote.session(), items, remote.cache)
+        except (TransferError, OSError) as exc:
+            raise StagingError(f"input: {exc}") from None
+        stats.in_bytes += got.in_bytes + got.cache_bytes_saved
+        stats.cache_hits += got.cache_hits
+        stats.cache_bytes_saved += got.cache_bytes_saved
     stats.in_s += time.monotonic() - started
 
 
-async def save_outputs(run: JobRun, cwd: str, stats: Stats) -> None:
+async def save_outputs(
+    run: JobRun, cwd: str, stats: Stats, remote: RemoteFiles | None = None
+) -> None:
     """Save every declared output; OutputNotWritten or StagingError if one fails."""
     started = time.monotonic()
-    for transfer in run.outputs:
-        _check_scheme(transfer, "output")
-    await asyncio.to_thread(_save_local, run, cwd, stats)
+    local, signed = _by_scheme(run.outputs, "output", remote)
+    await asyncio.to_thread(_check_written, signed, cwd)  # _save_local checks the local ones
+    await asyncio.to_thread(_save_local, local, cwd, stats)
+    if signed and remote is not None:
+        items = [(Path(cwd) / t.local, t) for t in signed]
+        try:
+            saved = await upload_outputs(remote.session(), items)
+        except TransferError as exc:
+            raise StagingError(f"output: {exc}") from None
+        stats.out_bytes += saved.out_bytes
     stats.out_s += time.monotonic() - started
 
 
-def _check_scheme(transfer: FileTransfer, kind: str) -> None:
-    scheme = transfer.url.split("://", 1)[0].lower()
-    if scheme != "file":
-        raise StagingError(
-            f"{kind} `{transfer.name}`: this worker cannot transfer {scheme}:// files "
-            f"({_shown(transfer.url)}); cloud storage needs a newer LabBatch"
-        )
+def _by_scheme(
+    transfers: tuple[FileTransfer, ...], kind: str, remote: RemoteFiles | None
+) -> tuple[list[FileTransfer], list[FileTransfer]]:
+    """(file:// transfers, signed http(s) transfers); StagingError for any other scheme."""
+    local, signed = [], []
+    for transfer in transfers:
+        scheme = transfer.url.split("://", 1)[0].lower()
+        if transfer.url.startswith(SIGNING_FAILED):  # the driver could not sign it: say why
+            raise StagingError(f"{kind} `{transfer.name}`: {transfer.url[len(SIGNING_FAILED) :]}")
+        if scheme == "file":
+            local.append(transfer)
+        elif scheme in ("https", "http") and remote is not None:
+            signed.append(transfer)
+        else:
+            raise StagingError(
+                f"{kind} `{transfer.name}`: this worker cannot transfer {scheme}:// files "
+                f"({_shown(transfer.url)})"
+            )
+    return local, signed
 
 
-def _stage_local(run: JobRun, cwd: str, stats: Stats) -> None:
+def _stage_local(transfers: list[FileTransfer], cwd: str, stats: Stats) -> None:
     os.makedirs(f"{cwd}/out", exist_ok=True)
     made: set[str] = set()
-    for transfer in run.inputs:
+    for transfer in transfers:
         source = _path_of(transfer.url)
         dest = f"{cwd}/{transfer.local}"
         parent = os.path.dirname(dest)
@@ -126,14 +167,18 @@ def _stage_local(run: JobRun, cwd: str, stats: Stats) -> None:
         stats.in_bytes += size
 
 
-def _save_local(run: JobRun, cwd: str, stats: Stats) -> None:
-    for transfer in run.outputs:
+def _check_written(transfers: list[FileTransfer], cwd: str) -> None:
+    for transfer in transfers:
         source = f"{cwd}/{transfer.local}"
         if not os.path.isfile(source):
             if os.path.isdir(source):
                 raise OutputNotWritten(f"output `{transfer.name}` is a directory, not a file")
             raise OutputNotWritten(f"output `{transfer.name}` was not written")
-    for transfer in run.outputs:
+
+
+def _save_local(transfers: list[FileTransfer], cwd: str, stats: Stats) -> None:
+    _check_written(transfers, cwd)
+    for transfer in transfers:
         source = f"{cwd}/{transfer.local}"
         dest = _path_of(transfer.url)
         try:

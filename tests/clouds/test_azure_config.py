@@ -52,6 +52,7 @@ def test_every_key_is_accepted() -> None:
         image="Debian:debian-12:12-gen2:latest",
         base_url="https://management.example.net",
         allow_from=["2001:db8::/32", "10.8.0.0/16"],
+        storage={"api_version": "2025-11-05"},
     )
     assert set(full) == azure.CONFIG_KEYS
 

@@ -49,6 +49,7 @@ def test_every_documented_key_is_accepted() -> None:
         "network_tag": "lab-workers",
         "use_internal_ip": True,
         "api_endpoint": "https://compute.example.test",
+        "storage": {"signing_service_account": "signer@p.iam.gserviceaccount.com"},
     }
     assert set(config) == set(gcp().CONFIG_KEYS)
     gcp().check_config("gpu", config)

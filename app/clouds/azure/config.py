@@ -53,6 +53,7 @@ CONFIG_KEYS: frozenset[str] = frozenset(
         "ssh_public_key",
         "image",
         "base_url",
+        "storage",  # Blob storage settings: app/clouds/storage.py
     }
 )
 SUBNET_ID_RE = re.compile(

@@ -47,6 +47,7 @@ CONFIG_KEYS = (
     "network_tag",
     "use_internal_ip",
     "api_endpoint",
+    "storage",  # Cloud Storage settings: app/clouds/storage.py
 )
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # Compute Engine network tags and firewall rule names: RFC 1035 labels of at most 63 chars.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -67,8 +67,24 @@ class FreeCores:
             return self._holes.values()
         return [self._holes[r] for r in regions if r in self._holes]
 
-    def place(self, cores_mcpu: int, regions: Collection[str] | None = None) -> str | None:
-        """Best-fit one job and take its cores; None when no allowed instance fits."""
+    def place(
+        self,
+        cores_mcpu: int,
+        regions: Collection[str] | None = None,
+        *,
+        prefer: Mapping[str, int] | None = None,
+    ) -> str | None:
+        """Best-fit one job and take its cores; None when no allowed instance fits.
+
+        ``prefer`` (instance -> bytes of the job's inputs its cache holds) picks, among the
+        instances where the job fits, the one holding the most; best fit breaks ties. It only
+        chooses where a job that fair share already granted runs, never whether it runs.
+        """
+        if prefer:
+            name = self._preferred(cores_mcpu, regions, prefer)
+            if name is not None:
+                self.take(name, cores_mcpu)
+                return name
         best: tuple[int, str] | None = None
         where: list[tuple[int, str]] = []
         at = 0
@@ -91,6 +107,18 @@ class FreeCores:
             bisect.insort(where, (left, name))
         return name
 
+    def _preferred(
+        self, cores_mcpu: int, regions: Collection[str] | None, prefer: Mapping[str, int]
+    ) -> str | None:
+        fits = [
+            (-held, self._free[name], name)
+            for name, held in prefer.items()
+            if held > 0
+            and self._free.get(name, 0) >= cores_mcpu
+            and (regions is None or self._where[name] in regions)
+        ]
+        return min(fits)[2] if fits else None
+
     def largest(self, regions: Collection[str] | None = None) -> tuple[int, str] | None:
         """The (free_mcpu, name) of the biggest hole in the allowed locations."""
         tops = [holes[-1] for holes in self._lists(regions) if holes]
@@ -112,6 +140,19 @@ class FreeCores:
         free = self._free[name]
         if free > 0:
             self.take(name, free)
+
+
+def held_input_bytes(
+    inputs: Collection[str], cached: Mapping[str, Mapping[str, int]]
+) -> dict[str, int]:
+    """Instance -> bytes of a job's ``inputs`` (locations) that its worker's cache holds
+    (``cached``: instance -> location -> size); instances holding none are left out."""
+    held: dict[str, int] = {}
+    for name, sizes in cached.items():
+        total = sum(sizes.get(location, 0) for location in inputs)
+        if total > 0:
+            held[name] = total
+    return held
 
 
 def place(demands: Sequence[Demand], capacities: Sequence[Capacity]) -> list[tuple[Hashable, str]]:

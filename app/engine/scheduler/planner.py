@@ -13,6 +13,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from app.engine.batches.completion import JobEnd, chunks
 from app.engine.scheduler.autoscale import no_zone_message
+from app.engine.scheduler.input_cache import input_preferences
 from app.engine.scheduler.placement import Capacity
 from app.engine.scheduler.scheduling import (
     MAX_HEAD_JOBS,
@@ -142,6 +143,7 @@ def plan_pool(
     budgets = head_budget_mcpu(free_mcpu, users, deficits)
     rows: dict[Hashable, Any] = {}
     queues: dict[str, UserQueue] = {}
+    cached = {i.name: i.cached_inputs for i in instances}
     largest_mcpu = max(pool.worker_cores_mcpu, pool.standing_worker_cores_mcpu)
     for user, budget in budgets.items():
         head = []
@@ -159,11 +161,15 @@ def plan_pool(
                 head.append(r)
         rows.update({(r.batch_id, r.job_id): r for r in head})
         standard_only_keys = standard_only(conn, pool, head)
+        prefer = input_preferences(
+            head, cached, pool.scratch, lambda keys: _run_details(conn, keys)
+        )
         jobs = [
             QueuedJob(
                 (r.batch_id, r.job_id),
                 r.cores_mcpu,
                 _allowed(pool, _regions(pool, r), (r.batch_id, r.job_id) in standard_only_keys),
+                prefer.get((r.batch_id, r.job_id)),
             )
             for r in head
         ]

@@ -43,6 +43,8 @@ class QueuedJob:
     key: Hashable
     cores_mcpu: int
     regions: frozenset[str] | None = None
+    # instance -> bytes of the job's inputs its cache holds: where it fits, it goes there
+    prefer: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ class _Pass:
                 break
             pos += 1
             if cores < failed.get(regions, _NEVER):
-                name = place(cores, regions)
+                name = place(cores, regions, prefer=job.prefer)
                 if name is not None:
                     placements[job.key] = name
                     used += cores

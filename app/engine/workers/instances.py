@@ -47,6 +47,8 @@ class LiveInstance:
     draining: bool = False  # takes no new jobs; retires when empty
     conn: WorkerConnection | None = None
     last_heartbeat: float = 0.0
+    # location -> size of the inputs its worker's cache holds (reported with heartbeats)
+    cached_inputs: dict[str, int] = field(default_factory=dict)
     disconnected_since: float | None = None
     idle_since: float | None = None
     # a job-private instance exists for this one job, and retires once it has run it

@@ -13,6 +13,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.clouds import registry
+from app.clouds.storage import STORAGE_KEY, storage_problems
 from app.engine.marker import bump_marker
 from app.errors import CloudError, ConfigError, NotFoundError
 from app.models.db import DEFAULT_POOL_NAME, Database
@@ -85,6 +86,8 @@ class PoolConfig:
                 registry.check_config(self.cloud, self.name, cloud_config(self))
             except CloudError as exc:
                 problems.append(str(exc).removeprefix(f"pool {self.name}: "))
+            if self.scratch or self.config.get(STORAGE_KEY):
+                problems += storage_problems(self.cloud, self.scratch, self.config)
         if problems:
             raise ConfigError(f"pool {self.name}: " + "; ".join(problems))
 

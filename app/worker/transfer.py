@@ -1,0 +1,412 @@
+"""Move one file between the worker's disk and a signed URL (GCS V4 or Azure SAS), aiohttp only.
+
+- Every request is retried with jittered exponential backoff on transient failures (408, 429,
+  5xx, a dropped or reset connection, a timeout); anything else fails at once.
+- Large downloads are split into ranged GETs run in parallel; large Azure uploads go up as
+  blocks (Put Block / Put Block List), each retried on its own. GCS uploads are one streamed PUT
+  (a signed URL cannot start a resumable session on every GCS front end), retried whole.
+- Integrity: the bytes' MD5 (or CRC32C where GCS has no MD5) must match what the driver's stat
+  said or what the response headers say (X-Goog-Hash, Content-MD5, x-ms-blob-content-md5).
+- A signed URL is a bearer secret: it is sent byte for byte (``yarl.URL(url, encoded=True)``)
+  and never logged or put in an error; messages name ``public_location(url)`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import aiohttp
+import yarl
+
+from app.worker.checksums import Hasher, file_hashes
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_READ_BYTES = 1 << 20
+
+
+class Transfer(Protocol):
+    """What this module reads of ``app.protocol.FileTransfer``."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def size_bytes(self) -> int | None: ...
+    @property
+    def md5(self) -> str | None: ...
+    @property
+    def crc32c(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Sizes, parallelism and retry policy of transfers."""
+
+    chunk_bytes: int = 64 << 20  # ranged GETs above this size
+    block_bytes: int = 16 << 20  # Azure blocks above this size
+    parallel: int = 4  # chunks or blocks in flight per file
+    attempts: int = 6  # tries per request
+    backoff_s: float = 0.5  # first delay; doubles, jittered, up to backoff_max_s
+    backoff_max_s: float = 20.0
+
+
+DEFAULT_TUNING = Tuning()
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What one transfer moved: bytes, wall seconds and how many requests were retried."""
+
+    size_bytes: int
+    duration_s: float
+    retries: int = 0
+
+
+class TransferError(Exception):
+    """A transfer failed; the message names the location (never the signature) and the cause."""
+
+    def __init__(self, message: str, *, location: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.location = location
+        self.transient = transient
+
+
+class _Retry(Exception):
+    """A transient failure of one request: try it again after a pause."""
+
+
+def public_location(url: str, kind: str = "") -> str:
+    """The location a signed URL points at, without its query (no signature): gs://… for GCS."""
+    parts = urlsplit(url)
+    if kind == "gcs":
+        return "gs://" + unquote(parts.path.lstrip("/"))
+    return f"{parts.scheme}://{parts.netloc}{unquote(parts.path)}"
+
+
+def _signed(url: str, **extra: str) -> yarl.URL:
+    """The URL exactly as signed, plus query parameters that are not part of the signature."""
+    if extra:
+        tail = "&".join(f"{k}={quote(v, safe='')}" for k, v in extra.items())
+        url = f"{url}&{tail}" if "?" in url else f"{url}?{tail}"
+    return yarl.URL(url, encoded=True)
+
+
+@dataclass
+class _Job:
+    """One transfer's shared state: where, how, and how many retries it took."""
+
+    url: str
+    kind: str
+    tuning: Tuning
+    retries: int = 0
+
+    @property
+    def where(self) -> str:
+        return public_location(self.url, self.kind)
+
+    async def call(self, doing: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run one request with retries on transient failures."""
+        delay = self.tuning.backoff_s
+        for attempt in range(1, self.tuning.attempts + 1):
+            try:
+                return await op()
+            except (
+                _Retry,
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+                TimeoutError,
+            ) as exc:
+                cause = _describe(exc)
+                if attempt == self.tuning.attempts:
+                    raise TransferError(
+                        f"{doing} {self.where} failed after {attempt} tries: {cause}",
+                        location=self.where,
+                        transient=True,
+                    ) from None
+                self.retries += 1
+                log.info("%s %s: %s; retrying in %.1f s", doing, self.where, cause, delay)
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, self.tuning.backoff_max_s)
+        raise AssertionError("unreachable")
+
+    async def check(self, resp: aiohttp.ClientResponse, doing: str) -> None:
+        """Raise for an unsuccessful answer: _Retry when transient, else TransferError."""
+        if resp.status < 300:
+            return
+        code = _error_code(await resp.text(errors="replace"))
+        cause = f"HTTP {resp.status}{f' {code}' if code else ''}"
+        if resp.status in TRANSIENT_STATUS:
+            raise _Retry(cause)
+        hint = {
+            403: "the signed URL was refused (expired, or not for this object or operation)",
+            404: "no such object",
+        }.get(resp.status, "")
+        raise TransferError(
+            f"{doing} {self.where} failed: {cause}{f' ({hint})' if hint else ''}",
+            location=self.where,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc)
+    # aiohttp puts the request URL (with its signature) into some messages: keep only the type
+    if "://" in text:
+        return type(exc).__name__
+    return text or type(exc).__name__
+
+
+def _error_code(body: str) -> str:
+    start = body.find("<Code>")
+    if start < 0:
+        return ""
+    end = body.find("</Code>", start)
+    return body[start + 6 : end] if end > start else ""
+
+
+# -- download --------------------------------------------------------------------------------
+
+
+async def download(
+    session: aiohttp.ClientSession, t: Transfer, dest: Path, *, tuning: Tuning = DEFAULT_TUNING
+) -> Stats:
+    """Fetch ``t.url`` into ``dest`` (written under a temporary name, then renamed)."""
+    job = _Job(t.url, t.kind, tuning)
+    start = time.monotonic()
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if t.size_bytes is not None and t.size_bytes > tuning.chunk_bytes:
+            size, headers = await _ranged(session, job, part, t.size_bytes)
+        else:
+            size, headers = await job.call("download of", lambda: _whole(session, job, part))
+        await _verify(job, part, t, headers, size)
+        os.replace(part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return Stats(size, time.monotonic() - start, job.retries)
+
+
+async def _whole(
+    session: aiohttp.ClientSession, job: _Job, part: Path
+) -> tuple[int, dict[str, str]]:
+    async with session.get(_signed(job.url)) as resp:
+        await job.check(resp, "download of")
+        size = 0
+        with part.open("wb") as f:
+            async for chunk in resp.content.iter_chunked(_READ_BYTES):
+                f.write(chunk)
+                size += len(chunk)
+        return size, dict(resp.headers)
+
+
+async def _ranged(
+    session: aiohttp.ClientSession, job: _Job, part: Path, size: int
+) -> tuple[int, dict[str, str]]:
+    with part.open("wb") as f:
+        f.truncate(size)
+    limit = asyncio.Semaphore(job.tuning.parallel)
+    headers: dict[str, str] = {}
+
+    async def one(offset: int) -> None:
+        end = min(offset + job.tuning.chunk_bytes, size) - 1
+
+        async def get() -> None:
+            rng = {"Range": f"bytes={offset}-{end}"}
+            async with session.get(_signed(job.url), headers=rng) as resp:
+                await job.check(resp, "download of")
+                if resp.status != 206:
+                    raise TransferError(
+                        f"download of {job.where} failed: the server ignored a byte range",
+                        location=job.where,
+                    )
+                headers.update(resp.headers)
+                at = offset
+                with part.open("r+b") as f:
+                    f.seek(offset)
+                    async for chunk in resp.content.iter_chunked(_READ_BYTES):
+                        f.write(chunk)
+                        at += len(chunk)
+                if at != end + 1:
+                    raise _Retry(f"short range: {at - offset} of {end + 1 - offset} bytes")
+
+        async with limit:
+            await job.call("download of", get)
+
+    await asyncio.gather(*(one(o) for o in range(0, size, job.tuning.chunk_bytes)))
+    return size, headers
+
+
+def _header_hashes(headers: dict[str, str]) -> tuple[str | None, str | None]:
+    """(md5, crc32c) of the whole object as the response headers give them."""
+    md5 = crc = None
+    for item in headers.get("X-Goog-Hash", "").split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "md5":
+            md5 = value
+        elif name == "crc32c":
+            crc = value
+    ranged = "Content-Range" in headers
+    md5 = (
+        md5
+        or headers.get("x-ms-blob-content-md5")
+        or (None if ranged else headers.get("Content-MD5"))
+    )
+    return md5, crc
+
+
+async def _verify(job: _Job, part: Path, t: Transfer, headers: dict[str, str], size: int) -> None:
+    if t.size_bytes is not None and size != t.size_bytes:
+        raise TransferError(
+            f"download of {job.where} failed: got {size} bytes, expected {t.size_bytes}",
+            location=job.where,
+        )
+    md5, crc = _header_hashes(headers)
+    want_md5, want_crc = t.md5 or md5, t.crc32c or crc
+    if not want_md5 and not want_crc:
+        return
+    got = await asyncio.to_thread(
+        file_hashes, part, md5=bool(want_md5), crc32c=bool(want_crc and not want_md5)
+    )
+    if want_md5 and got.md5 != want_md5:
+        raise TransferError(
+            f"download of {job.where} failed the integrity check: MD5 {got.md5}, "
+            f"expected {want_md5}",
+            location=job.where,
+        )
+    if want_crc and not want_md5 and got.crc32c != want_crc:
+        raise TransferError(
+            f"download of {job.where} failed the integrity check: CRC32C {got.crc32c}, "
+            f"expected {want_crc}",
+            location=job.where,
+        )
+
+
+# -- upload ----------------------------------------------------------------------------------
+
+
+async def upload(
+    session: aiohttp.ClientSession, src: Path, t: Transfer, *, tuning: Tuning = DEFAULT_TUNING
+) -> Stats:
+    """Store ``src`` at ``t.url``: the object appears whole or not at all."""
+    job = _Job(t.url, t.kind, tuning)
+    start = time.monotonic()
+    try:
+        size, md5 = await asyncio.to_thread(_size_and_md5, src)
+    except OSError as exc:
+        raise TransferError(
+            f"upload to {job.where} failed: cannot read {src.name}: {exc.strerror}",
+            location=job.where,
+        ) from None
+    if t.kind == "azure" and size > tuning.block_bytes:
+        await _put_blocks(session, job, src, size, md5)
+    else:
+        headers = {"Content-Length": str(size)}
+        if t.kind == "azure":
+            headers |= {"x-ms-blob-type": "BlockBlob", "Content-MD5": md5}
+        answer = await job.call("upload to", lambda: _put(session, job, src, headers))
+        stored_md5, _ = _header_hashes(answer)
+        if t.kind == "gcs" and stored_md5 and stored_md5 != md5:
+            raise TransferError(
+                f"upload to {job.where} failed the integrity check: the store has MD5 "
+                f"{stored_md5}, the file {md5}",
+                location=job.where,
+            )
+    return Stats(size, time.monotonic() - start, job.retries)
+
+
+async def _put(
+    session: aiohttp.ClientSession,
+    job: _Job,
+    src: Path,
+    headers: dict[str, str],
+    *,
+    url: yarl.URL | None = None,
+    offset: int = 0,
+    length: int | None = None,
+) -> dict[str, str]:
+    body = _file_slice(src, offset, length)
+    async with session.put(url or _signed(job.url), data=body, headers=headers) as resp:
+        await job.check(resp, "upload to")
+        return dict(resp.headers)
+
+
+async def _file_slice(src: Path, offset: int, length: int | None):  # type: ignore[no-untyped-def]
+    """Yield the bytes of ``src`` from ``offset`` (``length`` of them, or to the end)."""
+    left = length
+    with src.open("rb") as f:
+        f.seek(offset)
+        while left is None or left > 0:
+            chunk = f.read(_READ_BYTES if left is None else min(_READ_BYTES, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+
+
+async def _put_blocks(
+    session: aiohttp.ClientSession, job: _Job, src: Path, size: int, md5: str
+) -> None:
+    step = job.tuning.block_bytes
+    offsets = list(range(0, size, step))
+    ids = [base64.b64encode(f"{i:08d}".encode()).decode() for i in range(len(offsets))]
+    limit = asyncio.Semaphore(job.tuning.parallel)
+
+    async def one(block_id: str, offset: int) -> None:
+        length = min(step, size - offset)
+        block_md5 = await asyncio.to_thread(_slice_md5, src, offset, length)
+        headers = {"Content-Length": str(length), "Content-MD5": block_md5}
+        url = _signed(job.url, comp="block", blockid=block_id)
+        async with limit:
+            await job.call(
+                "upload to",
+                lambda: _put(session, job, src, headers, url=url, offset=offset, length=length),
+            )
+
+    await asyncio.gather(*(one(b, o) for b, o in zip(ids, offsets, strict=True)))
+    body = "<?xml version='1.0' encoding='utf-8'?><BlockList>"
+    body += "".join(f"<Latest>{b}</Latest>" for b in ids) + "</BlockList>"
+
+    async def commit() -> dict[str, str]:
+        headers = {"x-ms-blob-content-md5": md5, "Content-Type": "application/xml"}
+        url = _signed(job.url, comp="blocklist")
+        async with session.put(url, data=body.encode(), headers=headers) as resp:
+            await job.check(resp, "upload to")
+            return dict(resp.headers)
+
+    await job.call("upload to", commit)
+
+
+def _size_and_md5(src: Path) -> tuple[int, str]:
+    size = src.stat().st_size
+    md5 = file_hashes(src).md5
+    assert md5 is not None
+    return size, md5
+
+
+def _slice_md5(src: Path, offset: int, length: int) -> str:
+    hasher = Hasher()
+    with src.open("rb") as f:
+        f.seek(offset)
+        left = length
+        while left > 0 and (chunk := f.read(min(_READ_BYTES, left))):
+            hasher.update(chunk)
+            left -= len(chunk)
+    assert hasher.md5 is not None
+    return hasher.md5

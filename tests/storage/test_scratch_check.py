@@ -1,0 +1,78 @@
+"""A cloud pool's scratch location is checked against the cloud before the pool is stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.engine.workers.pools import PoolConfig
+from app.engine.workers.scratch_check import check_scratch
+from app.errors import ConfigError
+from tests.storage.emulators import Azurite, Gcs, azurite, gcs_emulator
+from tests.storage.test_blob_storage import blob_storage, new_container
+from tests.storage.test_gcs_storage import _bucket, _storage
+
+__all__ = ["azurite", "gcs_emulator"]
+
+
+def _gce(gcs: Gcs, scratch: str | None, zone: str = "us-central1-a") -> PoolConfig:
+    config = {
+        "project": "test",
+        "zones": [zone],
+        "allow_from": ["203.0.113.7/32"],
+        "storage": {"endpoint": gcs.endpoint},
+    }
+    return PoolConfig(
+        name="gce",
+        cloud="gcp",
+        machine_type="e2-standard-2",
+        worker_cores_mcpu=2000,
+        config=config,
+        scratch=scratch,
+    )
+
+
+async def test_gce_scratch_exists_is_writable_and_near(gcs_emulator: Gcs) -> None:
+    bucket = _bucket(_storage(gcs_emulator))
+    near = await check_scratch(_gce(gcs_emulator, f"gs://{bucket}/scratch"))
+    assert near is not None and near.ok and near.warnings == ()
+    far = await check_scratch(_gce(gcs_emulator, f"gs://{bucket}/scratch", "europe-west4-b"))
+    assert far is not None and "egress" in far.warnings[0]
+    with pytest.raises(ConfigError, match="no bucket named no-such-bucket"):
+        await check_scratch(_gce(gcs_emulator, "gs://no-such-bucket/scratch"))
+    with pytest.raises(ConfigError, match="keeps its files in gs://"):
+        await check_scratch(_gce(gcs_emulator, "/home/me/scratch"))
+    assert await check_scratch(_gce(gcs_emulator, None)) is None
+
+
+async def test_azure_scratch_in_a_missing_container_is_refused(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.storage.emulators import AZURITE_API_VERSION, AZURITE_KEY
+
+    monkeypatch.setenv("AZURE_STORAGE_KEY", AZURITE_KEY)
+    root = new_container(blob_storage(azurite))
+
+    def pool(scratch: str) -> PoolConfig:
+        config = {
+            "subscription_id": "00000000-0000-0000-0000-000000000000",
+            "resource_group": "rg",
+            "location": "westeurope",
+            "subnet_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+            "/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default",
+            "allow_from": ["203.0.113.7/32"],
+            "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB test",
+            "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION},
+        }
+        return PoolConfig(
+            name="az",
+            cloud="azure",
+            machine_type="Standard_D2s_v3",
+            worker_cores_mcpu=2000,
+            config=config,
+            scratch=scratch,
+        )
+
+    ok = await check_scratch(pool(f"{root}/scratch"))
+    assert ok is not None and ok.ok
+    with pytest.raises(ConfigError, match="no container named nothere"):
+        await check_scratch(pool(root.rsplit("/", 1)[0] + "/nothere/scratch"))
