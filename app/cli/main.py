@@ -12,8 +12,9 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from app.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
 from app.cli.parsers import build_parser
@@ -92,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_desktop(db_url=args.gui_db, user=args.gui_user, log_file=log_path)
     log_path = _setup_logging(args.verbose)
     module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
-    handler: Callable[[argparse.Namespace], Awaitable[int]] = getattr(module, f"cmd_{args.command}")
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(
+        module, f"cmd_{args.command}"
+    )
     args.user = args.user or default_user()
     import asyncio
 
