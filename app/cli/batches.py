@@ -67,8 +67,15 @@ async def cmd_run(args: argparse.Namespace) -> int:
         runtime = LocalRuntime(
             db, bus=bus, n_workers=args.workers, worker_cores_mcpu=_worker_cores_mcpu(args.cores)
         )
-        batch_id = await frontend.submit_batch(db, spec, user=args.user)
-        if not await runtime.start():
+        # the driver starts (and boots the first worker) while the batch is stored
+        started = asyncio.ensure_future(runtime.start())
+        try:
+            batch_id = await frontend.submit_batch(db, spec, user=args.user)
+        except BaseException:
+            await asyncio.gather(started, return_exceptions=True)
+            await runtime.stop()
+            raise
+        if not await started:
             holder = await runtime.lease_holder()
             print(
                 f"labbatch: the driver runs in another process ({holder}); waiting for it "

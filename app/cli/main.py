@@ -69,7 +69,7 @@ def _setup_logging(verbose: bool) -> Path | None:
     root.addHandler(stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        from app.models.db import data_dir
+        from app.models.paths import data_dir
 
         path = data_dir() / "labbatch.log"
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=2)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import platformdirs
 from sqlalchemy import (
     Column,
     MetaData,
@@ -32,6 +31,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.errors import ConfigError
+from app.models.paths import data_dir
 from app.models.tables import Base, BillingProject, ChangeMarker, DriverLease, Pool
 
 log = logging.getLogger("labbatch.db")
@@ -42,14 +42,6 @@ DEFAULT_BILLING_PROJECT = "default"
 DEFAULT_POOL_NAME = "local"
 JOB_PRIVATE_POOL = "job-private"  # jobs that name a machine_type: one worker each
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-
-def data_dir() -> Path:
-    """The per-user data directory (database, worker files, secret key)."""
-    override = os.environ.get("LABBATCH_HOME")
-    path = Path(override) if override else Path(platformdirs.user_data_dir("labbatch"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def default_url() -> str:
