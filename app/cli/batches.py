@@ -10,19 +10,20 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals, print_json
-from app.engine.batches import frontend, rerun
+from app.engine.batches import frontend
 from app.engine.events import BatchChanged, EventBus
 from app.engine.records import BatchInfo, JobInfo
-from app.engine.runtime import LocalRuntime
-from app.engine.scheduler.why import explain
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
 from app.models.scatter import job_count_text
 from app.models.spec import load_dag_file
 from app.models.units import format_duration
+
+if TYPE_CHECKING:
+    from app.engine.runtime import LocalRuntime
 
 JOB_TABLE_LIMIT = 50
 
@@ -62,6 +63,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     spec = load_dag_file(args.file)
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+    from app.engine.runtime import LocalRuntime  # the driver and aiohttp: only what runs jobs
+
     async with _database(args) as db:
         bus = EventBus()
         runtime = LocalRuntime(
@@ -280,6 +283,8 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    from app.engine.runtime import LocalRuntime
+
     async with _database(args) as db:
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
@@ -309,12 +314,16 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 async def cmd_why(args: argparse.Namespace) -> int:
     async with _database(args) as db:
+        from app.engine.scheduler.why import explain
+
         print(await explain(db, args.batch, args.job))
     return EXIT_OK
 
 
 async def cmd_retry(args: argparse.Namespace) -> int:
     async with _database(args) as db:
+        from app.engine.batches import rerun
+
         n = await rerun.retry_batch(db, args.batch, user=args.user, failed_only=args.failed)
     if n == 0:
         print(f"batch {args.batch} has nothing to run again")
