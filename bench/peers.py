@@ -258,7 +258,7 @@ def main() -> None:
     per_job = (median(lab, "cpu_s") - one_cpu) / (n - 1)
     raw_per_job = median(rawr, "cpu_s") / n
     print(
-        f"  CPU per no-op job (labbatch N minus one-job run, / N-1): {ms(per_job)[:-3]} "
+        f"  CPU per no-op job (labbatch N minus one-job run, / N-1): "
         f"{1000 * per_job:.2f} ms, of which the job's own bash ~{1000 * raw_per_job:.2f} ms "
         f"(raw CPU / N): driver + worker {1000 * (per_job - raw_per_job):.2f} ms "
         f"(target <= 1.5 ms)"

@@ -61,6 +61,14 @@ def test_a_command_imports_what_it_uses(tmp_path) -> None:
     assert not any(m.startswith("PySide6") for m in result["heavy"])  # type: ignore[union-attr]
 
 
+def test_validate_loads_no_database_code(tmp_path) -> None:
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
+    result = _run_cli("validate", str(dag))
+    assert result["code"] == 0
+    assert [m for m in result["heavy"] if not m.startswith("asyncio")] == []  # type: ignore[union-attr]
+
+
 def test_the_parsers_copies_of_engine_values_agree() -> None:
     from app.engine.billing import rates
     from app.engine.workers import pools

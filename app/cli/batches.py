@@ -18,7 +18,6 @@ from app.engine.events import BatchChanged, EventBus
 from app.engine.records import BatchInfo, JobInfo
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
-from app.models.scatter import job_count_text
 from app.models.spec import load_dag_file
 from app.models.units import format_duration
 
@@ -35,12 +34,6 @@ async def _database(args: argparse.Namespace) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
-
-
-async def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_dag_file(args.file)
-    print(f"{args.file}: valid — batch {spec.name!r}, {job_count_text(spec.jobs)}")
-    return EXIT_OK
 
 
 async def cmd_submit(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ log = logging.getLogger("labbatch.cli")
 
 # command -> the module of app.cli that holds its `cmd_<command>` coroutine
 BATCH_COMMANDS = [
-    "validate",
     "run",
     "submit",
     "serve",
@@ -39,6 +38,7 @@ BATCH_COMMANDS = [
 ]
 COMMAND_MODULES = {
     **dict.fromkeys(BATCH_COMMANDS, "batches"),
+    "validate": "validate",
     **dict.fromkeys(("billing", "cost", "estimate"), "billing"),
     "pool": "pools",
     "prices": "prices",
