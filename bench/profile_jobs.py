@@ -24,11 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.throughput import JOB_MCPU, independent, run_batch  # noqa: E402
-
-from app.engine.events import EventBus  # noqa: E402
-from app.engine.runtime import LocalRuntime  # noqa: E402
-from app.models.db import Database, open_database  # noqa: E402
+from app.engine.events import EventBus
+from app.engine.runtime import LocalRuntime
+from app.models.db import Database, open_database
+from bench.throughput import JOB_MCPU, independent, run_batch
 
 # The driver's transactions run on the database's writer thread, which a profile of the main
 # thread does not see: each one runs under this second profile.
@@ -100,7 +99,9 @@ def main() -> None:
     profile, driver_cpu_s, wall_s = asyncio.run(_profile(args.jobs, out_dir))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     # the worker's whole life (start, warm-up and the measured batch) and its jobs' processes
-    child_cpu_s = (children.ru_utime - children0.ru_utime) + (children.ru_stime - children0.ru_stime)
+    child_cpu_s = (children.ru_utime - children0.ru_utime) + (
+        children.ru_stime - children0.ru_stime
+    )
     profile.dump_stats(out_dir / "driver.prof")
     WRITER_PROFILE.dump_stats(out_dir / "driver-db.prof")
     _print_top("driver", pstats.Stats(profile), args.top)
