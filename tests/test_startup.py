@@ -19,7 +19,7 @@ wanted = json.loads(sys.argv[2])
 sys.argv = ["labbatch", *json.loads(sys.argv[1])]
 from app.cli import main
 try:
-    code = main()
+    code = main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
 heavy = sorted({m for m in sys.modules for h in wanted if m == h or m.startswith(h + ".")})
