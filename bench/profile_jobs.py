@@ -48,9 +48,14 @@ _plain_run_here = Database._run_here
 def _profiling_python(out_dir: Path) -> str:
     """A stand-in for the Python that starts workers: the same, under cProfile."""
     wrapper = out_dir / "python-profiled"
-    wrapper.write_text(
-        f'#!/bin/sh\nexec {sys.executable} -m cProfile -o "{out_dir}/worker.prof" "$@"\n'
+    # main() under cProfile, not `-m app.worker`: that entry ends its process with os._exit,
+    # before cProfile could write the profile. "$@" is `-m app.worker ARGS`: drop the first two.
+    prof = str(out_dir / "worker.prof")
+    code = (
+        "import cProfile, sys; from app.worker.main import main; "
+        f"sys.argv = ['app.worker', *sys.argv[3:]]; cProfile.run('main()', {prof!r})"
     )
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{code}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return str(wrapper)
 
