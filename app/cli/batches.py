@@ -10,20 +10,20 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals, print_json
-from app.engine.batches import file_store, frontend, rerun
+from app.engine.batches import file_store, frontend
 from app.engine.batches.files import staging_text
 from app.engine.events import BatchChanged, EventBus
 from app.engine.records import BatchInfo, JobInfo
-from app.engine.runtime import LocalRuntime
-from app.engine.scheduler.why import explain
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
-from app.models.scatter import job_count_text
 from app.models.spec import load_dag_file
 from app.models.units import format_duration
+
+if TYPE_CHECKING:
+    from app.engine.runtime import LocalRuntime
 
 JOB_TABLE_LIMIT = 50
 
@@ -35,12 +35,6 @@ async def _database(args: argparse.Namespace) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
-
-
-async def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_dag_file(args.file)
-    print(f"{args.file}: valid — batch {spec.name!r}, {job_count_text(spec.jobs)}")
-    return EXIT_OK
 
 
 async def cmd_submit(args: argparse.Namespace) -> int:
@@ -67,6 +61,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     spec = load_dag_file(args.file)
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+    from app.engine.runtime import LocalRuntime  # the driver and aiohttp: only what runs jobs
+
     async with _database(args) as db:
         bus = EventBus()
         runtime = LocalRuntime(
@@ -76,8 +72,15 @@ async def cmd_run(args: argparse.Namespace) -> int:
             worker_cores_mcpu=_worker_cores_mcpu(args.cores),
             user=args.user,
         )
-        batch_id = await frontend.submit_batch(db, spec, user=args.user)
-        if not await runtime.start():
+        # the driver starts (and boots the first worker) while the batch is stored
+        started = asyncio.ensure_future(runtime.start())
+        try:
+            batch_id = await frontend.submit_batch(db, spec, user=args.user)
+        except BaseException:
+            await asyncio.gather(started, return_exceptions=True)
+            await runtime.stop()
+            raise
+        if not await started:
             holder = await runtime.lease_holder()
             print(
                 f"labbatch: the driver runs in another process ({holder}); waiting for it "
@@ -314,6 +317,8 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    from app.engine.runtime import LocalRuntime
+
     async with _database(args) as db:
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
@@ -344,12 +349,16 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 async def cmd_why(args: argparse.Namespace) -> int:
     async with _database(args) as db:
+        from app.engine.scheduler.why import explain
+
         print(await explain(db, args.batch, args.job))
     return EXIT_OK
 
 
 async def cmd_retry(args: argparse.Namespace) -> int:
     async with _database(args) as db:
+        from app.engine.batches import rerun
+
         n = await rerun.retry_batch(db, args.batch, user=args.user, failed_only=args.failed)
     if n == 0:
         print(f"batch {args.batch} has nothing to run again")

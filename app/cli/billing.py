@@ -18,41 +18,6 @@ from app.models.db import open_database
 from app.models.spec import BatchSpec, load_dag_file
 
 
-def add_billing_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    billing = sub.add_parser("billing", parents=[common], help="billing projects and limits")
-    actions = billing.add_subparsers(dest="billing_command", metavar="ACTION", required=True)
-    p = actions.add_parser("list", parents=[common], help="projects, members, limits, spend")
-    p.add_argument("--json", action="store_true")
-    p = actions.add_parser("create", parents=[common], help="a new billing project")
-    p.add_argument("name")
-    p.add_argument("--limit", help="USD; batches are refused and cancelled beyond it")
-    p.add_argument("--users", help="comma-separated members (default: open to everyone)")
-    p = actions.add_parser("set", parents=[common], help="change a project's limit")
-    p.add_argument("name")
-    p.add_argument("--limit", required=True, help="USD, or 'none' for no limit")
-    for action in ("add-user", "remove-user"):
-        p = actions.add_parser(action, parents=[common], help=f"{action.split('-')[0]} a member")
-        p.add_argument("name")
-        p.add_argument("user")
-
-    p = sub.add_parser("cost", parents=[common], help="what has been spent, grouped")
-    p.add_argument("--by", choices=("user", "billing_project", "batch", "day"), default="user")
-    p.add_argument("--days", type=int, default=30, help="with --by day: how far back")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("estimate", parents=[common], help="expected cost and time of a DAG")
-    p.add_argument("file")
-    p.add_argument(
-        "--pool", default=None, help=f"the pool to price it on (default: {DEFAULT_POOL})"
-    )
-    p.add_argument(
-        "--default-duration",
-        type=float,
-        default=60.0,
-        help="seconds assumed for jobs with no expected_duration or timeout",
-    )
-
-
 def _usd(text: str | None) -> Decimal | None:
     if text is None or text.lower() == "none":
         return None

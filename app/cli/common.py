@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -23,6 +25,8 @@ def print_json(value: Any) -> None:
 
 def install_stop_signals(stop: asyncio.Event) -> None:
     """SIGTERM (and SIGINT) set ``stop`` so the driver shuts down cleanly."""
+    import asyncio  # not at the top: `labbatch --help` loads this module and no asyncio
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from app.cli.common import EXIT_OK, print_json
 from app.engine.batches import file_store
 from app.models.db import open_database
 from app.models.units import format_bytes
-
-
-def add_files_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """The `files` and `get` subcommands."""
-    p = sub.add_parser("files", parents=[common], help="list a batch's output files")
-    p.add_argument("batch", type=int)
-    p.add_argument("job", nargs="?", help="only this job's (id or name)")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("get", parents=[common], help="copy a job's output file out of scratch")
-    p.add_argument("batch", type=int)
-    p.add_argument("output", metavar="JOB.OUTPUT", help="e.g. align.bam")
-    p.add_argument("dest", nargs="?", help="a file or directory (default: here)")
 
 
 async def cmd_files(args: argparse.Namespace) -> int:

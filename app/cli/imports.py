@@ -7,39 +7,12 @@ import asyncio
 import os
 import sys
 from pathlib import Path, PurePath
-from typing import Any
 
 from app.cli.common import EXIT_OK
 from app.errors import ConfigError, UserError
-from app.models.importers import IMPORT_SUFFIXES, import_file
-from app.models.importers.hail_script import DEFAULT_SCRIPT_TIMEOUT_S
+from app.models.importers import import_file
 from app.models.scatter import job_count_text
 from app.models.spec import DagFileError, parse_dag_text
-
-
-def add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add `labbatch import` to the subcommands."""
-    p = sub.add_parser(
-        "import",
-        parents=[common],
-        help="turn a hailtop.batch-style script, GraphML or DOT file into a DAG file",
-        description="Import a DAG: SCRIPT.py (hailtop.batch-style, run in a child process), "
-        "FILE.graphml, FILE.dot / FILE.gv, or a DAG file (.yaml/.yml/.json); write it as a "
-        "validated YAML DAG file.",
-    )
-    p.add_argument("file", help="the file to import: " + ", ".join(IMPORT_SUFFIXES))
-    p.add_argument(
-        "-o",
-        "--output",
-        metavar="DAG.yaml",
-        help="where to write the DAG file; '-' for stdout (default: FILE with suffix .yaml)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_SCRIPT_TIMEOUT_S,
-        help=f"seconds a script may run (default {DEFAULT_SCRIPT_TIMEOUT_S:g})",
-    )
 
 
 async def cmd_import(args: argparse.Namespace) -> int:

@@ -1,30 +1,31 @@
-"""The `labbatch` command line."""
+"""The `labbatch` command line: parse (light), then import and run the chosen command.
+
+Nothing heavy is imported before the arguments are parsed: `labbatch --help` and argument
+errors load no engine, database or Qt code (tests/test_startup.py holds that).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import importlib
 import logging
-import logging.handlers
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, NoReturn
 
-from app import __version__
 from app.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
+from app.cli.parsers import build_parser
 from app.errors import LabBatchError, UserError
 from app.models.identity import default_user
-from app.models.spec import DagFileError
 
 log = logging.getLogger("labbatch.cli")
 JOB_REF_HELP = "job id or name; name:NAME for a name made of digits (digits are an id first)"
 
 # command -> the module of app.cli that holds its `cmd_<command>` coroutine
 BATCH_COMMANDS = [
-    "validate",
     "run",
     "submit",
     "serve",
@@ -38,6 +39,7 @@ BATCH_COMMANDS = [
 ]
 COMMAND_MODULES = {
     **dict.fromkeys(BATCH_COMMANDS, "batches"),
+    "validate": "validate",
     **dict.fromkeys(("billing", "cost", "estimate"), "billing"),
     "pool": "pools",
     "prices": "prices",
@@ -45,119 +47,6 @@ COMMAND_MODULES = {
     "files": "files",
     "get": "files",
 }
-
-
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--db",
-        metavar="URL",
-        help="database: sqlite:///path.db or postgresql://user@host/db "
-        "(default: $LABBATCH_DB or a SQLite file in the user data dir)",
-    )
-    common.add_argument("--user", help="who you are (default: $LABBATCH_USER or your login)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
-
-    parser = argparse.ArgumentParser(
-        prog="labbatch",
-        description="Run job DAGs on a fair-shared pool of workers, and watch them live. "
-        "With no command, opens the desktop app.",
-    )
-    parser.add_argument("--version", action="version", version=f"labbatch {__version__}")
-    parser.add_argument(
-        "--db",
-        dest="gui_db",
-        metavar="URL",
-        help="with no command: open the desktop app on this database (default: the settings, "
-        "else $LABBATCH_DB or a SQLite file in the user data dir)",
-    )
-    parser.add_argument(
-        "--user", dest="gui_user", metavar="NAME", help="with no command: who you are"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("validate", parents=[common], help="check a DAG file; store nothing")
-    p.add_argument("file")
-
-    p = sub.add_parser(
-        "run",
-        parents=[common],
-        help="submit a DAG and run it on a local pool",
-        description="Run a DAG file on a local pool, or a hailtop.batch-style SCRIPT.py "
-        "(run with `import hailtop.batch` working; its b.run() runs the batch).",
-    )
-    p.add_argument("file", help="a DAG file, or a hailtop.batch-style script (.py)")
-    p.add_argument(
-        "script_args", nargs="*", help="arguments of a script (after `--` if they start with -)"
-    )
-    p.add_argument(
-        "--cores",
-        type=float,
-        default=None,
-        help="cores per local worker (default: all cores of this machine)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-
-    p = sub.add_parser("submit", parents=[common], help="store a DAG; print its batch id")
-    p.add_argument("file")
-
-    p = sub.add_parser(
-        "serve", parents=[common], help="run the driver and a local pool until Ctrl-C"
-    )
-    p.add_argument(
-        "--cores", type=float, default=None, help="cores per local worker (default: as stored)"
-    )
-    p.add_argument(
-        "--workers", type=int, default=None, help="local worker processes (default: as stored)"
-    )
-
-    p = sub.add_parser("status", parents=[common], help="show a batch")
-    p.add_argument("batch", type=int)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("jobs", parents=[common], help="list a batch's jobs")
-    p.add_argument("batch", type=int)
-    p.add_argument("--state", help="only jobs in this state (pending, ready, running, success, …)")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("log", parents=[common], help="print a job's log")
-    p.add_argument("batch", type=int)
-    p.add_argument("job", help=JOB_REF_HELP)
-    p.add_argument("--attempt", type=int, help="a given attempt (default: the last)")
-
-    p = sub.add_parser("cancel", parents=[common], help="cancel a batch")
-    p.add_argument("batch", type=int)
-
-    p = sub.add_parser("retry", parents=[common], help="run a finished batch's failures again")
-    p.add_argument("batch", type=int)
-    p.add_argument(
-        "--failed",
-        action="store_true",
-        help="only failed jobs and what depends on them (not jobs a cancel stopped)",
-    )
-
-    p = sub.add_parser("why", parents=[common], help="why a job is not running (yet)")
-    p.add_argument("batch", type=int)
-    p.add_argument("job", help=JOB_REF_HELP)
-
-    from app.cli.billing import add_billing_parsers
-    from app.cli.files import add_files_parsers
-    from app.cli.imports import add_import_parser
-    from app.cli.pools import add_pool_parser
-    from app.cli.prices import add_price_parser
-
-    add_pool_parser(sub, common)
-    add_billing_parsers(sub, common)
-    add_price_parser(sub, common)
-    add_import_parser(sub, common)
-    add_files_parsers(sub, common)
-
-    p = sub.add_parser("list", parents=[common], help="list your batches")
-    p.add_argument("--all", action="store_true", help="every user's batches")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
-    return parser
 
 
 class _NoTraceback(logging.Formatter):
@@ -173,6 +62,8 @@ class _NoTraceback(logging.Formatter):
 
 
 def _setup_logging(verbose: bool) -> Path | None:
+    import logging.handlers
+
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     stderr = logging.StreamHandler()
@@ -181,7 +72,7 @@ def _setup_logging(verbose: bool) -> Path | None:
     root.addHandler(stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        from app.models.db import data_dir
+        from app.models.paths import data_dir
 
         path = data_dir() / "labbatch.log"
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=2)
@@ -195,8 +86,13 @@ def _setup_logging(verbose: bool) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `labbatch`; returns the exit code."""
-    parser = _parser()
+    """Entry point of `labbatch`; returns the exit code.
+
+    Called as the program (``argv`` None: the console script, ``python -m app``), a command
+    ends the process itself once it is done and everything is flushed: the interpreter's
+    teardown of SQLAlchemy, aiohttp and friends cost a third of `labbatch status`'s CPU.
+    """
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -209,18 +105,27 @@ def main(argv: list[str] | None = None) -> int:
         return run_desktop(db_url=args.gui_db, user=args.gui_user, log_file=log_path)
     log_path = _setup_logging(args.verbose)
     module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
-    handler: Callable[[argparse.Namespace], Awaitable[int]] = getattr(module, f"cmd_{args.command}")
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(
+        module, f"cmd_{args.command}"
+    )
     args.user = args.user or default_user()
+    code = _run(handler, args, log_path)
+    if argv is None:
+        _end_process(code)
+    return code
+
+
+def _run(
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+    args: argparse.Namespace,
+    log_path: Path | None,
+) -> int:
+    import asyncio
+
     try:
         return asyncio.run(handler(args))
-    except DagFileError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        n = len(exc.problems)
-        print(f"{n} problem{'s' if n != 1 else ''}; nothing was submitted", file=sys.stderr)
-        return exc.exit_code
     except UserError as exc:
-        print(f"labbatch: {exc}", file=sys.stderr)
+        _print_user_error(exc)
         return exc.exit_code
     except BrokenPipeError:
         # the reader went away (`labbatch jobs 1 | head`): not an error worth a message
@@ -236,3 +141,28 @@ def main(argv: list[str] | None = None) -> int:
         where = f"; details in {log_path}" if log_path else ""
         print(f"labbatch: internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _end_process(code: int) -> NoReturn:
+    """Flush what was written and exit without the interpreter's teardown.
+
+    The command has closed its database and stopped its workers by now (asyncio.run returned
+    and its context managers ran); only idle library threads and module teardown remain.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _print_user_error(exc: UserError) -> None:
+    from app.models.spec import DagFileError  # loaded already if a DAG file was read
+
+    if not isinstance(exc, DagFileError):
+        print(f"labbatch: {exc}", file=sys.stderr)
+        return
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+    n = len(exc.problems)
+    print(f"{n} problem{'s' if n != 1 else ''}; nothing was submitted", file=sys.stderr)

@@ -10,119 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.common import print_json
+from app.cli.parsers import POOL_CLOUD_SETTINGS, POOL_SETTINGS
 from app.clouds import registry
 from app.engine.workers import pools, sharing
 from app.engine.workers.scratch_check import check_scratch
 from app.errors import ConfigError
 from app.models.db import open_database
 from app.models.units import format_duration, format_mcpu, parse_duration_s
-
-_SETTINGS = {
-    # flag: (PoolConfig field, parser, help)
-    "worker_cores": ("worker_cores_mcpu", "cores", "cores per worker"),
-    "min": ("min_instances", "int", "instances kept running even when idle"),
-    "max": ("max_instances", "int", "most instances the pool may have"),
-    "max_live": ("max_live_instances", "int", "most instances booting or running at once"),
-    "max_new": ("max_new_instances_per_loop", "int", "most instances created per autoscaler loop"),
-    "standing_cores": ("standing_worker_cores_mcpu", "cores", "cores of the standing workers"),
-    "idle_timeout": ("idle_timeout_s", "float", "seconds before an idle worker retires"),
-    "boot_time": ("boot_time_s", "float", "seconds a worker takes to start (local: a delay)"),
-    "boot_deadline": (
-        "boot_deadline_s",
-        "float",
-        "seconds a new cloud worker may take to answer before its VM is deleted (600)",
-    ),
-    "price": ("price_per_core_hour_usd", "usd", "USD per core-hour (local pools; default 0)"),
-    "machine_type": ("machine_type", "str", "the cloud's machine type (Azure: the VM size)"),
-    "regions": ("regions", "list", "comma-separated regions (cloud pools: from their zones)"),
-    "scratch": (
-        "scratch",
-        "location",
-        "where jobs' output files are kept (default: <data dir>/scratch)",
-    ),
-    "retention": ("retention_s", "duration", "how long a finished batch's files stay (default 3d)"),
-}
-_ALIASES = {"max": ["--max-instances"], "machine_type": ["--vm-size"]}
-
-# Cloud settings, stored in the pool's config: flag -> (config key, parser, clouds, help)
-_CLOUD_SETTINGS = {
-    "project": ("project", "str", "gcp", "Google Cloud project ID"),
-    "zones": ("zones", "list", "gcp", "comma-separated zones, tried in order"),
-    "boot_disk_gb": ("boot_disk_gb", "int", "gcp", "boot disk size in GB (default 20)"),
-    "network": ("network", "str", "gcp", "VPC network (default: default)"),
-    "subnetwork": ("subnetwork", "str", "gcp", "subnetwork of that network"),
-    "use_internal_ip": ("use_internal_ip", "bool", "gcp", "dial the VMs' internal IP (VPN)"),
-    "network_tag": ("network_tag", "str", "gcp", "network tag the firewall rule targets"),
-    "api_endpoint": ("api_endpoint", "str", "gcp", "another Compute Engine API address"),
-    "subscription": ("subscription_id", "str", "azure", "Azure subscription ID"),
-    "resource_group": ("resource_group", "str", "azure", "resource group of the VMs"),
-    "location": ("location", "str", "azure", "Azure location, e.g. westeurope"),
-    "fallback_vm_sizes": ("fallback_vm_sizes", "list", "azure", "sizes tried when one fails"),
-    "subnet_id": ("subnet_id", "str", "azure", "ARM id of the subnet the VMs join"),
-    "ssh_public_key": ("ssh_public_key", "key", "azure", "SSH public key, or a file holding it"),
-    "use_private_ip": ("use_private_ip", "bool", "azure", "no public IP; dial the private one"),
-    "base_url": ("base_url", "str", "azure", "another Resource Manager address"),
-    "image": ("image", "str", "gcp,azure", "boot image (Azure: publisher:offer:sku:version)"),
-    "allow_from": ("allow_from", "list", "gcp,azure", "CIDRs that may reach the worker port"),
-    "worker_port": ("worker_port", "int", "gcp,azure", "port the workers listen on (8443)"),
-    "worker_requirement": ("worker_requirement", "str", "gcp,azure", "pip requirement"),
-}
-
-
-def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    pool = sub.add_parser("pool", parents=[common], help="list, show, create, change, scale pools")
-    actions = pool.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
-    actions.add_parser("list", parents=[common], help="every pool").add_argument(
-        "--json", action="store_true"
-    )
-    show = actions.add_parser("show", parents=[common], help="a pool and its instances")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
-    for action, help_text in (("create", "a new pool"), ("set", "change a pool's settings")):
-        p = actions.add_parser(action, parents=[common], help=help_text)
-        p.add_argument("name")
-        if action == "create":
-            p.add_argument(
-                "--cloud",
-                default="local",
-                choices=pools.CLOUDS,
-                help="local worker processes (default), gcp or azure VMs (see docs/clouds.md)",
-            )
-        for flag, (_field, _kind, text) in _SETTINGS.items():
-            names = [f"--{flag.replace('_', '-')}", *_ALIASES.get(flag, [])]
-            p.add_argument(*names, dest=flag, help=text)
-        p.add_argument(
-            "--preemptible",
-            "--spot",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help="spot VMs: cheaper, but the cloud may take them back (jobs then run again)",
-        )
-        cloud = p.add_argument_group("cloud settings (gcp, azure; see docs/clouds.md)")
-        for flag, (_key, kind, clouds, text) in _CLOUD_SETTINGS.items():
-            name = f"--{flag.replace('_', '-')}"
-            if kind == "bool":
-                cloud.add_argument(
-                    name, dest=flag, action=argparse.BooleanOptionalAction, help=f"{clouds}: {text}"
-                )
-            else:
-                cloud.add_argument(name, dest=flag, help=f"{clouds}: {text}")
-        if action == "set":
-            p.add_argument(
-                "--shared",
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help="local pool, lab database: run every user's jobs while you drive it "
-                "(they run under your OS account); default: only yours",
-            )
-    scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
-    scale.add_argument("name")
-    scale.add_argument("instances", type=int)
-    offers = actions.add_parser(
-        "offers", parents=[common], help="machine types (VM sizes) a cloud pool's zones offer"
-    )
-    offers.add_argument("name")
-    offers.add_argument("--json", action="store_true")
 
 
 def _value(flag: str, kind: str, text: str) -> Any:
@@ -149,7 +43,7 @@ def _value(flag: str, kind: str, text: str) -> Any:
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {
         field: _value(flag, kind, getattr(args, flag))
-        for flag, (field, kind, _text) in _SETTINGS.items()
+        for flag, (field, kind, _text) in POOL_SETTINGS.items()
         if getattr(args, flag) is not None
     }
     if args.preemptible is not None:
@@ -160,7 +54,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 def _cloud_changes(args: argparse.Namespace) -> dict[str, Any]:
     """The cloud settings given on the command line, as config keys."""
     config: dict[str, Any] = {}
-    for flag, (key, kind, _clouds, _text) in _CLOUD_SETTINGS.items():
+    for flag, (key, kind, _clouds, _text) in POOL_CLOUD_SETTINGS.items():
         text = getattr(args, flag)
         if text is None:
             continue

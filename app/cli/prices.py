@@ -5,34 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from decimal import Decimal
-from typing import Any
 
 from app.cli.common import print_json
 from app.engine.billing import prices
-from app.engine.billing.rates import CLOUDS
 from app.engine.workers.pools import list_pools
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
-
-
-def add_price_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add `labbatch prices` to the subcommands."""
-    p = sub.add_parser("prices", parents=[common], help="cloud list prices: refresh, show")
-    actions = p.add_subparsers(dest="prices_command", metavar="ACTION", required=True)
-    refresh = actions.add_parser(
-        "refresh",
-        parents=[common],
-        help="read the prices of your cloud pools from the clouds' pricing APIs",
-    )
-    refresh.add_argument(
-        "--cloud", choices=CLOUDS, help="only this cloud (default: every cloud with a pool)"
-    )
-    refresh.add_argument(
-        "--endpoint", metavar="URL", help="another API address (with --cloud; for tests)"
-    )
-    show = actions.add_parser("show", parents=[common], help="the prices billing uses")
-    show.add_argument("--cloud", choices=CLOUDS, help="only this cloud (default: both)")
-    show.add_argument("--json", action="store_true")
 
 
 async def cmd_prices(args: argparse.Namespace) -> int:

@@ -11,7 +11,8 @@ from app.engine import lease
 from app.engine.driver import Driver
 from app.engine.events import EventBus
 from app.engine.workers.pools import DEFAULT_POOL, cloud_config
-from app.models.db import Database, data_dir, work_dir
+from app.models.db import Database
+from app.models.paths import data_dir, work_dir
 
 
 class LocalRuntime:

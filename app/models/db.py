@@ -1,10 +1,11 @@
-"""Opening the database: URL resolution, async engine, SQLite pragmas, schema migrations."""
+"""Opening the database: URL resolution, async engine, SQLite pragmas, schema create/migrate."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,14 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import platformdirs
-from sqlalchemy import create_engine, event, insert, select
+from sqlalchemy import (
+    Column,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.errors import ConfigError
-from app.models.tables import BillingProject, ChangeMarker, DriverLease, Pool
+from app.models.paths import data_dir, owner_only
+from app.models.tables import Base, BillingProject, ChangeMarker, DriverLease, Pool
 
 log = logging.getLogger("labbatch.db")
 T = TypeVar("T")
@@ -32,41 +44,13 @@ JOB_PRIVATE_POOL = "job-private"  # jobs that name a machine_type: one worker ea
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-def data_dir() -> Path:
-    """The per-user data directory (database, worker files, secret key)."""
-    override = os.environ.get("LABBATCH_HOME")
-    path = Path(override) if override else Path(platformdirs.user_data_dir("labbatch"))
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _owner_only(path, 0o700)  # it holds the master key and workers' files: no one else's
-    return path
-
-
-def work_dir() -> Path:
-    """Where local workers and batch directories live: beside the data dir, never in it.
-
-    Jobs are told paths in here; the data dir holds the master key and the database.
-    ``LABBATCH_WORK_DIR`` moves it.
-    """
-    override = os.environ.get("LABBATCH_WORK_DIR")
-    home = data_dir()
-    path = Path(override) if override else home.with_name(f"{home.name}-work")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
-def _owner_only(path: Path, mode: int) -> None:
-    """Take group and other permissions off ``path`` (an older install may have made it so)."""
-    if path.stat().st_mode & 0o077:
-        path.chmod(mode)
-
-
 def _create_private(path: Path) -> None:
     """Create an empty database file that only its owner may read (SQLite would use 0644)."""
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         if path.parent == data_dir():
-            _owner_only(path, 0o600)
+            owner_only(path, 0o600)
 
 
 def default_url() -> str:
@@ -208,13 +192,59 @@ class Database:
             self._writer.shutdown(wait=True)
 
 
-def _run_migrations(conn: Connection) -> None:
-    from alembic import command
-    from alembic.config import Config
+# Alembic's own bookkeeping table, written here for a fresh database (see _prepare_schema).
+_ALEMBIC_VERSION = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+_REVISION_LINE = re.compile(r'^(down_revision|revision)\s*=\s*"?([^"\s]+)"?\s*$', re.MULTILINE)
 
+
+def head_revision() -> str:
+    """The newest migration, read from the version files without loading Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        revisions.add(found["revision"])
+        parents.add(found.get("down_revision", "None"))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
+
+
+def _prepare_schema(conn: Connection) -> None:
+    """Bring the schema to the newest revision by the cheapest sound path.
+
+    At the head already: nothing to do (the common case; Alembic is not even imported).
+    An empty database: one create of every table plus a version stamp, as the migrations
+    would leave it (tests/test_schema.py compares the two). Anything else: the migrations.
+    """
     if conn.dialect.name == "postgresql":
         # Two processes starting at once on one lab database must not both create tables.
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411)")
+    head = head_revision()
+    tables = set(inspect(conn).get_table_names())
+    if _ALEMBIC_VERSION.name in tables:
+        current = conn.execute(select(_ALEMBIC_VERSION.c.version_num)).scalars().all()
+        if current == [head]:
+            return
+    elif not tables:
+        Base.metadata.create_all(conn)
+        _ALEMBIC_VERSION.create(conn)
+        conn.execute(insert(_ALEMBIC_VERSION).values(version_num=head))
+        return
+    run_migrations(conn)
+
+
+def run_migrations(conn: Connection) -> None:
+    """Upgrade through every migration step not yet applied (Alembic)."""
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = conn
@@ -281,7 +311,7 @@ async def open_database(url: str | None = None, *, migrate: bool = True) -> Data
             async with engine.connect() as conn:
                 conn = await conn.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
                 async with conn.begin():
-                    await conn.run_sync(_run_migrations)
+                    await conn.run_sync(_prepare_schema)
                     await _seed(conn)
     except (OperationalError, DBAPIError, OSError) as exc:
         await engine.dispose()

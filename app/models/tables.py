@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -122,7 +123,7 @@ class Batch(Base):
     time_created: Mapped[float] = mapped_column(Float)
     time_completed: Mapped[float | None] = mapped_column(Float, nullable=True)
     # deleted from the user's lists; its jobs and attempts stay so that spend stays right
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index("ix_batches_user_id", "user", "id"),)
 
@@ -161,7 +162,7 @@ class Job(Base):
     # attempts that count toward n_max_attempts; last_attempt numbers them
     n_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_attempt: Mapped[int] = mapped_column(Integer, default=0)
-    n_preemptions: Mapped[int] = mapped_column(Integer, default=0)
+    n_preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cores_mcpu: Mapped[int] = mapped_column(Integer)
     memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     storage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -316,7 +317,7 @@ class Instance(Base):
     # why the cloud has not deleted it yet (a deleting instance whose delete failed)
     delete_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # standing instances keep the pool's minimum and do not retire when idle
-    standing: Mapped[bool] = mapped_column(Boolean, default=False)
+    standing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index("ix_instances_pool_state", "pool", "state"),)
 

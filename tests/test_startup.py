@@ -1,0 +1,82 @@
+"""Start-up: `labbatch --help` and argument errors load no engine, database, HTTP or Qt code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from app.cli import parsers
+
+HEAVY = ("sqlalchemy", "aiohttp", "PySide6", "app.engine", "app.views", "alembic", "asyncio")
+
+# Runs `labbatch ARGS` in a fresh interpreter, then prints which heavy packages it imported.
+WRAPPER = """
+import json, sys
+wanted = json.loads(sys.argv[2])
+sys.argv = ["labbatch", *json.loads(sys.argv[1])]
+from app.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted({m for m in sys.modules for h in wanted if m == h or m.startswith(h + ".")})
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.__stderr__)
+"""
+
+
+def _run_cli(*args: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPER, json.dumps(args), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["pool", "create", "--help"],
+        ["status"],  # missing batch id: an argument error
+        ["run", "dag.yaml", "--workers", "two"],
+        ["no-such-command"],
+    ],
+)
+def test_help_and_argument_errors_import_nothing_heavy(args: list[str]) -> None:
+    result = _run_cli(*args)
+    assert result["code"] in (0, 2)
+    assert result["heavy"] == []
+
+
+def test_a_command_imports_what_it_uses(tmp_path) -> None:
+    result = _run_cli("status", "1", "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert result["code"] == 1  # no batch 1
+    assert "sqlalchemy" in result["heavy"]
+    assert not any(m.startswith("PySide6") for m in result["heavy"])  # type: ignore[union-attr]
+
+
+def test_validate_loads_no_database_code(tmp_path) -> None:
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
+    result = _run_cli("validate", str(dag))
+    assert result["code"] == 0
+    assert [m for m in result["heavy"] if not m.startswith("asyncio")] == []  # type: ignore[union-attr]
+
+
+def test_the_parsers_copies_of_engine_values_agree() -> None:
+    from app.engine.billing import rates
+    from app.engine.workers import pools
+    from app.models import db, importers
+    from app.models.importers import hail_script
+
+    assert parsers.POOL_CLOUDS == pools.CLOUDS
+    assert parsers.PRICE_CLOUDS == rates.CLOUDS
+    assert parsers.DEFAULT_POOL_NAME == db.DEFAULT_POOL_NAME
+    assert set(parsers.IMPORT_SUFFIXES) == set(importers.IMPORT_SUFFIXES)
+    assert parsers.DEFAULT_SCRIPT_TIMEOUT_S == hail_script.DEFAULT_SCRIPT_TIMEOUT_S
