@@ -173,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
+        from app.views.display import display_problem  # before Qt, which would abort
+
+        if problem := display_problem():
+            print(f"labbatch: {problem}", file=sys.stderr)
+            return 2
         log_path = _setup_logging(False)
         from app.views.app import run_desktop
 
