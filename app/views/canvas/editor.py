@@ -40,6 +40,7 @@ from app.views.submit import SubmitFlow
 
 DAG_MIME = "application/x-labbatch-dag"  # copied jobs: the YAML of a small DAG
 FILE_FILTER = "DAG files (*.yaml *.yml *.json);;All files (*)"
+IMPORT_FILTER = "Scripts and graphs (*.py *.graphml *.dot *.gv *.yaml *.yml *.json)"
 RECENT_KEY = "canvas/recent_files"
 MAX_RECENT_FILES = 8
 PASTE_OFFSET = 40.0
@@ -62,6 +63,7 @@ class CanvasWindow(QMainWindow):
         self.problems: list[Problem] = []
         self.confirm_discard: Callable[[], Answer] = self._ask_discard
         self.ask_open_path: Callable[[], str] = self._ask_open_path
+        self.ask_import_path: Callable[[], str] = self._ask_import_path
         self.ask_save_path: Callable[[], str] = self._ask_save_path
         self.setWindowIcon(app_icon())
 
@@ -200,6 +202,27 @@ class CanvasWindow(QMainWindow):
         self.add_recent_file(str(path))
         return True
 
+    def import_dialog(self) -> None:
+        if path := self.ask_import_path():
+            self.import_file(path)
+
+    def import_file(self, path: str | Path) -> None:
+        """Import a script or graph off the event loop, then draw it here (asks about unsaved
+        changes first); the status bar says so while it runs, and no longer once it ended."""
+        message = f"Importing {Path(path).name}…"
+        self.statusBar().showMessage(message)
+
+        def ended(_task: object) -> None:
+            if self.statusBar().currentMessage() == message:
+                self.statusBar().clearMessage()
+
+        task = self.bridge.call(
+            self.bridge.service.import_dag(path),
+            lambda imported: self.load_data(imported.data, source=imported.source),
+            on_error=lambda exc: self.show_error(f"{Path(path).name} was not imported: {exc}"),
+        )
+        task.add_done_callback(ended)
+
     def load_data(self, data: Any, *, source: str) -> bool:
         """Show imported DAG data (not yet saved: Save asks where); False when refused."""
         if not self.maybe_discard():
@@ -246,6 +269,10 @@ class CanvasWindow(QMainWindow):
 
     def _ask_open_path(self) -> str:
         path, _ = QFileDialog.getOpenFileName(self, "Open a DAG", "", FILE_FILTER)
+        return path
+
+    def _ask_import_path(self) -> str:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a DAG", "", IMPORT_FILTER)
         return path
 
     def _ask_save_path(self) -> str:
