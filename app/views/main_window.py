@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import shiboken6
-
 from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,

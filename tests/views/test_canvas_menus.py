@@ -36,10 +36,10 @@ async def test_ctrl_shift_z_redoes_through_ten_edits(window: CanvasWindow) -> No
         for k in range(10):
             drop_kind(window, "bash", QPoint(100 + 90 * (k % 5), 100 + 120 * (k // 5)))
         assert len(names(window)) == 10 and window.undo_stack.count() == 10
-        for k in range(10):
+        for _ in range(10):
             QTest.keyClick(window.view, Qt.Key.Key_Z, CTRL)
         assert names(window) == [] and not window.modified
-        for k in range(10):
+        for _ in range(10):
             QTest.keyClick(window.view, Qt.Key.Key_Z, SHIFT_CTRL)
         assert len(names(window)) == 10 and window.undo_stack.index() == 10
     finally:
