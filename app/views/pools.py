@@ -63,6 +63,7 @@ POLL_EVERY_MS = 2000  # changes made by other processes
 THROTTLE_MS = 500  # at most two refreshes a second on bursts of signals
 TICK_EVERY_MS = 1000  # uptime and cost
 MAX_COUNT = 10_000
+SECONDS_PER_HOUR = Decimal(3600)
 DRAIN_TEXT = (
     "Drain pool {name}?\n\n"
     "No new workers will start. Live workers retire when their jobs end (idle ones at once).\n"
@@ -83,12 +84,9 @@ def _ask_confirm(parent: QWidget, title: str, text: str) -> bool:
 
 
 def _cost_now(row: InstanceRow, fetched_at: float, now: float) -> Decimal:
-    """The cost read at ``fetched_at``, carried forward at the same rate until ``now``."""
-    start = row.instance.time_activated or row.instance.time_created
-    elapsed = fetched_at - start
-    if elapsed <= 0 or not row.cost_usd:
-        return row.cost_usd
-    return row.cost_usd * Decimal(str(max(0.0, now - start))) / Decimal(str(elapsed))
+    """The cost read at ``fetched_at``, plus its running attempts' hourly rate since then."""
+    hours = Decimal(str(max(0.0, now - fetched_at))) / SECONDS_PER_HOUR
+    return row.cost_usd + row.cost_usd_per_hour * hours
 
 
 def _uptime(row: InstanceRow) -> str:
