@@ -94,14 +94,26 @@ def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                 )
             else:
                 cloud.add_argument(name, dest=flag, help=f"{clouds}: {text}")
-    scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
+    scale = actions.add_parser(
+        "scale", parents=[common], help="hold a pool at N instances ('auto': release it)"
+    )
     scale.add_argument("name")
-    scale.add_argument("instances", type=int)
+    scale.add_argument("instances", type=_target, help="a number, or 'auto' to release it")
     offers = actions.add_parser(
         "offers", parents=[common], help="machine types (VM sizes) a cloud pool's zones offer"
     )
     offers.add_argument("name")
     offers.add_argument("--json", action="store_true")
+
+
+def _target(text: str) -> int | None:
+    """`pool scale`'s count: a number of instances, or 'auto' (None)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of instances, or 'auto'") from None
 
 
 def _value(flag: str, kind: str, text: str) -> Any:
@@ -208,11 +220,15 @@ async def cmd_pool(args: argparse.Namespace) -> int:
                 changes["config"] = {**stored.config, **config}
             changed = await pools.set_pool(db, args.name, **changes)
             print(f"changed {_pool_line(changed, await pools.count_live(db, args.name))}")
+        elif action == "scale" and args.instances is None:
+            await pools.release_scale(db, args.name)
+            print(f"pool {args.name}: the autoscaler sizes it again", file=sys.stderr)
         elif action == "scale":
             await pools.scale_pool(db, args.name, args.instances)
             print(
-                f"pool {args.name}: scaling to {args.instances} instance(s) now "
-                "(the driver applies it within a second)",
+                f"pool {args.name}: held at {args.instances} instance(s) until "
+                f"`labbatch pool scale {args.name} auto` or new limits (idle workers retire "
+                "first; busy ones when their jobs end)",
                 file=sys.stderr,
             )
         elif action == "offers":
@@ -285,6 +301,8 @@ async def _show(db: Any, name: str, *, as_json: bool) -> None:
         print_json(body)
         return
     print(_pool_line(pool, len(instances)))
+    if pool.scale_target is not None:
+        print(f"  held at {pool.scale_target} instance(s) (`pool scale {name} auto` releases it)")
     print(
         f"  min {pool.min_instances}, max {pool.max_instances} "
         f"(live {pool.max_live_instances}, {pool.max_new_instances_per_loop} new per loop), "
@@ -335,4 +353,5 @@ def _pool_json(pool: pools.PoolConfig, n_live: int) -> dict[str, Any]:
         "machine_type": pool.machine_type,
         "config": pool.config,
         "live_instances": n_live,
+        "scale_target": pool.scale_target,
     }

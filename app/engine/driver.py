@@ -37,7 +37,7 @@ from app.engine.instances import (
 )
 from app.engine.marker import read_marker
 from app.engine.planner import DemandCache, place_private, plan_pool
-from app.engine.pools import PoolConfig, read_pools, take_scale_targets
+from app.engine.pools import PoolConfig, read_pools
 from app.engine.projects import cancel_over_limit
 from app.engine.results import apply_results, record_starts
 from app.engine.tasks import TaskManager, Trigger
@@ -450,9 +450,6 @@ class Driver:
         self._marker = marker
         self._demand_stale = True  # another process submitted or cancelled
         await self._load_pools()
-        targets = await self.db.run(take_scale_targets)
-        if targets:
-            self.fleet.request_scale(targets)
         self.notify_changed()
 
     async def _renew_lease(self) -> None:

@@ -289,6 +289,12 @@ class EngineService:
         self._poke()
         return pool
 
+    async def release_scale(self, name: str) -> PoolConfig:
+        """Let the autoscaler size the pool again (as `labbatch pool scale NAME auto`)."""
+        pool = await pools.release_scale(self.db, name)
+        self._poke()
+        return pool
+
     async def add_workers(self, name: str, delta: int) -> PoolConfig:
         """One click on + or -: scale to the live workers plus ``delta``."""
         live = await pools.count_live(self.db, name)
@@ -304,8 +310,9 @@ class EngineService:
 
         Raise the pool's max live instances again to resume.
         """
-        await pools.set_pool(self.db, name, min_instances=0, max_live_instances=0)
-        return await self.scale_pool(name, 0)
+        pool = await pools.set_pool(self.db, name, min_instances=0, max_live_instances=0)
+        self._poke()
+        return pool
 
     async def default_pool(self) -> PoolConfig:
         return await pools.get_pool(self.db, DEFAULT_POOL)
