@@ -14,10 +14,11 @@ from sqlalchemy.engine import Connection
 from app.clouds import registry
 from app.engine.marker import bump_marker
 from app.errors import CloudError, ConfigError, NotFoundError
-from app.models.db import DEFAULT_POOL_NAME, Database
+from app.models.db import DEFAULT_POOL_NAME, JOB_PRIVATE_POOL, Database
 from app.models.tables import Instance, InstanceState, Pool
 
 DEFAULT_POOL = DEFAULT_POOL_NAME
+PRIVATE_POOL = JOB_PRIVATE_POOL  # one worker per job that names a machine type
 CLOUDS = ("local", *registry.CLOUD_KINDS)
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 

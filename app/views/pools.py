@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine.browse import InstanceRow, PoolRow
-from app.engine.pools import DEFAULT_POOL, PoolConfig
+from app.engine.pools import DEFAULT_POOL, PRIVATE_POOL, PoolConfig
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.live_panel import LivePanel
@@ -64,6 +65,17 @@ THROTTLE_MS = 500  # at most two refreshes a second on bursts of signals
 TICK_EVERY_MS = 1000  # uptime and cost
 MAX_COUNT = 10_000
 SECONDS_PER_HOUR = Decimal(3600)
+LIMIT_FIELDS = (
+    "min_instances",
+    "max_instances",
+    "max_live_instances",
+    "worker_cores_mcpu",
+    "price_per_core_hour_usd",
+)
+JOB_PRIVATE_NOTE = (
+    "Workers of their own, one per job, for jobs that name a machine type (`machine_type:` "
+    "in the DAG); each retires when its job ends."
+)
 DRAIN_TEXT = (
     "Drain pool {name}?\n\n"
     "No new workers will start. Live workers retire when their jobs end (idle ones at once).\n"
@@ -142,6 +154,13 @@ class PoolsPanel(LivePanel):
         self.remove_button = QPushButton("− worker")
         self.scale_to = self._count_box("How many workers to scale to")
         self.scale_button = QPushButton("Scale to N")
+        self.scale_button.setToolTip(
+            "Hold the pool at N workers: the autoscaler adds none and idle workers stay, "
+            "until you release it or change the limits. Scaling down retires idle workers; "
+            "busy ones retire when their jobs end."
+        )
+        self.release_button = QPushButton("Release")
+        self.release_button.setToolTip("Let the autoscaler size the pool again")
         self.drain_button = QPushButton("Drain…")
         self.new_pool_button = QPushButton("New pool…")
         self.new_pool_button.setToolTip("Create a local, Compute Engine or Azure pool")
@@ -157,6 +176,7 @@ class PoolsPanel(LivePanel):
         self._fetched_at = 0.0
         self._selected: str | None = None
         self._editors_for: str | None = None  # the pool the editors were filled from
+        self._filled: dict[str, Any] = {}  # the stored values the editors show (LIMIT_FIELDS)
         self._load_task: Any = None
         self._again = False
         self._busy = False
@@ -176,6 +196,7 @@ class PoolsPanel(LivePanel):
         self.add_button.clicked.connect(lambda: self._scale_by(+1))
         self.remove_button.clicked.connect(lambda: self._scale_by(-1))
         self.scale_button.clicked.connect(self._on_scale)
+        self.release_button.clicked.connect(self._on_release)
         self.drain_button.clicked.connect(self._on_drain)
         self.new_pool_button.clicked.connect(self.open_new_pool_dialog)
         self.scale_to.valueChanged.connect(self._on_scale_to_changed)
@@ -244,6 +265,7 @@ class PoolsPanel(LivePanel):
         for widget in (self.add_button, self.remove_button, QLabel("Workers:"), self.scale_to):
             scaling.addWidget(widget)
         scaling.addWidget(self.scale_button)
+        scaling.addWidget(self.release_button)
         scaling.addStretch(1)
         scaling.addWidget(self.drain_button)
 
@@ -313,6 +335,9 @@ class PoolsPanel(LivePanel):
                 _set_cell(self.pool_list, r, 1, pool.cloud)
                 _set_cell(self.pool_list, r, 2, f"{row.n_live} / {pool.max_live_instances}")
                 _set_cell(self.pool_list, r, 3, f"{style.cores(used)} / {style.cores(total)}")
+                if pool.name == PRIVATE_POOL:
+                    for c in range(len(POOL_COLUMNS)):
+                        self.pool_list.item(r, c).setToolTip(JOB_PRIVATE_NOTE)
                 if pool.name == self._selected:
                     self.pool_list.selectRow(r)
         finally:
@@ -337,12 +362,11 @@ class PoolsPanel(LivePanel):
         self._show_cloud(row)
         if row is not None:
             pool = row.pool
-            self.title.setText(
-                f"Pool {pool.name} ({pool.cloud}): {row.n_live} live of at most "
-                f"{pool.max_live_instances} at once, {pool.max_instances} in all"
-            )
+            self.title.setText(_title(row))
             if self._editors_for != pool.name:
                 self._fill_editors(pool, row.n_live)
+            else:
+                self._follow_store(pool)
         else:
             self.title.setText("No pool")
         self._show_message()
@@ -390,6 +414,58 @@ class PoolsPanel(LivePanel):
             cost = _cost_now(inst_row, self._fetched_at, now)
             _set_cell(self.instances, r, COST_COLUMN, style.usd(cost))
 
+    def _form_values(self, pool: PoolConfig) -> dict[str, Any]:
+        """What the Limits form shows, in the units the pool stores."""
+        values: dict[str, Any] = {
+            "min_instances": self.min_instances.value(),
+            "max_instances": self.max_instances.value(),
+            "max_live_instances": self.max_live_instances.value(),
+            "worker_cores_mcpu": round(self.worker_cores.value() * 1000),
+        }
+        if pool.cloud == "local":  # cloud pools are priced by their cloud's rates
+            price = round(self.price.value(), 4)
+            values["price_per_core_hour_usd"] = Decimal(str(price)) if price > 0 else None
+        return values
+
+    def _set_editor(self, name: str, value: Any) -> None:
+        editor = {
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            "max_live_instances": self.max_live_instances,
+        }.get(name)
+        if editor is not None:
+            editor.setValue(value)
+        elif name == "worker_cores_mcpu":
+            self.worker_cores.setValue(value / 1000)
+        elif name == "price_per_core_hour_usd":
+            self.price.setValue(float(value or 0))
+
+    def _follow_store(self, pool: PoolConfig) -> None:
+        """Show settings changed elsewhere (another window, `labbatch pool set`) in the fields
+        the user has not touched; a field being edited keeps what the user typed."""
+        form = self._form_values(pool)
+        for name in LIMIT_FIELDS:
+            stored = getattr(pool, name)
+            if name not in form or stored == self._filled.get(name):
+                continue
+            if form[name] == self._filled.get(name):  # untouched: follow the store
+                editor = self._editor(name)
+                editor.blockSignals(True)
+                try:
+                    self._set_editor(name, stored)
+                finally:
+                    editor.blockSignals(False)
+            self._filled[name] = stored
+
+    def _editor(self, name: str) -> QWidget:
+        return {
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            "max_live_instances": self.max_live_instances,
+            "worker_cores_mcpu": self.worker_cores,
+            "price_per_core_hour_usd": self.price,
+        }[name]
+
     def _fill_editors(self, pool: PoolConfig, n_live: int) -> None:
         """Push a pool's stored settings into the editors (never while the user edits them)."""
         editors: tuple[QWidget, ...] = (
@@ -409,12 +485,14 @@ class PoolsPanel(LivePanel):
             self.worker_cores.setValue(pool.worker_cores_mcpu / 1000)
             self.price.setValue(float(pool.price_per_core_hour_usd or 0))
             self.price.setEnabled(pool.cloud == "local")
-            self.scale_to.setValue(n_live)
+            if self._editors_for != pool.name:  # a refill after Apply keeps the user's N
+                self.scale_to.setValue(n_live if pool.scale_target is None else pool.scale_target)
         finally:
             for editor in editors:
                 editor.blockSignals(False)
         self._editors_for = pool.name
-        self._on_scale_to_changed(n_live)
+        self._filled = {name: getattr(pool, name) for name in LIMIT_FIELDS}
+        self._on_scale_to_changed(self.scale_to.value())
 
     # -- actions ----------------------------------------------------------------------------------
 
@@ -433,8 +511,28 @@ class PoolsPanel(LivePanel):
         if name is None:
             return
         n = self.scale_to.value()
-        text = f"Scaling {name} to {n} worker{'' if n == 1 else 's'}…"
+        pool = self._rows[name].pool if name in self._rows else None
+        if pool is not None and n > pool.max_live_instances:
+            drained = " (the pool was drained)" if pool.max_live_instances == 0 else ""
+            self._action_text = (
+                f"Max live instances is {pool.max_live_instances}{drained}: raise it to at "
+                f"least {n} in the Limits form above and press Apply, then Scale to {n}."
+            )
+            self._action_error = True
+            self._show_message()
+            return
+        workers = f"{n} worker{'' if n == 1 else 's'}"
+        text = (
+            f"{name} is held at {workers} until you release it or change the limits "
+            "(idle workers retire first, busy ones when their jobs end)."
+        )
         self._run(self.bridge.service.scale_pool(name, n), text)
+
+    def _on_release(self) -> None:
+        name = self._selected
+        if name is not None:
+            text = f"The autoscaler sizes {name} again."
+            self._run(self.bridge.service.release_scale(name), text)
 
     def _on_drain(self) -> None:
         name = self._selected
@@ -455,15 +553,13 @@ class PoolsPanel(LivePanel):
         row = self._rows.get(name or "")
         if name is None or row is None:
             return
-        changes: dict[str, Any] = {
-            "min_instances": self.min_instances.value(),
-            "max_instances": self.max_instances.value(),
-            "max_live_instances": self.max_live_instances.value(),
-            "worker_cores_mcpu": round(self.worker_cores.value() * 1000),
-        }
-        if row.pool.cloud == "local":  # cloud pools are priced by their cloud's rates
-            price = round(self.price.value(), 4)
-            changes["price_per_core_hour_usd"] = Decimal(str(price)) if price > 0 else None
+        form = self._form_values(row.pool)
+        # only what the user changed: a setting changed elsewhere meanwhile stays as it is
+        changes = {k: v for k, v in form.items() if v != self._filled.get(k)}
+        if not changes:
+            self._action_text, self._action_error = "Nothing to apply: no field changed.", False
+            self._show_message()
+            return
         text = f"Saved the settings of {name}."
         self._run(self.bridge.service.set_pool(name, **changes), text, refill=True)
 
@@ -478,6 +574,9 @@ class PoolsPanel(LivePanel):
 
         def done(pool: PoolConfig) -> None:
             self._action_text, self._action_error = done_text, False
+            if pool.name in self._rows:  # the stored settings now, before the next refresh
+                self._rows[pool.name] = replace(self._rows[pool.name], pool=pool)
+                self._show_selected()
             if refill and pool.name == self._selected:
                 n_live = self._rows[pool.name].n_live if pool.name in self._rows else 0
                 self._fill_editors(pool, n_live)
@@ -515,3 +614,21 @@ class PoolsPanel(LivePanel):
         buttons = (self.add_button, self.remove_button, self.scale_button, self.drain_button)
         for button in (self.apply_button, *buttons):
             button.setEnabled(enabled)
+        row = self._rows.get(self._selected or "")
+        self.release_button.setEnabled(
+            enabled and row is not None and row.pool.scale_target is not None
+        )
+
+
+def _title(row: PoolRow) -> str:
+    """The pool's name, its live workers and limits, and the user's scale target if held."""
+    pool = row.pool
+    text = (
+        f"Pool {pool.name} ({pool.cloud}): {row.n_live} live of at most "
+        f"{pool.max_live_instances} at once, {pool.max_instances} in all"
+    )
+    if pool.scale_target is not None:
+        text += f"; held at {pool.scale_target} by Scale to N (Release lets the autoscaler decide)"
+    if pool.name == PRIVATE_POOL:
+        text += f"\n{JOB_PRIVATE_NOTE}"
+    return text
