@@ -127,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     from app.import_commands import add_import_parser  # sets its own handler
 
     add_import_parser(sub, common)
+    from app.timeline_commands import add_timeline_parser  # sets its own handler
+
+    add_timeline_parser(sub, common)
 
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")

@@ -31,6 +31,7 @@ from app.engine.pools import DEFAULT_POOL, PoolConfig
 from app.engine.records import BatchInfo, JobDetail
 from app.engine.runtime import LocalRuntime
 from app.engine.tasks import TaskManager
+from app.engine.timeline import Timeline, load_timeline
 from app.engine.why import explain
 from app.errors import ConfigError
 from app.models.db import Database, data_dir, open_database
@@ -203,6 +204,10 @@ class EngineService:
 
     async def job_detail(self, batch_id: int, job_id: int) -> JobDetail:
         return await frontend.job_detail(self.db, batch_id, job_id)
+
+    async def timeline(self, batch_id: int) -> Timeline:
+        """A batch's attempts by worker over time (as `labbatch timeline`)."""
+        return await load_timeline(self.db, batch_id)
 
     async def why(self, batch_id: int, job_id: int) -> str:
         return await explain(self.db, batch_id, job_id)

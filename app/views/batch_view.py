@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QProgressBar,
+    QPushButton,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -24,6 +25,7 @@ from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.job_detail import JobDetailPanel
 from app.views.jobs_model import COL_NAME, COLUMNS, JobTableModel
+from app.views.timeline import TimelineWindow
 
 REFRESH_DELAY_MS = 500  # bursts of events coalesce into one refresh: at most 2 a second
 POLL_EVERY_MS = 2000  # while the batch runs, for changes made by other processes
@@ -51,6 +53,11 @@ class BatchPanel(QWidget):
         self.state_filter.addItems([ALL_STATES, *style.JOB_STATES])
         self.state_filter.setToolTip("Show only the jobs in this state")
         self.state_filter.currentIndexChanged.connect(self._on_filter_changed)
+        self.timeline_button = QPushButton("Timeline")
+        self.timeline_button.setToolTip("Each attempt on its worker over time, live")
+        self.timeline_button.setEnabled(False)
+        self.timeline_button.clicked.connect(self.open_timeline)
+        self.timelines: list[TimelineWindow] = []
 
         self.model = JobTableModel(bridge, self)
         self.table = QTableView()
@@ -63,6 +70,7 @@ class BatchPanel(QWidget):
         top.addWidget(self.progress)
         top.addWidget(QLabel("Jobs:"))
         top.addWidget(self.state_filter)
+        top.addWidget(self.timeline_button)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.detail)
@@ -121,6 +129,7 @@ class BatchPanel(QWidget):
         self.model.set_batch(batch_id)
         self._fetch_header()
         self._poll_timer.start()
+        self.timeline_button.setEnabled(True)
 
     def clear(self) -> None:
         """Show no batch (the one shown was deleted)."""
@@ -132,6 +141,18 @@ class BatchPanel(QWidget):
         self.detail.clear()
         self._pending_select = None
         self.model.set_batch(None)
+        self.timeline_button.setEnabled(False)
+
+    def open_timeline(self) -> TimelineWindow | None:
+        """Open the shown batch's timeline in a window of its own."""
+        if self.batch_id is None:
+            return None
+        window = TimelineWindow(self.bridge, self.batch_id)
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.timelines.append(window)
+        window.destroyed.connect(lambda: self.timelines.remove(window))
+        window.show()
+        return window
 
     def select_job(self, job_id: int) -> None:
         """Show a job's detail and select its row when the table can place it."""
