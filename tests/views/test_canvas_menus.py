@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt, QtMsgType, qInstallMessageHandler
+from PySide6.QtGui import QPainterPathStroker
 from PySide6.QtTest import QTest
 
 from app.views.bridge import EngineBridge
 from app.views.canvas import CanvasWindow
-from tests.views.canvas_helpers import drop_kind, names, open_canvas
+from tests.views.canvas_helpers import drop_kind, names, node, open_canvas
 from tests.views.conftest import until
 
 DATA = Path(__file__).parents[1] / "data"
@@ -67,3 +68,23 @@ async def test_the_file_menu_imports_a_graph_and_the_status_clears(window: Canva
     await until(lambda: len(names(window)) >= 2, timeout_s=30, what="the imported graph")
     await until(lambda: window.statusBar().currentMessage() == "", what="the status to clear")
     assert not window.modified
+
+
+async def test_a_drawn_graph_without_commands_opens_and_its_long_edge_goes_around(
+    window: CanvasWindow, tmp_path: Path
+) -> None:
+    dot = tmp_path / "g.dot"
+    dot.write_text("digraph g { fetch -> qc -> report; fetch -> report }\n")
+    window.import_file(dot)
+    await until(lambda: len(names(window)) == 3, timeout_s=30, what="the imported graph")
+    assert not window.last_error
+    assert {p.job for p in window.problems} == {"fetch", "qc", "report"}  # flagged, not refused
+    assert all(p.field == "command" for p in window.problems)
+    assert window.problems_label.text() == "3 problems"
+
+    skip = window.scene.edge_items[(node(window, "fetch").node_id, node(window, "report").node_id)]
+    qc = node(window, "qc").sceneBoundingRect()
+    stroker = QPainterPathStroker()
+    stroker.setWidth(2)
+    assert not stroker.createStroke(skip.path()).intersects(qc)  # not through the middle job
+    assert skip.path().pointAtPercent(0) == node(window, "fetch").output_point()
