@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from app.engine.browse import BatchRow
 from app.engine.events import BatchChanged, JobsChanged
 from app.views import style
+from app.views.batches_model import n_ran, progress_text
 from app.views.bridge import EngineBridge
 from app.views.job_detail import JobDetailPanel
 from app.views.jobs_model import COL_NAME, COLUMNS, JobTableModel
@@ -85,6 +86,9 @@ class BatchPanel(QWidget):
         self._pending_select: int | None = None
         self.model.rowsInserted.connect(self._place_pending)
         self.model.dataChanged.connect(self._place_pending)
+        self._current_pending: int | None = None  # a current row whose page is loading
+        self.model.dataChanged.connect(self._place_current)
+        self.model.rowsInserted.connect(self._place_current)
         self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_DELAY_MS)
         self._refresh_timer.timeout.connect(self.refresh)
         self._poll_timer = QTimer(self, interval=POLL_EVERY_MS)
@@ -229,13 +233,14 @@ class BatchPanel(QWidget):
         self.header.setText(
             f"<b>Batch {b.id} — {name}</b> · {b.user} · "
             f"<span style='color:{color}'><b>{b.state}</b></span> · "
-            f"{b.n_completed}/{b.n_jobs} done · "
+            f"{n_ran(b)}/{b.n_jobs} done · "
             + (failed if b.n_failed else "0 failed")
+            + (f" · {b.n_cancelled} cancelled" if b.n_cancelled else "")
             + f" · {style.duration(b.duration_s)} · {style.usd(row.cost_usd)}"
         )
         self.progress.setRange(0, max(1, b.n_jobs))
-        self.progress.setValue(b.n_completed)
-        self.progress.setFormat(f"{b.n_completed}/{b.n_jobs}")
+        self.progress.setValue(n_ran(b))
+        self.progress.setFormat(progress_text(b))
         if b.complete:
             self._poll_timer.stop()
         elif not self._poll_timer.isActive():
@@ -273,10 +278,30 @@ class BatchPanel(QWidget):
         if not current.isValid() or self.batch_id is None:
             return
         row = self.model.job_at(current.row())
-        if row is None:  # its page is not loaded yet; select_job already showed the job
+        if row is not None:
+            self._show_detail(row.job.job_id)
+        elif self.model.state is None:  # unfiltered, a batch's job ids run 1..n as shown
+            self._show_detail(current.row() + 1)
+        else:  # its page is loading (Ctrl+End, a jump): show it when it arrives
+            self._current_pending = current.row()
+
+    def _show_detail(self, job_id: int) -> None:
+        self._current_pending = None
+        if self.detail.job_id != job_id and self.batch_id is not None:
+            self.detail.show_job(self.batch_id, job_id)
+        self.job_selected.emit(job_id)
+
+    def _place_current(self, *_: object) -> None:
+        """The current row's page arrived: show its job."""
+        if self._current_pending is None:
             return
-        self.detail.show_job(self.batch_id, row.job.job_id)
-        self.job_selected.emit(row.job.job_id)
+        current = self.table.currentIndex()
+        if not current.isValid() or current.row() != self._current_pending:
+            self._current_pending = None
+            return
+        row = self.model.job_at(current.row())
+        if row is not None:
+            self._show_detail(row.job.job_id)
 
     def _connect_bridge(self, connect: bool) -> None:
         if connect == self._connected:
