@@ -33,17 +33,17 @@ class Outcome(StrEnum):
     LOST = "lost"  # its worker was lost or preempted: the job was tried again
 
 
-# one palette for the window and the HTML file (hex, readable on light and dark backgrounds)
+# one palette for the window and the HTML file, the desktop's state colours (app.views.style)
 OUTCOME_COLORS = {
-    Outcome.WAITING: "#9e9e9e",
-    Outcome.RUNNING: "#f5a623",
-    Outcome.SUCCESS: "#3c9d4e",
-    Outcome.FAILED: "#d64541",
-    Outcome.ERROR: "#8e44ad",
-    Outcome.CANCELLED: "#7f8c8d",
-    Outcome.LOST: "#e67e22",
+    Outcome.WAITING: "#42a5f5",  # as Creating
+    Outcome.RUNNING: "#1e88e5",
+    Outcome.SUCCESS: "#43a047",
+    Outcome.FAILED: "#e53935",
+    Outcome.ERROR: "#fb8c00",
+    Outcome.CANCELLED: "#757575",
+    Outcome.LOST: "#ab47bc",
 }
-STAGING_COLOR = "#5dade2"  # staging files in and out, drawn apart from the run
+STAGING_COLOR = "#26a69a"  # staging files in and out, drawn hatched apart from the run
 
 
 @dataclass(frozen=True, slots=True)

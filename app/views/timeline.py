@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QCloseEvent,
     QColor,
     QImage,
+    QImageWriter,
     QKeySequence,
     QPainter,
     QPen,
@@ -226,8 +227,9 @@ class TimelineWindow(QMainWindow):
             self.scene.render(painter, QRectF(image.rect()), rect)
         finally:
             painter.end()
-        if not image.save(str(path), b"PNG"):
-            raise OSError(f"could not write {path}")
+        writer = QImageWriter(str(path), QByteArray(b"png"))
+        if not writer.write(image):
+            raise OSError(f"could not write {path}: {writer.errorString()}")
 
     def export_html(self, path: str | Path) -> None:
         """The self-contained HTML file `labbatch timeline` writes."""

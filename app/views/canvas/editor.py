@@ -28,7 +28,7 @@ from app.models.spec import DagFileError, Problem
 from app.views.bridge import EngineBridge
 from app.views.canvas.actions import EditorActions
 from app.views.canvas.commands import LayoutCommand, PasteCommand, RemoveNodesCommand
-from app.views.canvas.items import NodeItem
+from app.views.canvas.items import KIND_COLORS, KIND_LABELS, NodeItem
 from app.views.canvas.palette import NodePalette
 from app.views.canvas.properties import PropertiesPanel
 from app.views.canvas.run_view import RunWatcher
@@ -36,6 +36,7 @@ from app.views.canvas.scene import DagScene
 from app.views.canvas.view import CanvasView
 from app.views.icons import app_icon
 from app.views.settings import qsettings
+from app.views.style import STATE_COLORS
 from app.views.submit import SubmitFlow
 
 DAG_MIME = "application/x-labbatch-dag"  # copied jobs: the YAML of a small DAG
@@ -46,6 +47,20 @@ MAX_RECENT_FILES = 8
 PASTE_OFFSET = 40.0
 VALIDATE_AFTER_MS = 300  # problems are looked for once edits pause
 Answer = QMessageBox.StandardButton
+
+
+LEGEND_STATES = ("Pending", "Ready", "Running", "Success", "Failed", "Cancelled")
+
+
+def legend_html(*, run: bool) -> str:
+    """What the colours mean: a job's kind (its stripe) and, during a run, its state (fill)."""
+    swatch = '<span style="color:{0}">■</span>&nbsp;{1}'
+    kinds = [swatch.format(KIND_COLORS[k], KIND_LABELS[k]) for k in KIND_COLORS]
+    text = " &nbsp;".join(kinds)
+    if run:
+        states = [swatch.format(STATE_COLORS[s], s.lower()) for s in LEGEND_STATES]
+        text += " &nbsp;|&nbsp; " + " &nbsp;".join(states)
+    return text
 
 
 class CanvasWindow(QMainWindow):
@@ -80,6 +95,9 @@ class CanvasWindow(QMainWindow):
         ]
         self.resizeDocks(docks, [150, 330], Qt.Orientation.Horizontal)
         self.problems_label = QLabel()
+        self.legend = QLabel(legend_html(run=False))
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.statusBar().addPermanentWidget(self.legend)
         self.statusBar().addPermanentWidget(self.problems_label)
         self.submit_flow = SubmitFlow(bridge, self)
         self.submit_flow.submitted.connect(self._on_submitted)
@@ -164,6 +182,7 @@ class CanvasWindow(QMainWindow):
     def watch_batch(self, batch_id: int) -> None:
         """Colour the nodes by the states of a batch's jobs while it runs (not an edit)."""
         self.run_watcher.watch(batch_id)
+        self.legend.setText(legend_html(run=True))
 
     # -- files ----------------------------------------------------------------------------------
 

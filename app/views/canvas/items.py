@@ -39,7 +39,8 @@ PORT_HIT_RADIUS = 11.0  # a port is easier to grab than to see
 SIMPLE_BELOW_LOD = 0.4  # below this zoom a node is a plain rectangle without text
 STRIPE_WIDTH = 6.0
 
-KIND_COLORS = {"bash": "#1e88e5", "container": "#00897b", "scatter": "#8e24aa"}
+# a kind's stripe; apart from every state colour (a running job is blue: a bash job is not)
+KIND_COLORS = {"bash": "#455a64", "container": "#00897b", "scatter": "#8e24aa"}
 KIND_LABELS = {"bash": "bash job", "container": "container job", "scatter": "scatter job"}
 INVALID_COLOR = "#e53935"
 SELECTED_COLOR = "#ff8f00"
