@@ -19,14 +19,12 @@ import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -39,13 +37,8 @@ from app.engine.pools import DEFAULT_POOL, PRIVATE_POOL, PoolConfig
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.live_panel import LivePanel
-from app.views.pool_dialog import (
-    ERROR_COLOR,
-    NewPoolDialog,
-    cloud_summary,
-    cores_box,
-    price_box,
-)
+from app.views.pool_dialog import ERROR_COLOR, NewPoolDialog, cloud_summary
+from app.views.pool_limits import LimitsForm, count_box
 
 POOL_COLUMNS = ("Name", "Cloud", "Workers", "Cores")
 INSTANCE_COLUMNS = (
@@ -63,15 +56,7 @@ STATE_COLUMN, UPTIME_COLUMN, COST_COLUMN = 1, 5, 6
 POLL_EVERY_MS = 2000  # changes made by other processes
 THROTTLE_MS = 500  # at most two refreshes a second on bursts of signals
 TICK_EVERY_MS = 1000  # uptime and cost
-MAX_COUNT = 10_000
 SECONDS_PER_HOUR = Decimal(3600)
-LIMIT_FIELDS = (
-    "min_instances",
-    "max_instances",
-    "max_live_instances",
-    "worker_cores_mcpu",
-    "price_per_core_hour_usd",
-)
 JOB_PRIVATE_NOTE = (
     "Workers of their own, one per job, for jobs that name a machine type (`machine_type:` "
     "in the DAG); each retires when its job ends."
@@ -144,15 +129,16 @@ class PoolsPanel(LivePanel):
         self.pool_list = _table(POOL_COLUMNS)
         self.instances = _table(INSTANCE_COLUMNS)
         self.title = QLabel()
-        self.min_instances = self._count_box("Workers kept running even when idle")
-        self.max_instances = self._count_box("Most workers the pool may ever have")
-        self.max_live_instances = self._count_box("Most workers running at once")
-        self.worker_cores = cores_box("Cores of each new worker")
-        self.price = price_box()
-        self.apply_button = QPushButton("Apply")
+        self.limits = LimitsForm()
+        self.min_instances = self.limits.min_instances
+        self.max_instances = self.limits.max_instances
+        self.max_live_instances = self.limits.max_live_instances
+        self.worker_cores = self.limits.worker_cores
+        self.price = self.limits.price
+        self.apply_button = self.limits.apply_button
         self.add_button = QPushButton("+ worker")
         self.remove_button = QPushButton("− worker")
-        self.scale_to = self._count_box("How many workers to scale to")
+        self.scale_to = count_box("How many workers to scale to")
         self.scale_button = QPushButton("Scale to N")
         self.scale_button.setToolTip(
             "Hold the pool at N workers: the autoscaler adds none and idle workers stay, "
@@ -175,8 +161,6 @@ class PoolsPanel(LivePanel):
         self._rows: dict[str, PoolRow] = {}
         self._fetched_at = 0.0
         self._selected: str | None = None
-        self._editors_for: str | None = None  # the pool the editors were filled from
-        self._filled: dict[str, Any] = {}  # the stored values the editors show (LIMIT_FIELDS)
         self._load_task: Any = None
         self._again = False
         self._busy = False
@@ -243,21 +227,7 @@ class PoolsPanel(LivePanel):
 
     # -- building ---------------------------------------------------------------------------------
 
-    def _count_box(self, tip: str) -> QSpinBox:
-        box = QSpinBox()
-        box.setRange(0, MAX_COUNT)
-        box.setToolTip(tip)
-        return box
-
     def _build(self) -> None:
-        limits = QGroupBox("Limits")
-        form = QFormLayout(limits)
-        form.addRow("Min instances:", self.min_instances)
-        form.addRow("Max instances:", self.max_instances)
-        form.addRow("Max live instances:", self.max_live_instances)
-        form.addRow("Worker cores:", self.worker_cores)
-        form.addRow("Price per core-hour:", self.price)
-        form.addRow("", self.apply_button)
         QVBoxLayout(self.cloud_box).addWidget(self.cloud_summary)
         self.cloud_box.hide()
 
@@ -274,7 +244,7 @@ class PoolsPanel(LivePanel):
         column.addWidget(self.title)
         column.addWidget(self.instances, 1)
         column.addWidget(self.cloud_box)
-        column.addWidget(limits)
+        column.addWidget(self.limits)
         column.addLayout(scaling)
         column.addWidget(self.message)
 
@@ -331,13 +301,15 @@ class PoolsPanel(LivePanel):
                 pool = row.pool
                 used = sum(i.used_mcpu for i in row.instances)
                 total = sum(i.instance.cores_mcpu for i in row.instances)
-                _set_cell(self.pool_list, r, 0, pool.name)
-                _set_cell(self.pool_list, r, 1, pool.cloud)
-                _set_cell(self.pool_list, r, 2, f"{row.n_live} / {pool.max_live_instances}")
-                _set_cell(self.pool_list, r, 3, f"{style.cores(used)} / {style.cores(total)}")
-                if pool.name == PRIVATE_POOL:
-                    for c in range(len(POOL_COLUMNS)):
-                        self.pool_list.item(r, c).setToolTip(JOB_PRIVATE_NOTE)
+                cells = (
+                    pool.name,
+                    pool.cloud,
+                    f"{row.n_live} / {pool.max_live_instances}",
+                    f"{style.cores(used)} / {style.cores(total)}",
+                )
+                note = JOB_PRIVATE_NOTE if pool.name == PRIVATE_POOL else ""
+                for c, text in enumerate(cells):
+                    _set_cell(self.pool_list, r, c, text).setToolTip(note)
                 if pool.name == self._selected:
                     self.pool_list.selectRow(r)
         finally:
@@ -363,10 +335,10 @@ class PoolsPanel(LivePanel):
         if row is not None:
             pool = row.pool
             self.title.setText(_title(row))
-            if self._editors_for != pool.name:
+            if self.limits.pool_name != pool.name:
                 self._fill_editors(pool, row.n_live)
             else:
-                self._follow_store(pool)
+                self.limits.follow(pool)
         else:
             self.title.setText("No pool")
         self._show_message()
@@ -414,84 +386,13 @@ class PoolsPanel(LivePanel):
             cost = _cost_now(inst_row, self._fetched_at, now)
             _set_cell(self.instances, r, COST_COLUMN, style.usd(cost))
 
-    def _form_values(self, pool: PoolConfig) -> dict[str, Any]:
-        """What the Limits form shows, in the units the pool stores."""
-        values: dict[str, Any] = {
-            "min_instances": self.min_instances.value(),
-            "max_instances": self.max_instances.value(),
-            "max_live_instances": self.max_live_instances.value(),
-            "worker_cores_mcpu": round(self.worker_cores.value() * 1000),
-        }
-        if pool.cloud == "local":  # cloud pools are priced by their cloud's rates
-            price = round(self.price.value(), 4)
-            values["price_per_core_hour_usd"] = Decimal(str(price)) if price > 0 else None
-        return values
-
-    def _set_editor(self, name: str, value: Any) -> None:
-        editor = {
-            "min_instances": self.min_instances,
-            "max_instances": self.max_instances,
-            "max_live_instances": self.max_live_instances,
-        }.get(name)
-        if editor is not None:
-            editor.setValue(value)
-        elif name == "worker_cores_mcpu":
-            self.worker_cores.setValue(value / 1000)
-        elif name == "price_per_core_hour_usd":
-            self.price.setValue(float(value or 0))
-
-    def _follow_store(self, pool: PoolConfig) -> None:
-        """Show settings changed elsewhere (another window, `labbatch pool set`) in the fields
-        the user has not touched; a field being edited keeps what the user typed."""
-        form = self._form_values(pool)
-        for name in LIMIT_FIELDS:
-            stored = getattr(pool, name)
-            if name not in form or stored == self._filled.get(name):
-                continue
-            if form[name] == self._filled.get(name):  # untouched: follow the store
-                editor = self._editor(name)
-                editor.blockSignals(True)
-                try:
-                    self._set_editor(name, stored)
-                finally:
-                    editor.blockSignals(False)
-            self._filled[name] = stored
-
-    def _editor(self, name: str) -> QWidget:
-        return {
-            "min_instances": self.min_instances,
-            "max_instances": self.max_instances,
-            "max_live_instances": self.max_live_instances,
-            "worker_cores_mcpu": self.worker_cores,
-            "price_per_core_hour_usd": self.price,
-        }[name]
-
     def _fill_editors(self, pool: PoolConfig, n_live: int) -> None:
         """Push a pool's stored settings into the editors (never while the user edits them)."""
-        editors: tuple[QWidget, ...] = (
-            self.min_instances,
-            self.max_instances,
-            self.max_live_instances,
-            self.worker_cores,
-            self.price,
-            self.scale_to,
-        )
-        for editor in editors:
-            editor.blockSignals(True)
-        try:
-            self.min_instances.setValue(pool.min_instances)
-            self.max_instances.setValue(pool.max_instances)
-            self.max_live_instances.setValue(pool.max_live_instances)
-            self.worker_cores.setValue(pool.worker_cores_mcpu / 1000)
-            self.price.setValue(float(pool.price_per_core_hour_usd or 0))
-            self.price.setEnabled(pool.cloud == "local")
-            if self._editors_for != pool.name:  # a refill after Apply keeps the user's N
-                self.scale_to.setValue(n_live if pool.scale_target is None else pool.scale_target)
-        finally:
-            for editor in editors:
-                editor.blockSignals(False)
-        self._editors_for = pool.name
-        self._filled = {name: getattr(pool, name) for name in LIMIT_FIELDS}
+        if self.limits.pool_name != pool.name:  # a refill after Apply keeps the user's N
+            self.scale_to.blockSignals(True)
+            self.scale_to.setValue(n_live if pool.scale_target is None else pool.scale_target)
+            self.scale_to.blockSignals(False)
+        self.limits.fill(pool)
         self._on_scale_to_changed(self.scale_to.value())
 
     # -- actions ----------------------------------------------------------------------------------
@@ -553,9 +454,8 @@ class PoolsPanel(LivePanel):
         row = self._rows.get(name or "")
         if name is None or row is None:
             return
-        form = self._form_values(row.pool)
         # only what the user changed: a setting changed elsewhere meanwhile stays as it is
-        changes = {k: v for k, v in form.items() if v != self._filled.get(k)}
+        changes = self.limits.changes(row.pool)
         if not changes:
             self._action_text, self._action_error = "Nothing to apply: no field changed.", False
             self._show_message()
