@@ -105,3 +105,11 @@ def test_the_cli_writes_the_html_without_importing_qt(tmp_path: Path) -> None:
     )
     assert missing.returncode != 0 and "there is no batch 42" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_axis_ticks_are_round_numbers() -> None:
+    from app.engine.timeline import tick_offsets_s
+
+    assert tick_offsets_s(13.8) == [0, 2, 4, 6, 8, 10, 12]
+    assert tick_offsets_s(0.5) == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
+    assert len(tick_offsets_s(9000)) <= 11

@@ -6,6 +6,7 @@ Plain data for the desktop's timeline window and for `labbatch timeline` (HTML, 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -111,6 +112,14 @@ class Timeline:
         for bar in self.bars:
             counts[bar.outcome] += 1
         return counts
+
+
+def tick_offsets_s(span_s: float, *, most: int = 10) -> list[float]:
+    """Round offsets from the start (1, 2 or 5 times a power of ten seconds) for an axis."""
+    raw = max(span_s, 1e-3) / most
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [round(k * step, 9) for k in range(int(span_s / step) + 1)]
 
 
 _COLUMNS = (

@@ -11,12 +11,18 @@ import time
 from datetime import UTC, datetime
 from string import Template
 
-from app.engine.timeline import OUTCOME_COLORS, STAGING_COLOR, AttemptBar, Outcome, Timeline
+from app.engine.timeline import (
+    OUTCOME_COLORS,
+    STAGING_COLOR,
+    AttemptBar,
+    Outcome,
+    Timeline,
+    tick_offsets_s,
+)
 from app.models.units import format_duration
 
 ROW_PX = 22
 LABEL_PX = 170
-TICKS = 10
 
 _STYLE = Template("""
 body { font: 13px system-ui, sans-serif; margin: 16px; color: #222; background: #fff; }
@@ -107,9 +113,9 @@ def _bar_divs(bar: AttemptBar, timeline: Timeline, span: float) -> str:
 def _ticks(timeline: Timeline) -> str:
     span = timeline.end_s - timeline.start_s
     return "".join(
-        f'<div class="tick" style="left:{100.0 * k / TICKS:.2f}%">'
-        f"<span>{format_duration(span * k / TICKS)}</span></div>"
-        for k in range(TICKS + 1)
+        f'<div class="tick" style="left:{100.0 * t / span:.2f}%">'
+        f"<span>{format_duration(t)}</span></div>"
+        for t in tick_offsets_s(span)
     )
 
 

@@ -34,7 +34,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.timeline import OUTCOME_COLORS, STAGING_COLOR, AttemptBar, Outcome, Timeline
+from app.engine.timeline import (
+    OUTCOME_COLORS,
+    STAGING_COLOR,
+    AttemptBar,
+    Outcome,
+    Timeline,
+    tick_offsets_s,
+)
 from app.engine.timeline_html import OUTCOME_LABELS, bar_tip, render_html
 from app.models.units import format_duration
 from app.views.bridge import EngineBridge
@@ -44,7 +51,6 @@ ROW_HEIGHT = 24.0
 BAR_HEIGHT = 16.0
 LABEL_WIDTH = 170.0
 AXIS_HEIGHT = 24.0
-TICKS = 10
 ZOOM_STEP = 1.5
 MAX_ZOOM = 1000.0
 LIVE_EVERY_MS = 1000  # while the batch runs
@@ -187,10 +193,10 @@ class TimelineWindow(QMainWindow):
         width = LABEL_WIDTH + span * scale
         grid = QPen(self.palette().mid().color(), 0, Qt.PenStyle.DashLine)
         text_color = self.palette().text().color()
-        for k in range(TICKS + 1):
-            x = LABEL_WIDTH + span * scale * k / TICKS
+        for offset_s in tick_offsets_s(span, most=max(2, round(span * scale / 110))):
+            x = LABEL_WIDTH + offset_s * scale
             self.scene.addLine(x, 0, x, height, grid)
-            label = self.scene.addSimpleText(format_duration(span * k / TICKS))
+            label = self.scene.addSimpleText(format_duration(offset_s))
             label.setBrush(text_color)
             label.setPos(x + 2, height + 4)
         for row, worker in enumerate(timeline.workers):
