@@ -52,6 +52,5 @@ async def cmd_timeline(args: argparse.Namespace) -> int:
         await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{output}: cannot write it ({exc.strerror or exc})") from exc
-    bars, workers = len(timeline.bars), len(timeline.workers)
-    print(f"wrote {output}: {bars} attempt(s) on {workers} worker(s)", file=sys.stderr)
+    print(f"wrote {output}: {timeline.describe()}", file=sys.stderr)
     return EXIT_OK

@@ -98,7 +98,7 @@ def test_the_cli_writes_the_html_without_importing_qt(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "3 attempt(s)" in done.stderr
+    assert "3 attempts on " in done.stderr
     assert out.read_text().count('class="bar"') == 3
     missing = subprocess.run(
         [*run, "timeline", "42", "--db", db], env=env, capture_output=True, text=True, timeout=60

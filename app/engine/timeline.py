@@ -107,6 +107,14 @@ class Timeline:
         """True while the batch runs: the timeline grows."""
         return not self.batch.complete
 
+    def describe(self) -> str:
+        """'3 attempts on 1 worker': what the picture holds."""
+        n_bars, n_workers = len(self.bars), len(self.workers)
+        return (
+            f"{n_bars} attempt{'' if n_bars == 1 else 's'} on "
+            f"{n_workers} worker{'' if n_workers == 1 else 's'}"
+        )
+
     def counts(self) -> dict[Outcome, int]:
         counts = dict.fromkeys(Outcome, 0)
         for bar in self.bars:

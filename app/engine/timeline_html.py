@@ -148,8 +148,8 @@ def render_html(timeline: Timeline) -> str:
 <title>Batch {batch.id} timeline</title><style>{_STYLE}</style></head>
 <body>
 <h1>Batch {batch.id} {name}: timeline</h1>
-<div class="meta">{html.escape(batch.state)} · {batch.n_jobs} jobs · {len(timeline.bars)}
-attempts on {len(timeline.workers)} workers · started {started} · spans
+<div class="meta">{html.escape(batch.state)} · {batch.n_jobs} jobs ·
+{timeline.describe()} · started {started} · spans
 {format_duration(span)} · made {made}{" (the batch was still running)" if timeline.live else ""}
 </div>
 <div class="legend">{legend}</div>

@@ -280,7 +280,6 @@ def _summary(timeline: Timeline) -> str:
     batch = timeline.batch
     live = " · live" if timeline.live else ""
     return (
-        f"Batch {batch.id} {batch.name or ''} · {batch.state} · {len(timeline.bars)} attempts "
-        f"on {len(timeline.workers)} workers · "
+        f"Batch {batch.id} {batch.name or ''} · {batch.state} · {timeline.describe()} · "
         f"{format_duration(timeline.end_s - timeline.start_s)}{live}"
     )
