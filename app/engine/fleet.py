@@ -248,14 +248,14 @@ class Fleet:
             return
         live = self.live(pool.name)
         creating = self._creating[pool.name]
+        if pool.scale_target is not None:  # checked against the stored limits when set
+            await self._hold(pool, live, pool.scale_target)
+            return
+        self._held.pop(pool.name, None)
         limit = min(pool.max_live_instances, pool.max_instances)
         over = len([i for i in live if not i.draining]) + creating - limit
         if over > 0:  # the limits went down (Drain sets them to 0): busy ones finish first
             await self._drain([i for i in live if not i.draining], over, now)
-        if pool.scale_target is not None:
-            await self._hold(pool, live, min(pool.scale_target, limit))
-            return
-        self._held.pop(pool.name, None)
         if self._backing_off(pool.name):
             await self._retire_idle(pool, live, now)
             return
