@@ -26,6 +26,7 @@ from app.models.spec import parse_dag_text  # noqa: E402
 from app.views.app import Desktop, QtLoop, make_application  # noqa: E402
 from app.views.main_window import TAB_DASHBOARD, TAB_POOLS, MainWindow  # noqa: E402
 from app.views.settings import DesktopSettings  # noqa: E402
+from app.views.timeline import TimelineWindow  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 EXAMPLES = ROOT / "examples"
@@ -177,7 +178,14 @@ async def shoot_canvas(window: MainWindow) -> None:
     grab(canvas, "canvas-editor")
     canvas.submit_flow.ask = lambda _dialog: True  # type: ignore[method-assign]
     canvas.submit()
-    await settle(8)
+    await settle(1)
+    assert canvas.submitted_batch_id is not None
+    timeline = TimelineWindow(window.bridge, canvas.submitted_batch_id)
+    timeline.resize(1280, 240)
+    timeline.show()
+    await settle(7)
+    grab(timeline, "timeline")  # live: done, running and waiting bars
+    timeline.close()
     canvas.scene.clearSelection()
     await settle(1)
     grab(canvas, "canvas-run")

@@ -255,7 +255,7 @@ def test_pool_billing_cost_estimate_why_and_retry_commands(db: str, tmp_path: Pa
     assert shown["max_instances"] == 3 and shown["worker_cores"] == 1.0
     bad = labbatch("pool", "create", "Bad", "--min", "5", "--max", "2", "--db", db)
     assert bad.returncode == 2 and "min instances <= max live" in bad.stderr
-    assert "scaling to 2" in ok("pool", "scale", "burst", "2")
+    assert "held at 2" in ok("pool", "scale", "burst", "2")
     too_many = labbatch("pool", "scale", "burst", "9", "--db", db)
     assert too_many.returncode == 2 and "can scale to 0 … 3" in too_many.stderr
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from app.engine import browse
 from app.engine import driver as driver_module
 from app.engine.batches import frontend
 from app.engine.billing import costs, projects
@@ -58,6 +59,32 @@ async def test_cost_is_quantity_times_rate_times_duration(db_url: str) -> None:
         assert again[batch] == by_batch[batch]
         x_seconds = (await attempt_seconds(eng.db, later))[1]
         assert abs(again[later] - PRICE * 10 * Decimal(str(x_seconds)) / 3600) < Decimal("1e-5")
+
+
+async def test_a_workers_cost_so_far_is_its_attempts_at_the_prices_they_ran_at(
+    db_url: str,
+) -> None:
+    async with engine(db_url, cores=2) as eng:
+        await pools.set_pool(eng.db, "local", price_per_core_hour_usd=PRICE)
+        eng.runtime.notify_changed()
+        await until(_rates_loaded(eng), what="the new price")
+        batch = await eng.submit("version: 1\njobs: [{name: a, command: 'sleep 0.3', cpu: 1}]\n")
+        await eng.wait(batch)
+        billed = (await eng.db.run(lambda c: costs.costs_by(c, "batch")))[batch]
+        assert billed > 0
+
+        async def worker_cost() -> Decimal:
+            (local,) = [
+                row for row in await browse.pools_with_instances(eng.db) if row.pool.name == "local"
+            ]
+            (worker,) = local.instances
+            return worker.cost_usd
+
+        assert await worker_cost() == billed  # as `labbatch cost` counts it
+        await pools.set_pool(eng.db, "local", price_per_core_hour_usd=None)  # free from now on
+        eng.runtime.notify_changed()
+        await until(_rates_loaded(eng, Decimal(0)), what="the free price")
+        assert await worker_cost() == billed  # not recomputed at today's price
 
 
 def _rates_loaded(eng: object, price: Decimal = PRICE):

@@ -396,3 +396,27 @@ def test_labbatch_import_lists_problems_and_writes_nothing(tmp_path: Path) -> No
     assert f"{DATA / 'bad_fields.dot'}:4: job 'b': field 'cpu'" in result.stderr
     assert result.stderr.endswith("3 problems; nothing was written\n")
     assert not out.exists()
+
+
+def test_a_graph_without_commands_imports_as_a_draft_to_fill_in() -> None:
+    imported = parse_dot_text(
+        "digraph g { fetch -> qc -> report; fetch -> report }", source="g.dot"
+    )
+    assert imported.missing_commands == ("fetch", "qc", "report")
+    assert [job["name"] for job in imported.data["jobs"]] == ["fetch", "qc", "report"]
+    assert all("command" not in job for job in imported.data["jobs"])
+    assert imported.data["jobs"][2]["depends_on"] == ["qc", "fetch"]
+    assert "3 jobs have no command yet" in imported.notes[-1]
+    assert "command" not in imported.to_yaml()
+    with pytest.raises(DagFileError, match="missing required key 'command'"):
+        parse_dag_text(imported.to_yaml(), source="g.yaml")  # refused where it would run
+
+
+def test_labbatch_import_writes_a_draft_and_validate_then_refuses_it(tmp_path: Path) -> None:
+    dot = tmp_path / "g.dot"
+    dot.write_text("digraph g { fetch -> qc [label=x]; qc [command=true] }\n")
+    result = labbatch("import", str(dot), "-o", str(tmp_path / "g.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "1 job has no command yet ('fetch')" in result.stderr
+    check = labbatch("validate", str(tmp_path / "g.yaml"))
+    assert check.returncode == 2 and "job 'fetch': field 'command'" in check.stderr

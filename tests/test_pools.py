@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import func, select
 
@@ -171,3 +174,69 @@ async def test_jobs_naming_a_machine_type_get_a_worker_of_their_own(db_url: str)
         gone = await pools.pool_instances(eng.db, "job-private", live_only=False)
         assert {i.name for i in gone} >= {a, b}
         assert all(i.cores_mcpu == 2000 for i in gone if i.name in (a, b))
+
+
+async def test_scale_to_n_holds_and_never_retires_a_busy_worker(db_url: str) -> None:
+    """Scale to 2 with 3 busy workers and jobs waiting: nothing busy stops, the autoscaler
+    starts no replacement, the pool shrinks as workers fall idle and stays at 2 until the
+    target is released."""
+    async with engine(db_url, cores=1) as eng:
+        lab = pools.PoolConfig(
+            name="lab", worker_cores_mcpu=1000, max_instances=3, max_live_instances=3
+        )
+        await pools.create_pool(eng.db, replace(lab, idle_timeout_s=600))
+        eng.runtime.notify_changed()
+
+        async def live() -> int:
+            return await pools.count_live(eng.db, "lab")
+
+        async def running() -> int:
+            jobs = await eng.jobs(batch)
+            return sum(j.state == "Running" for j in jobs.values())
+
+        batch = await eng.submit(sleepers("busy", 6, seconds=60, cpu=1, pool="lab"))
+
+        async def three_busy() -> bool:
+            return await running() == 3
+
+        await until(three_busy, timeout_s=30, what="three busy workers")
+        await pools.scale_pool(eng.db, "lab", 2)
+        eng.runtime.notify_changed()
+        await asyncio.sleep(3)  # an observation window: nothing may happen in it
+        assert await live() == 3 and await running() == 3
+        attempts = {j.name: j.n_attempts for j in (await eng.jobs(batch)).values()}
+        assert set(attempts.values()) <= {0, 1}  # no job was stopped and started again
+        assert (await pools.get_pool(eng.db, "lab")).scale_target == 2
+
+        await frontend.cancel_batch(eng.db, batch)  # the jobs end: workers fall idle
+        eng.runtime.notify_changed()
+
+        async def two_live() -> bool:
+            return await live() == 2
+
+        await until(two_live, timeout_s=30, what="an idle worker to retire")
+        waiting = await eng.submit(sleepers("more", 4, seconds=60, cpu=1, pool="lab"))
+        await asyncio.sleep(3)  # the autoscaler would add a third worker now
+        assert await live() == 2
+        await pools.release_scale(eng.db, "lab")
+        eng.runtime.notify_changed()
+
+        async def three_live() -> bool:
+            return await live() == 3
+
+        await until(three_live, timeout_s=30, what="the autoscaler, released")
+        await frontend.cancel_batch(eng.db, waiting)
+
+
+async def test_new_limits_release_the_target_and_drain_keeps_nothing(db_url: str) -> None:
+    async with engine(db_url, cores=1) as eng:
+        await pools.create_pool(
+            eng.db, pools.PoolConfig(name="lab", max_instances=3, max_live_instances=3)
+        )
+        held = await pools.scale_pool(eng.db, "lab", 2)
+        assert held.scale_target == 2
+        assert (await pools.set_pool(eng.db, "lab", price_per_core_hour_usd=None)).scale_target == 2
+        assert (await pools.set_pool(eng.db, "lab", max_instances=4)).scale_target is None
+        await pools.set_pool(eng.db, "lab", min_instances=0, max_live_instances=0)
+        with pytest.raises(ConfigError, match=r"drained.*Limits form"):
+            await pools.scale_pool(eng.db, "lab", 2)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from app.engine.scheduler.why import PoolSnapshot, why_ready
+from app.engine.batches import frontend
+from app.engine.scheduler.why import PoolSnapshot, explain, why_ready
 from app.engine.workers.pools import PoolConfig
+from tests.engine_helpers import engine
+
+ROOT = Path(__file__).resolve().parents[1]
 
 POOL = PoolConfig(
     name="p", worker_cores_mcpu=2000, max_instances=2, max_live_instances=2, boot_time_s=30
@@ -52,3 +58,23 @@ POOL = PoolConfig(
 )
 def test_why_ready(cores: int, snap: PoolSnapshot, driver: bool, expected: str) -> None:
     assert expected in why_ready(cores, "ann", snap, driver=driver)
+
+
+async def test_a_cancelled_job_names_the_parent_that_failed(db_url: str) -> None:
+    text = (ROOT / "examples" / "failure.yaml").read_text()
+    async with engine(db_url, cores=1) as eng:
+        batch = await eng.submit(text)
+        await eng.wait(batch)
+        why = await explain(eng.db, batch, "after-flaky")
+    assert why == (
+        f"job after-flaky (2) of batch {batch} is Cancelled: it never ran because its parent "
+        "flaky failed (exit code 3)"
+    )
+
+
+async def test_a_job_of_a_cancelled_batch_says_the_batch_was_cancelled(db_url: str) -> None:
+    async with engine(db_url, cores=1, start=False) as eng:
+        batch = await eng.submit("version: 1\njobs: [{name: a, command: 'true'}]\n")
+        await frontend.cancel_batch(eng.db, batch)
+        why = await explain(eng.db, batch, "a")
+    assert why.endswith("is Cancelled: the batch was cancelled before it ran")

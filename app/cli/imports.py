@@ -27,10 +27,13 @@ def _import(args: argparse.Namespace) -> int:
     try:
         imported = import_file(args.file, script_timeout_s=args.timeout)
         text = imported.to_yaml(header=f"imported from {args.file} by labbatch import")
-        # what we write must read back as valid; a scatter's values file is the input's
-        spec = parse_dag_text(
-            text, source=output, base_dir=Path(args.file).parent, expand_scatter=False
-        )
+        # what we write must read back as valid (a draft: but for its missing commands);
+        # a scatter's values file is the input's
+        spec = imported.spec
+        if not imported.missing_commands:
+            spec = parse_dag_text(
+                text, source=output, base_dir=Path(args.file).parent, expand_scatter=False
+            )
     except DagFileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -46,6 +46,7 @@ COMMAND_MODULES = {
     "import": "imports",
     "files": "files",
     "get": "files",
+    "timeline": "timeline",
 }
 
 
@@ -99,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # `labbatch run SCRIPT.py [OPTIONS] [--] ARGS`: the script's own arguments
         args.script_args = [*args.script_args, *(extra[1:] if extra[0] == "--" else extra)]
     if args.command is None:
+        from app.views.display import display_problem  # before Qt, which would abort
+
+        if problem := display_problem():
+            print(f"labbatch: {problem}", file=sys.stderr)
+            return 2
         log_path = _setup_logging(False)
         from app.views.app import run_desktop
 

@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_price_parser(sub, common)
     add_import_parser(sub, common)
     add_files_parsers(sub, common)
+    add_timeline_parser(sub, common)
 
     p = sub.add_parser("list", parents=[common], help="list your batches")
     p.add_argument("--all", action="store_true", help="every user's batches")
@@ -227,9 +228,11 @@ def add_pool_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                 help="local pool, lab database: run every user's jobs while you drive it "
                 "(they run under your OS account); default: only yours",
             )
-    scale = actions.add_parser("scale", parents=[common], help="create or drain to N instances now")
+    scale = actions.add_parser(
+        "scale", parents=[common], help="hold a pool at N instances ('auto': release it)"
+    )
     scale.add_argument("name")
-    scale.add_argument("instances", type=int)
+    scale.add_argument("instances", type=scale_count, help="a number, or 'auto' to release it")
     offers = actions.add_parser(
         "offers", parents=[common], help="machine types (VM sizes) a cloud pool's zones offer"
     )
@@ -328,3 +331,32 @@ def add_files_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("batch", type=int)
     p.add_argument("output", metavar="JOB.OUTPUT", help="e.g. align.bam")
     p.add_argument("dest", nargs="?", help="a file or directory (default: here)")
+
+
+def scale_count(text: str) -> int | None:
+    """`pool scale`'s count: a number of instances, or 'auto' (None)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of instances, or 'auto'") from None
+
+
+def add_timeline_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `labbatch timeline` to the subcommands."""
+    p = sub.add_parser(
+        "timeline",
+        parents=[common],
+        help="write a batch's timeline (attempts by worker over time) as an HTML file",
+        description="Write a batch's timeline: each attempt a bar on its worker's row, "
+        "coloured by outcome, staging drawn apart from the run. The file is self-contained "
+        "(no network needed to open it) and zooms with its +/- buttons or Ctrl + wheel.",
+    )
+    p.add_argument("batch", type=int)
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE.html",
+        help="where to write it; '-' for stdout (default: batch-BATCH-timeline.html)",
+    )

@@ -134,11 +134,15 @@ async def cmd_pool(args: argparse.Namespace) -> int:
                 await _check_scratch(replace(stored, **changes))
             changed = await pools.set_pool(db, args.name, **changes)
             print(f"changed {_pool_line(changed, await pools.count_live(db, args.name))}")
+        elif action == "scale" and args.instances is None:
+            await pools.release_scale(db, args.name)
+            print(f"pool {args.name}: the autoscaler sizes it again", file=sys.stderr)
         elif action == "scale":
             await pools.scale_pool(db, args.name, args.instances)
             print(
-                f"pool {args.name}: scaling to {args.instances} instance(s) now "
-                "(the driver applies it within a second)",
+                f"pool {args.name}: held at {args.instances} instance(s) until "
+                f"`labbatch pool scale {args.name} auto` or new limits (idle workers retire "
+                "first; busy ones when their jobs end)",
                 file=sys.stderr,
             )
         elif action == "offers":
@@ -222,6 +226,8 @@ async def _show(db: Any, name: str, *, as_json: bool) -> None:
         print_json(body)
         return
     print(_pool_line(pool, n_live))
+    if pool.scale_target is not None:
+        print(f"  held at {pool.scale_target} instance(s) (`pool scale {name} auto` releases it)")
     print(
         f"  min {pool.min_instances}, max {pool.max_instances} "
         f"(live {pool.max_live_instances}, {pool.max_new_instances_per_loop} new per loop), "
@@ -291,4 +297,5 @@ def _pool_json(pool: pools.PoolConfig, n_live: int) -> dict[str, Any]:
         "scratch": pool.scratch,
         "retention_s": pool.retention_s,
         "live_instances": n_live,
+        "scale_target": pool.scale_target,
     }

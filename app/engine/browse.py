@@ -22,13 +22,9 @@ from app.engine.batches.frontend import (
     parse_job_state,
 )
 from app.engine.billing.costs import (
-    RefreshedPrices,
     costs_by,
-    pool_quantities,
-    pool_rates,
-    refreshed_prices,
+    running_usd_per_hour_by_instance,
 )
-from app.engine.billing.rates import hourly_cost_usd
 from app.engine.marker import bump_marker
 from app.engine.records import BatchInfo, JobInfo
 from app.engine.workers.pools import (
@@ -42,8 +38,6 @@ from app.engine.workers.pools import (
 from app.errors import NotFoundError, UserError
 from app.models.db import Database
 from app.models.tables import Batch, Instance, InstanceState, Job, JobLog, JobState
-
-SECONDS_PER_HOUR = Decimal(3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +72,8 @@ class InstanceRow:
 
     instance: InstanceInfo
     used_mcpu: int
-    cost_usd: Decimal
+    cost_usd: Decimal  # its attempts at their recorded rates, as `labbatch cost` counts
+    cost_usd_per_hour: Decimal = Decimal(0)  # of the attempts running on it now
 
     @property
     def free_mcpu(self) -> int:
@@ -199,45 +194,25 @@ async def pools_with_instances(db: Database) -> list[PoolRow]:
         ):
             used[name or ""] = int(mcpu)
         instances: dict[str, list[InstanceRow]] = defaultdict(list)
-        now = time.time()
-        refreshed = refreshed_prices(conn)
-        for row in conn.execute(
-            select(*Instance.__table__.c)
-            .where(Instance.state.in_(SHOWN_STATES))  # and VMs not deleted yet
-            .order_by(Instance.time_created)
-        ):
-            pool = pools.get(row.pool)
-            info = instance_info(row)
-            cost = (
-                instance_cost_usd(pool, info, now=now, refreshed=refreshed) if pool else Decimal(0)
+        rows = list(
+            conn.execute(
+                select(*Instance.__table__.c)
+                .where(Instance.state.in_(SHOWN_STATES))  # and VMs not deleted yet
+                .order_by(Instance.time_created)
             )
-            instances[row.pool].append(InstanceRow(info, used.get(row.name, 0), cost))
+        )
+        names = [row.name for row in rows]
+        costs = costs_by(conn, "instance", instance_names=names) if names else {}
+        rates = running_usd_per_hour_by_instance(conn, names) if names else {}
+        for row in rows:
+            cost, rate = costs.get(row.name, Decimal(0)), rates.get(row.name, Decimal(0))
+            info = instance_info(row)
+            instances[row.pool].append(InstanceRow(info, used.get(row.name, 0), cost, rate))
         return [PoolRow(pools[n], tuple(instances.get(n, ()))) for n in sorted(pools)]
 
     rows = await db.read(read)
     failures = await last_start_failures(db)
     return [replace(row, last_failure=failures.get(row.pool.name)) for row in rows]
-
-
-def instance_cost_usd(
-    pool: PoolConfig,
-    instance: InstanceInfo,
-    *,
-    now: float,
-    refreshed: RefreshedPrices | None = None,
-) -> Decimal:
-    """What a worker has cost since it started: its cores at the pool's rates, for its uptime."""
-    start = instance.time_activated or instance.time_created
-    hours = Decimal(str(max(0.0, now - start))) / SECONDS_PER_HOUR
-    whole_worker = pool_quantities(
-        pool,
-        cores_mcpu=instance.cores_mcpu,
-        memory_bytes=0,
-        storage_bytes=0,
-        preemptible=pool.preemptible,
-    )
-    per_hour = hourly_cost_usd(whole_worker, pool_rates(pool, refreshed))
-    return (per_hour * hours).quantize(Decimal("1e-6"))
 
 
 async def get_batch_row(db: Database, batch_id: int) -> BatchRow:

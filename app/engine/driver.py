@@ -46,7 +46,7 @@ from app.engine.workers.instances import (
     requeue_attempts,
     set_instance_state,
 )
-from app.engine.workers.pools import PoolConfig, read_pools, take_scale_targets
+from app.engine.workers.pools import PoolConfig, read_pools
 from app.models.bulk import bulk_insert
 from app.models.db import JOB_PRIVATE_POOL, Database
 from app.models.db import data_dir as default_data_dir
@@ -512,9 +512,6 @@ class Driver:
         self._marker = marker
         self._demand_stale = True  # another process submitted or cancelled
         await self._load_pools()
-        targets = await self.db.run(take_scale_targets)
-        if targets:
-            self.fleet.request_scale(targets)
         self.notify_changed()
 
     async def _renew_lease(self) -> None:

@@ -38,11 +38,22 @@ from app.engine.records import BatchInfo, JobDetail, JobInfo
 from app.engine.runtime import LocalRuntime
 from app.engine.scheduler.why import explain
 from app.engine.tasks import TaskManager
+from app.engine.timeline import (
+    OUTCOME_COLORS,
+    STAGING_COLOR,
+    AttemptBar,
+    Outcome,
+    Timeline,
+    load_timeline,
+    tick_offsets_s,
+)
+from app.engine.timeline_html import OUTCOME_LABELS, bar_tip, render_html
 from app.engine.workers import pools
 from app.engine.workers.pools import (
     CLOUD_BOOT_TIME_S,
     DEFAULT_POOL,
     MACHINE_TYPE_KEY,
+    PRIVATE_POOL,
     InstanceInfo,
     PoolConfig,
     machine_type_cores,
@@ -225,6 +236,10 @@ class EngineService:
     async def job_detail(self, batch_id: int, job_id: int) -> JobDetail:
         return await frontend.job_detail(self.db, batch_id, job_id)
 
+    async def timeline(self, batch_id: int) -> Timeline:
+        """A batch's attempts by worker over time (as `labbatch timeline`)."""
+        return await load_timeline(self.db, batch_id)
+
     async def why(self, batch_id: int, job_id: int) -> str:
         return await explain(self.db, batch_id, job_id)
 
@@ -310,6 +325,12 @@ class EngineService:
         self._poke()
         return pool
 
+    async def release_scale(self, name: str) -> PoolConfig:
+        """Let the autoscaler size the pool again (as `labbatch pool scale NAME auto`)."""
+        pool = await pools.release_scale(self.db, name)
+        self._poke()
+        return pool
+
     async def add_workers(self, name: str, delta: int) -> PoolConfig:
         """One click on + or -: scale to the live workers plus ``delta``."""
         live = await pools.count_live(self.db, name)
@@ -325,8 +346,9 @@ class EngineService:
 
         Raise the pool's max live instances again to resume.
         """
-        await pools.set_pool(self.db, name, min_instances=0, max_live_instances=0)
-        return await self.scale_pool(name, 0)
+        pool = await pools.set_pool(self.db, name, min_instances=0, max_live_instances=0)
+        self._poke()
+        return pool
 
     async def default_pool(self) -> PoolConfig:
         return await pools.get_pool(self.db, DEFAULT_POOL)
@@ -370,6 +392,11 @@ __all__ = [
     "CLOUD_BOOT_TIME_S",
     "DEFAULT_POOL",
     "MACHINE_TYPE_KEY",
+    "OUTCOME_COLORS",
+    "OUTCOME_LABELS",
+    "PRIVATE_POOL",
+    "STAGING_COLOR",
+    "AttemptBar",
     "BatchFilter",
     "BatchInfo",
     "BatchRow",
@@ -382,9 +409,14 @@ __all__ = [
     "JobRow",
     "LogChunk",
     "MetricsSample",
+    "Outcome",
     "PoolConfig",
     "PoolRow",
+    "Timeline",
+    "bar_tip",
     "format_estimate",
     "format_usd",
     "machine_type_cores",
+    "render_html",
+    "tick_offsets_s",
 ]

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QProgressBar,
+    QPushButton,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -21,9 +22,11 @@ from PySide6.QtWidgets import (
 from app.engine.events import BatchChanged, JobsChanged
 from app.engine.service import BatchRow
 from app.views import style
+from app.views.batches_model import n_ran, progress_text
 from app.views.bridge import EngineBridge
 from app.views.job_detail import JobDetailPanel
 from app.views.jobs_model import COL_NAME, COLUMNS, JobTableModel
+from app.views.timeline import TimelineWindow
 
 REFRESH_DELAY_MS = 500  # bursts of events coalesce into one refresh: at most 2 a second
 POLL_EVERY_MS = 2000  # while the batch runs, for changes made by other processes
@@ -51,6 +54,11 @@ class BatchPanel(QWidget):
         self.state_filter.addItems([ALL_STATES, *style.JOB_STATES])
         self.state_filter.setToolTip("Show only the jobs in this state")
         self.state_filter.currentIndexChanged.connect(self._on_filter_changed)
+        self.timeline_button = QPushButton("Timeline")
+        self.timeline_button.setToolTip("Each attempt on its worker over time, live")
+        self.timeline_button.setEnabled(False)
+        self.timeline_button.clicked.connect(self.open_timeline)
+        self.timelines: list[TimelineWindow] = []
 
         self.model = JobTableModel(bridge, self)
         self.table = QTableView()
@@ -63,6 +71,7 @@ class BatchPanel(QWidget):
         top.addWidget(self.progress)
         top.addWidget(QLabel("Jobs:"))
         top.addWidget(self.state_filter)
+        top.addWidget(self.timeline_button)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.detail)
@@ -77,6 +86,9 @@ class BatchPanel(QWidget):
         self._pending_select: int | None = None
         self.model.rowsInserted.connect(self._place_pending)
         self.model.dataChanged.connect(self._place_pending)
+        self._current_pending: int | None = None  # a current row whose page is loading
+        self.model.dataChanged.connect(self._place_current)
+        self.model.rowsInserted.connect(self._place_current)
         self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_DELAY_MS)
         self._refresh_timer.timeout.connect(self.refresh)
         self._poll_timer = QTimer(self, interval=POLL_EVERY_MS)
@@ -121,6 +133,7 @@ class BatchPanel(QWidget):
         self.model.set_batch(batch_id)
         self._fetch_header()
         self._poll_timer.start()
+        self.timeline_button.setEnabled(True)
 
     def clear(self) -> None:
         """Show no batch (the one shown was deleted)."""
@@ -132,6 +145,18 @@ class BatchPanel(QWidget):
         self.detail.clear()
         self._pending_select = None
         self.model.set_batch(None)
+        self.timeline_button.setEnabled(False)
+
+    def open_timeline(self) -> TimelineWindow | None:
+        """Open the shown batch's timeline in a window of its own."""
+        if self.batch_id is None:
+            return None
+        window = TimelineWindow(self.bridge, self.batch_id)
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.timelines.append(window)
+        window.destroyed.connect(lambda: self.timelines.remove(window))
+        window.show()
+        return window
 
     def select_job(self, job_id: int) -> None:
         """Show a job's detail and select its row when the table can place it."""
@@ -208,13 +233,14 @@ class BatchPanel(QWidget):
         self.header.setText(
             f"<b>Batch {b.id} — {name}</b> · {b.user} · "
             f"<span style='color:{color}'><b>{b.state}</b></span> · "
-            f"{b.n_completed}/{b.n_jobs} done · "
+            f"{n_ran(b)}/{b.n_jobs} done · "
             + (failed if b.n_failed else "0 failed")
+            + (f" · {b.n_cancelled} cancelled" if b.n_cancelled else "")
             + f" · {style.duration(b.duration_s)} · {style.usd(row.cost_usd)}"
         )
         self.progress.setRange(0, max(1, b.n_jobs))
-        self.progress.setValue(b.n_completed)
-        self.progress.setFormat(f"{b.n_completed}/{b.n_jobs}")
+        self.progress.setValue(n_ran(b))
+        self.progress.setFormat(progress_text(b))
         if b.complete:
             self._poll_timer.stop()
         elif not self._poll_timer.isActive():
@@ -252,10 +278,30 @@ class BatchPanel(QWidget):
         if not current.isValid() or self.batch_id is None:
             return
         row = self.model.job_at(current.row())
-        if row is None:  # its page is not loaded yet; select_job already showed the job
+        if row is not None:
+            self._show_detail(row.job.job_id)
+        elif self.model.state is None:  # unfiltered, a batch's job ids run 1..n as shown
+            self._show_detail(current.row() + 1)
+        else:  # its page is loading (Ctrl+End, a jump): show it when it arrives
+            self._current_pending = current.row()
+
+    def _show_detail(self, job_id: int) -> None:
+        self._current_pending = None
+        if self.detail.job_id != job_id and self.batch_id is not None:
+            self.detail.show_job(self.batch_id, job_id)
+        self.job_selected.emit(job_id)
+
+    def _place_current(self, *_: object) -> None:
+        """The current row's page arrived: show its job."""
+        if self._current_pending is None:
             return
-        self.detail.show_job(self.batch_id, row.job.job_id)
-        self.job_selected.emit(row.job.job_id)
+        current = self.table.currentIndex()
+        if not current.isValid() or current.row() != self._current_pending:
+            self._current_pending = None
+            return
+        row = self.model.job_at(current.row())
+        if row is not None:
+            self._show_detail(row.job.job_id)
 
     def _connect_bridge(self, connect: bool) -> None:
         if connect == self._connected:

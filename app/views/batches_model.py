@@ -42,14 +42,20 @@ COLUMNS = ("ID", "Name", "User", "State", "Progress", "Duration", "Cost", "Creat
 _RIGHT = (COL_ID, COL_DURATION, COL_COST)
 BATCH_ID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2  # (n_completed, n_jobs, state)
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2  # (n_ran, n_jobs, state, text)
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
+def n_ran(batch: BatchInfo) -> int:
+    """Jobs that ran to an end: the completed ones, less those a cancel ended (never ran)."""
+    return max(0, batch.n_completed - batch.n_cancelled)
+
+
 def progress_text(batch: BatchInfo) -> str:
-    """'37/100': completed jobs of all jobs."""
-    return f"{batch.n_completed}/{batch.n_jobs}"
+    """'37/100' (jobs that ran of all jobs), and how many a cancel ended, if any."""
+    text = f"{n_ran(batch)}/{batch.n_jobs}"
+    return text + (f" · {batch.n_cancelled} cancelled" if batch.n_cancelled else "")
 
 
 def progress_tip(batch: BatchInfo) -> str:
@@ -143,7 +149,7 @@ class BatchTableModel(QAbstractTableModel):
         if role == BATCH_ID_ROLE:
             return row.batch.id
         if role == PROGRESS_ROLE:
-            return (row.batch.n_completed, row.batch.n_jobs, row.batch.state)
+            return (n_ran(row.batch), row.batch.n_jobs, row.batch.state, progress_text(row.batch))
         if role == Qt.ItemDataRole.ToolTipRole:
             return _tooltip(row.batch, column)
         if column == COL_STATE and role == Qt.ItemDataRole.BackgroundRole:
@@ -199,7 +205,7 @@ class ProgressDelegate(QStyledItemDelegate):
         if not progress:
             super().paint(painter, option, index)
             return
-        n_completed, n_jobs, state = progress
+        n_completed, n_jobs, state, text = progress
         widget = option.widget  # type: ignore[attr-defined]
         qstyle = widget.style() if widget is not None else QApplication.style()
         # the cell's own background (selection, alternating rows) first
@@ -214,7 +220,7 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.minimum = 0
         bar.maximum = max(1, n_jobs)
         bar.progress = min(n_completed, bar.maximum) if n_jobs else bar.maximum
-        bar.text = f"{n_completed}/{n_jobs}"
+        bar.text = text
         bar.textVisible = True
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
         palette = QPalette(option.palette)  # type: ignore[attr-defined]

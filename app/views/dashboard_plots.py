@@ -240,12 +240,24 @@ class TimePlot(pg.PlotWidget):
         x = store.times
         zeros = np.zeros(len(x))
         stacked = zeros
+        highest = 0.0
         for name, item in self.items.items():  # in creation order, which is the stacking order
             y = store.column(name) if name in store.keys else zeros
             if self._keys[name].style == "stacked":
                 stacked = stacked + y
                 y = stacked
             item.setData(x, y)
+            highest = max(highest, float(np.max(y)) if len(y) else 0.0)
+        self._fit_y(highest)
+
+    def _fit_y(self, highest: float) -> None:
+        """Nothing above zero (no spend yet, nothing running): 0 … 1, not pyqtgraph's
+        ±hundreds around a flat line; else follow the data."""
+        item = self.getPlotItem()
+        if highest <= 0:
+            item.setYRange(0, 1, padding=0)  # turns the y auto-range off
+        elif not item.getViewBox().autoRangeEnabled()[1]:
+            item.enableAutoRange(y=True)
 
     def series(self) -> dict[str, tuple[list[float], list[float]]]:
         """What each curve holds: (times, values); a stacked band's own height, not its top."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import shiboken6
 from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
@@ -180,11 +181,18 @@ class MainWindow(QMainWindow):
 
     def import_into_canvas(self, path: str) -> None:
         """Import a script or graph off the event loop, then draw it in a new canvas."""
-        self.status.showMessage(f"Importing {path}…")
-        self.bridge.call(
+        message = f"Importing {path}…"
+        self.status.showMessage(message)
+
+        def ended(_task: object) -> None:  # done, refused or failed: the message goes
+            if shiboken6.isValid(self.status) and self.status.currentMessage() == message:
+                self.status.clearMessage()
+
+        task = self.bridge.call(
             self.bridge.service.import_dag(path),
             lambda imported: self.new_canvas().load_data(imported.data, source=imported.source),
         )
+        task.add_done_callback(ended)
 
     def open_batch(self, batch_id: int) -> None:
         self.tabs.setCurrentIndex(TAB_BATCHES)

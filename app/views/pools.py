@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -18,14 +19,12 @@ import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -33,17 +32,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.service import DEFAULT_POOL, InstanceInfo, InstanceRow, PoolConfig, PoolRow
+from app.engine.service import (
+    DEFAULT_POOL,
+    PRIVATE_POOL,
+    InstanceInfo,
+    InstanceRow,
+    PoolConfig,
+    PoolRow,
+)
 from app.views import style
 from app.views.bridge import EngineBridge
 from app.views.live_panel import LivePanel
-from app.views.pool_dialog import (
-    ERROR_COLOR,
-    NewPoolDialog,
-    cloud_summary,
-    cores_box,
-    price_box,
-)
+from app.views.pool_dialog import ERROR_COLOR, NewPoolDialog, cloud_summary
+from app.views.pool_limits import LimitsForm, count_box
 
 POOL_COLUMNS = ("Name", "Cloud", "Workers", "Cores")
 INSTANCE_COLUMNS = (
@@ -61,7 +62,11 @@ STATE_COLUMN, UPTIME_COLUMN, COST_COLUMN = 1, 5, 6
 POLL_EVERY_MS = 2000  # changes made by other processes
 THROTTLE_MS = 500  # at most two refreshes a second on bursts of signals
 TICK_EVERY_MS = 1000  # uptime and cost
-MAX_COUNT = 10_000
+SECONDS_PER_HOUR = Decimal(3600)
+JOB_PRIVATE_NOTE = (
+    "Workers of their own, one per job, for jobs that name a machine type (`machine_type:` "
+    "in the DAG); each retires when its job ends."
+)
 DRAIN_TEXT = (
     "Drain pool {name}?\n\n"
     "No new workers will start. Live workers retire when their jobs end (idle ones at once).\n"
@@ -82,12 +87,9 @@ def _ask_confirm(parent: QWidget, title: str, text: str) -> bool:
 
 
 def _cost_now(row: InstanceRow, fetched_at: float, now: float) -> Decimal:
-    """The cost read at ``fetched_at``, carried forward at the same rate until ``now``."""
-    start = row.instance.time_activated or row.instance.time_created
-    elapsed = fetched_at - start
-    if elapsed <= 0 or not row.cost_usd:
-        return row.cost_usd
-    return row.cost_usd * Decimal(str(max(0.0, now - start))) / Decimal(str(elapsed))
+    """The cost read at ``fetched_at``, plus its running attempts' hourly rate since then."""
+    hours = Decimal(str(max(0.0, now - fetched_at))) / SECONDS_PER_HOUR
+    return row.cost_usd + row.cost_usd_per_hour * hours
 
 
 def _instance_problem(info: InstanceInfo) -> str | None:
@@ -144,16 +146,24 @@ class PoolsPanel(LivePanel):
         self.pool_list = _table(POOL_COLUMNS)
         self.instances = _table(INSTANCE_COLUMNS)
         self.title = QLabel()
-        self.min_instances = self._count_box("Workers kept running even when idle")
-        self.max_instances = self._count_box("Most workers the pool may ever have")
-        self.max_live_instances = self._count_box("Most workers running at once")
-        self.worker_cores = cores_box("Cores of each new worker")
-        self.price = price_box()
-        self.apply_button = QPushButton("Apply")
+        self.limits = LimitsForm()
+        self.min_instances = self.limits.min_instances
+        self.max_instances = self.limits.max_instances
+        self.max_live_instances = self.limits.max_live_instances
+        self.worker_cores = self.limits.worker_cores
+        self.price = self.limits.price
+        self.apply_button = self.limits.apply_button
         self.add_button = QPushButton("+ worker")
         self.remove_button = QPushButton("− worker")
-        self.scale_to = self._count_box("How many workers to scale to")
+        self.scale_to = count_box("How many workers to scale to")
         self.scale_button = QPushButton("Scale to N")
+        self.scale_button.setToolTip(
+            "Hold the pool at N workers: the autoscaler adds none and idle workers stay, "
+            "until you release it or change the limits. Scaling down retires idle workers; "
+            "busy ones retire when their jobs end."
+        )
+        self.release_button = QPushButton("Release")
+        self.release_button.setToolTip("Let the autoscaler size the pool again")
         self.drain_button = QPushButton("Drain…")
         self.new_pool_button = QPushButton("New pool…")
         self.new_pool_button.setToolTip("Create a local, Compute Engine or Azure pool")
@@ -168,7 +178,6 @@ class PoolsPanel(LivePanel):
         self._rows: dict[str, PoolRow] = {}
         self._fetched_at = 0.0
         self._selected: str | None = None
-        self._editors_for: str | None = None  # the pool the editors were filled from
         self._load_task: Any = None
         self._again = False
         self._busy = False
@@ -188,6 +197,7 @@ class PoolsPanel(LivePanel):
         self.add_button.clicked.connect(lambda: self._scale_by(+1))
         self.remove_button.clicked.connect(lambda: self._scale_by(-1))
         self.scale_button.clicked.connect(self._on_scale)
+        self.release_button.clicked.connect(self._on_release)
         self.drain_button.clicked.connect(self._on_drain)
         self.new_pool_button.clicked.connect(self.open_new_pool_dialog)
         self.scale_to.valueChanged.connect(self._on_scale_to_changed)
@@ -234,21 +244,7 @@ class PoolsPanel(LivePanel):
 
     # -- building ---------------------------------------------------------------------------------
 
-    def _count_box(self, tip: str) -> QSpinBox:
-        box = QSpinBox()
-        box.setRange(0, MAX_COUNT)
-        box.setToolTip(tip)
-        return box
-
     def _build(self) -> None:
-        limits = QGroupBox("Limits")
-        form = QFormLayout(limits)
-        form.addRow("Min instances:", self.min_instances)
-        form.addRow("Max instances:", self.max_instances)
-        form.addRow("Max live instances:", self.max_live_instances)
-        form.addRow("Worker cores:", self.worker_cores)
-        form.addRow("Price per core-hour:", self.price)
-        form.addRow("", self.apply_button)
         QVBoxLayout(self.cloud_box).addWidget(self.cloud_summary)
         self.cloud_box.hide()
 
@@ -256,6 +252,7 @@ class PoolsPanel(LivePanel):
         for widget in (self.add_button, self.remove_button, QLabel("Workers:"), self.scale_to):
             scaling.addWidget(widget)
         scaling.addWidget(self.scale_button)
+        scaling.addWidget(self.release_button)
         scaling.addStretch(1)
         scaling.addWidget(self.drain_button)
 
@@ -264,7 +261,7 @@ class PoolsPanel(LivePanel):
         column.addWidget(self.title)
         column.addWidget(self.instances, 1)
         column.addWidget(self.cloud_box)
-        column.addWidget(limits)
+        column.addWidget(self.limits)
         column.addLayout(scaling)
         column.addWidget(self.message)
 
@@ -321,10 +318,15 @@ class PoolsPanel(LivePanel):
                 pool = row.pool
                 used = sum(i.used_mcpu for i in row.instances)
                 total = sum(i.instance.cores_mcpu for i in row.instances)
-                _set_cell(self.pool_list, r, 0, pool.name)
-                _set_cell(self.pool_list, r, 1, pool.cloud)
-                _set_cell(self.pool_list, r, 2, f"{row.n_live} / {pool.max_live_instances}")
-                _set_cell(self.pool_list, r, 3, f"{style.cores(used)} / {style.cores(total)}")
+                cells = (
+                    pool.name,
+                    pool.cloud,
+                    f"{row.n_live} / {pool.max_live_instances}",
+                    f"{style.cores(used)} / {style.cores(total)}",
+                )
+                note = JOB_PRIVATE_NOTE if pool.name == PRIVATE_POOL else ""
+                for c, text in enumerate(cells):
+                    _set_cell(self.pool_list, r, c, text).setToolTip(note)
                 if pool.name == self._selected:
                     self.pool_list.selectRow(r)
         finally:
@@ -349,12 +351,11 @@ class PoolsPanel(LivePanel):
         self._show_cloud(row)
         if row is not None:
             pool = row.pool
-            self.title.setText(
-                f"Pool {pool.name} ({pool.cloud}): {row.n_live} live of at most "
-                f"{pool.max_live_instances} at once, {pool.max_instances} in all"
-            )
-            if self._editors_for != pool.name:
+            self.title.setText(_title(row))
+            if self.limits.pool_name != pool.name:
                 self._fill_editors(pool, row.n_live)
+            else:
+                self.limits.follow(pool)
         else:
             self.title.setText("No pool")
         self._show_message()
@@ -406,29 +407,12 @@ class PoolsPanel(LivePanel):
 
     def _fill_editors(self, pool: PoolConfig, n_live: int) -> None:
         """Push a pool's stored settings into the editors (never while the user edits them)."""
-        editors: tuple[QWidget, ...] = (
-            self.min_instances,
-            self.max_instances,
-            self.max_live_instances,
-            self.worker_cores,
-            self.price,
-            self.scale_to,
-        )
-        for editor in editors:
-            editor.blockSignals(True)
-        try:
-            self.min_instances.setValue(pool.min_instances)
-            self.max_instances.setValue(pool.max_instances)
-            self.max_live_instances.setValue(pool.max_live_instances)
-            self.worker_cores.setValue(pool.worker_cores_mcpu / 1000)
-            self.price.setValue(float(pool.price_per_core_hour_usd or 0))
-            self.price.setEnabled(pool.cloud == "local")
-            self.scale_to.setValue(n_live)
-        finally:
-            for editor in editors:
-                editor.blockSignals(False)
-        self._editors_for = pool.name
-        self._on_scale_to_changed(n_live)
+        if self.limits.pool_name != pool.name:  # a refill after Apply keeps the user's N
+            self.scale_to.blockSignals(True)
+            self.scale_to.setValue(n_live if pool.scale_target is None else pool.scale_target)
+            self.scale_to.blockSignals(False)
+        self.limits.fill(pool)
+        self._on_scale_to_changed(self.scale_to.value())
 
     # -- actions ----------------------------------------------------------------------------------
 
@@ -447,8 +431,28 @@ class PoolsPanel(LivePanel):
         if name is None:
             return
         n = self.scale_to.value()
-        text = f"Scaling {name} to {n} worker{'' if n == 1 else 's'}…"
+        pool = self._rows[name].pool if name in self._rows else None
+        if pool is not None and n > pool.max_live_instances:
+            drained = " (the pool was drained)" if pool.max_live_instances == 0 else ""
+            self._action_text = (
+                f"Max live instances is {pool.max_live_instances}{drained}: raise it to at "
+                f"least {n} in the Limits form above and press Apply, then Scale to {n}."
+            )
+            self._action_error = True
+            self._show_message()
+            return
+        workers = f"{n} worker{'' if n == 1 else 's'}"
+        text = (
+            f"{name} is held at {workers} until you release it or change the limits "
+            "(idle workers retire first, busy ones when their jobs end)."
+        )
         self._run(self.bridge.service.scale_pool(name, n), text)
+
+    def _on_release(self) -> None:
+        name = self._selected
+        if name is not None:
+            text = f"The autoscaler sizes {name} again."
+            self._run(self.bridge.service.release_scale(name), text)
 
     def _on_drain(self) -> None:
         name = self._selected
@@ -469,15 +473,12 @@ class PoolsPanel(LivePanel):
         row = self._rows.get(name or "")
         if name is None or row is None:
             return
-        changes: dict[str, Any] = {
-            "min_instances": self.min_instances.value(),
-            "max_instances": self.max_instances.value(),
-            "max_live_instances": self.max_live_instances.value(),
-            "worker_cores_mcpu": round(self.worker_cores.value() * 1000),
-        }
-        if row.pool.cloud == "local":  # cloud pools are priced by their cloud's rates
-            price = round(self.price.value(), 4)
-            changes["price_per_core_hour_usd"] = Decimal(str(price)) if price > 0 else None
+        # only what the user changed: a setting changed elsewhere meanwhile stays as it is
+        changes = self.limits.changes(row.pool)
+        if not changes:
+            self._action_text, self._action_error = "Nothing to apply: no field changed.", False
+            self._show_message()
+            return
         text = f"Saved the settings of {name}."
         self._run(self.bridge.service.set_pool(name, **changes), text, refill=True)
 
@@ -492,6 +493,9 @@ class PoolsPanel(LivePanel):
 
         def done(pool: PoolConfig) -> None:
             self._action_text, self._action_error = done_text, False
+            if pool.name in self._rows:  # the stored settings now, before the next refresh
+                self._rows[pool.name] = replace(self._rows[pool.name], pool=pool)
+                self._show_selected()
             if refill and pool.name == self._selected:
                 n_live = self._rows[pool.name].n_live if pool.name in self._rows else 0
                 self._fill_editors(pool, n_live)
@@ -529,3 +533,21 @@ class PoolsPanel(LivePanel):
         buttons = (self.add_button, self.remove_button, self.scale_button, self.drain_button)
         for button in (self.apply_button, *buttons):
             button.setEnabled(enabled)
+        row = self._rows.get(self._selected or "")
+        self.release_button.setEnabled(
+            enabled and row is not None and row.pool.scale_target is not None
+        )
+
+
+def _title(row: PoolRow) -> str:
+    """The pool's name, its live workers and limits, and the user's scale target if held."""
+    pool = row.pool
+    text = (
+        f"Pool {pool.name} ({pool.cloud}): {row.n_live} live of at most "
+        f"{pool.max_live_instances} at once, {pool.max_instances} in all"
+    )
+    if pool.scale_target is not None:
+        text += f"; held at {pool.scale_target} by Scale to N (Release lets the autoscaler decide)"
+    if pool.name == PRIVATE_POOL:
+        text += f"\n{JOB_PRIVATE_NOTE}"
+    return text

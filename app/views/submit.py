@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -65,8 +65,8 @@ class SubmitDialog(QDialog):
         cost = style.usd(low) if low == high else f"{style.usd(low)} – {style.usd(high)}"
         self.cost = QLabel(f"Expected cost: <b>{cost}</b>")
         self.details = QLabel("\n\n".join(format_estimate(e) for e in forecast.estimates))
-        self.details.setWordWrap(True)
-        self.details.setEnabled(False)
+        self.details.setWordWrap(True)  # the window's own text colour: readable in any palette
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.submit_button = QPushButton("Submit")
         self.submit_button.setDefault(True)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import shiboken6
 from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
 
 from app.engine.service import EngineService
 from app.models.spec import BatchSpec, JobSpec, parse_dag_text
@@ -249,3 +250,41 @@ async def test_a_large_batch_loads_only_the_pages_shown(
 
     await service.cancel_batch(batch_id)
     await until(lambda: cell(model, n - 1, COL_STATE) == "Cancelled", what="the cancel")
+
+
+async def test_a_cancelled_batch_whose_jobs_never_ran_does_not_read_done(
+    bridge: EngineBridge, panel: BatchPanel
+) -> None:
+    service = bridge.service
+    batch_id = await service.submit(big_spec(50))
+    await service.cancel_batch(batch_id)
+    await finished(service, batch_id)
+    panel.show_batch(batch_id)
+    await until(lambda: "cancelled" in panel.header.text(), what="the header")
+    header = panel.header.text()
+    assert "50/50 done" not in header and "50 cancelled" in header
+    assert panel.progress.value() < 50 and "cancelled" in panel.progress.format()
+
+
+async def test_ctrl_end_shows_the_last_job_in_detail(
+    bridge: EngineBridge, panel: BatchPanel
+) -> None:
+    n = 2_000
+    service = bridge.service
+    batch_id = await service.submit(big_spec(n))
+    panel.show_batch(batch_id)
+    model = panel.model
+    await until(lambda: cell(model, 0, COL_NAME) == "gate", what="the first page")
+    panel.table.setFocus()
+    panel.table.selectRow(0)
+    assert panel.detail.job_id == 1
+    QTest.keyClick(panel.table, Qt.Key.Key_End, Qt.KeyboardModifier.ControlModifier)
+    assert panel.table.currentIndex().row() == n - 1
+    await until(lambda: panel.detail.job_id == n, what="the last job's detail")
+
+    panel.state_filter.setCurrentText("Pending")  # filtered: job ids no longer follow rows
+    await until(lambda: model.rowCount() == n - 1 and not model.busy, what="the pending jobs")
+    panel.table.selectRow(0)
+    QTest.keyClick(panel.table, Qt.Key.Key_End, Qt.KeyboardModifier.ControlModifier)
+    await until(lambda: panel.detail.job_id == n, what="the last pending job's detail")
+    await service.cancel_batch(batch_id)

@@ -240,7 +240,9 @@ async def test_importing_a_script_or_graph_draws_it_in_a_canvas(
     source = Path(__file__).parents[1] / "data" / name
     expected = await window.bridge.service.import_dag(source)
     window.import_into_canvas(str(source))
+    assert window.status.currentMessage().startswith("Importing")
     await until(lambda: window.canvases, timeout_s=30, what="the canvas window")
+    await until(lambda: not window.status.currentMessage(), what="'Importing…' to clear")
     canvas = window.canvases[0]
     drawn = {canvas.document.name(n) for n in canvas.document.node_ids}
     assert drawn == {job["name"] for job in expected.data["jobs"]}

@@ -119,14 +119,15 @@ async def test_scale_to_n_and_a_refusal_beyond_the_limit(lb_home: Path) -> None:
         panel.scale_to.setValue(5)
         await click(panel.scale_button)
         await until(lambda: panel.message_is_error, what="the refusal")
-        assert "max live instances" in panel.message.text() and "not 5" in panel.message.text()
+        assert "Max live instances is 3" in panel.message.text()
+        assert "Limits form above" in panel.message.text()
         assert ERROR_COLOR in panel.message.styleSheet()
         assert (await local(service)).n_live == 1
 
         panel.scale_to.setValue(3)
         assert panel.scale_button.text() == "Scale to 3"
         await click(panel.scale_button)
-        await until(lambda: panel.message.text() == "Scaling local to 3 workers…", what="the ack")
+        await until(lambda: panel.message.text().startswith("local is held at 3"), what="the ack")
         assert not panel.message_is_error and ERROR_COLOR not in panel.message.styleSheet()
         await until(lambda: states(panel) == ["active"] * 3, what="three active workers")
         assert pool_cell(panel, "local", 2) == "3 / 3"
@@ -231,3 +232,64 @@ async def test_a_vm_not_deleted_yet_shows_with_its_age_and_why(lb_home: Path) ->
         assert "local-stuck (made 2m" in text and "retired: idle for 300s" in text, text
         assert "not deleted yet: Compute Engine is busy" in text, text
         assert pool_cell(panel, "local", 2) == "1 / 3", "a VM being deleted is not live"
+
+
+async def test_the_limits_form_follows_changes_made_elsewhere_and_apply_keeps_them(
+    lb_home: Path,
+) -> None:
+    async with open_panel() as (panel, service):
+        await until(lambda: panel.selected_pool == "local", what="the pools")
+        assert panel.price.value() == 0
+        await service.set_pool("local", price_per_core_hour_usd=Decimal(5))  # `pool set --price 5`
+        await until(lambda: panel.price.value() == 5, what="the form to show the new price")
+
+        panel.max_instances.setValue(4)  # the user edits Max only; meanwhile, elsewhere:
+        await service.set_pool("local", price_per_core_hour_usd=Decimal(7), min_instances=0)
+        await click(panel.apply_button)
+        await until(lambda: panel.message.text() == "Saved the settings of local.", what="the ack")
+        pool = (await local(service)).pool
+        assert pool.max_instances == 4
+        assert pool.price_per_core_hour_usd == Decimal(7) and pool.min_instances == 0
+        await until(lambda: panel.price.value() == 7, what="the form to show the new price")
+
+
+async def test_scale_to_n_is_held_shown_and_released_and_after_drain_points_to_the_form(
+    lb_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_panel() as (panel, service):
+        await until(lambda: states(panel) == ["active"], what="the standing worker")
+        assert not panel.release_button.isEnabled()
+        panel.scale_to.setValue(2)
+        await click(panel.scale_button)
+        await until(lambda: "held at 2" in panel.title.text(), what="the held target")
+        assert not panel.message.text().endswith("…")  # a finished sentence, not "Scaling…"
+        await until(lambda: states(panel) == ["active"] * 2, what="two workers")
+        await click(panel.release_button)
+        await until(lambda: "held at" not in panel.title.text(), what="the release")
+        assert (await local(service)).pool.scale_target is None
+
+        monkeypatch.setattr(QMessageBox, "question", lambda *_args: QMessageBox.StandardButton.Yes)
+        await click(panel.drain_button)
+        await until(lambda: states(panel) == [], what="the workers to retire")
+        panel.scale_to.setValue(3)
+        await click(panel.scale_button)
+        assert panel.message_is_error
+        assert "Limits form above" in panel.message.text() and "drained" in panel.message.text()
+        panel.max_live_instances.setValue(3)
+        await click(panel.apply_button)
+        await until(lambda: panel.message.text().startswith("Saved"), what="the new limit")
+        await click(panel.scale_button)
+        await until(lambda: states(panel) == ["active"] * 3, what="three workers after drain")
+
+
+async def test_the_job_private_pool_says_what_it_is(lb_home: Path) -> None:
+    async with open_panel() as (panel, _service):
+        await until(lambda: panel.selected_pool == "local", what="the pools")
+        panel.select_pool("job-private")
+        assert "name a machine type" in panel.title.text()
+        row = next(
+            r
+            for r in range(panel.pool_list.rowCount())
+            if panel.pool_list.item(r, 0).text() == "job-private"
+        )
+        assert "one per job" in panel.pool_list.item(row, 0).toolTip()

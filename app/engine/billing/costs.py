@@ -225,16 +225,20 @@ def costs_by(
     billing_project: str | None = None,
     batch_ids: Collection[int] | None = None,
     job_ids: tuple[int, int] | None = None,
+    instance_names: Collection[str] | None = None,
 ) -> dict[Any, Decimal]:
-    """Cost so far grouped by "batch", "job" (of one batch), "user" or "billing_project".
+    """Cost so far grouped by "batch", "job" (of one batch), "user", "billing_project" or
+    "instance" (the worker the attempts ran on).
 
-    ``batch_ids`` limits it to some batches; ``job_ids`` (first, last) to a range of job ids.
+    ``batch_ids`` limits it to some batches; ``job_ids`` (first, last) to a range of job ids;
+    ``instance_names`` to attempts on some workers.
     """
     column = {
         "batch": Batch.id,
         "job": AttemptResource.job_id,
         "user": Batch.user,
         "billing_project": Batch.billing_project,
+        "instance": Attempt.instance_name,
     }[key]
     query = _joined(select(column, _cost_usd_expr(time.time()))).group_by(column)
     if batch_id is not None:
@@ -245,7 +249,23 @@ def costs_by(
         query = query.where(AttemptResource.batch_id.in_(list(batch_ids)))
     if job_ids is not None:
         query = query.where(AttemptResource.job_id.between(*job_ids))
+    if instance_names is not None:
+        query = query.where(Attempt.instance_name.in_(list(instance_names)))
     return {k: _usd(v) for k, v in conn.execute(query)}
+
+
+def running_usd_per_hour_by_instance(
+    conn: Connection, instance_names: Collection[str]
+) -> dict[str, Decimal]:
+    """What the attempts running on each worker cost per hour, at the rates they started with
+    (a view carries "cost so far" forward with it between two reads)."""
+    rate = func.sum(AttemptResource.quantity * Resource.usd_per_unit_hour)
+    query = (
+        _joined(select(Attempt.instance_name, rate))
+        .where(Attempt.end_time.is_(None), Attempt.instance_name.in_(list(instance_names)))
+        .group_by(Attempt.instance_name)
+    )
+    return {name: Decimal(str(v or 0)) for name, v in conn.execute(query)}
 
 
 def cost_by_day(conn: Connection, *, days: int = 30) -> dict[str, Decimal]:

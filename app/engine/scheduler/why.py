@@ -100,6 +100,8 @@ async def explain(db: Database, batch_id: int, ref: str | int) -> str:
         return f"{head}: waiting for {n} parent job(s) to finish: {listed}"
     if job.state == JobState.RUNNING:
         return f"{head} on {job.instance_name} (attempt {job.n_attempts})"
+    if job.state == JobState.CANCELLED and not job.n_attempts:
+        return f"{head}: " + await db.run(lambda conn: _why_cancelled(conn, batch_id, job.job_id))
     if job.state != JobState.READY:
         detail = job.error or (f"exit code {job.exit_code}" if job.exit_code is not None else "")
         return f"{head}" + (f": {detail}" if detail else "")
@@ -131,6 +133,40 @@ def _over_limit(conn: Connection, batch_id: int) -> str | None:
                 "its batches (raise it with `labbatch billing set`)"
             )
     return None
+
+
+_NOT_SUCCEEDED = (JobState.FAILED, JobState.ERROR, JobState.CANCELLED)
+
+
+def _why_cancelled(conn: Connection, batch_id: int, job_id: int) -> str:
+    """Why a job that never ran ended Cancelled: a parent that did not succeed, or a cancel."""
+    rows = conn.execute(
+        select(Job.name, Job.state, Job.exit_code)
+        .join(
+            JobParent, and_(JobParent.batch_id == Job.batch_id, JobParent.parent_id == Job.job_id)
+        )
+        .where(
+            JobParent.batch_id == batch_id,
+            JobParent.job_id == job_id,
+            Job.state.in_(_NOT_SUCCEEDED),
+        )
+        .order_by(Job.job_id)
+    ).all()
+    if not rows:
+        cancelled = conn.execute(select(Batch.cancelled).where(Batch.id == batch_id)).scalar()
+        return "the batch was cancelled before it ran" if cancelled else "it was cancelled"
+    parts = []
+    for name, state, exit_code in rows[:MAX_NAMED_PARENTS]:
+        ended = {"Failed": "failed", "Error": "ended in error", "Cancelled": "was cancelled"}
+        code = (
+            f" (exit code {exit_code})"
+            if state == JobState.FAILED and exit_code is not None
+            else ""
+        )
+        parts.append(f"{name} {ended.get(state, state)}{code}")
+    more = f" and {len(rows) - MAX_NAMED_PARENTS} more" if len(rows) > MAX_NAMED_PARENTS else ""
+    word = "parent" if len(rows) == 1 else "parents"
+    return f"it never ran because its {word} " + ", ".join(parts) + more
 
 
 def _unfinished_parents(conn: Connection, batch_id: int, job_id: int) -> tuple[list[str], int]:

@@ -104,7 +104,7 @@ class Fleet:
         self._creating_standard: dict[str, int] = defaultdict(int)
         self._failures: dict[str, int] = defaultdict(int)
         self._retry_at: dict[str, float] = {}  # pool -> no new worker before (monotonic)
-        self._scale_targets: dict[str, int] = {}
+        self._held: dict[str, int] = {}  # pool -> the user's scale target being held
         self.only_user: dict[str, str] = {}  # pool -> the one user whose jobs it runs
         self._stopping = False
         self.deleter = Deleter(db, self._cloud_of, on_deleted=self._on_deleted)
@@ -260,10 +260,6 @@ class Fleet:
 
     # -- watching and sizing --------------------------------------------------------------
 
-    def request_scale(self, targets: Mapping[str, int]) -> None:
-        """`pool scale`: reach these instance counts now, within the pools' limits."""
-        self._scale_targets.update(targets)
-
     async def watch(self) -> None:
         """Reconnect dropped workers, retire dead and idle ones, size each pool, and try
         again the deletes that failed."""
@@ -296,12 +292,14 @@ class Fleet:
             return
         live = self.live(pool.name)
         creating = self._creating[pool.name]
-        target = self._scale_targets.pop(pool.name, None)
-        if target is not None:  # asked by a user: try now, even while backing off
-            self._retry_at.pop(pool.name, None)
-            await self._drain(live, len(live) + creating - target, now)
-            self._create(pool, target - len(live) - creating, standing=False)
+        if pool.scale_target is not None:  # checked against the stored limits when set
+            await self._hold(pool, live, pool.scale_target)
             return
+        self._held.pop(pool.name, None)
+        limit = min(pool.max_live_instances, pool.max_instances)
+        over = len([i for i in live if not i.draining]) + creating - limit
+        if over > 0:  # the limits went down (Drain sets them to 0): busy ones finish first
+            await self._drain([i for i in live if not i.draining], over, now)
         if self._backing_off(pool.name):
             await self._retire_idle(pool, live, now)
             return
@@ -319,6 +317,24 @@ class Fleet:
         for create in plan.create:
             self._create(pool, create.count, standing=create.reason == CreateReason.MIN_INSTANCES)
         await self._retire_idle(pool, live, now)
+
+    async def _hold(self, pool: PoolConfig, live: list[LiveInstance], target: int) -> None:
+        """A user's "scale to N": the autoscaler neither adds nor times out workers while it
+        holds; above N only idle workers retire (a busy one goes once its jobs end)."""
+        if self._held.get(pool.name) != target:  # a new request: try now, even after failures
+            self._retry_at.pop(pool.name, None)
+            self._held[pool.name] = target
+        serving = [i for i in live if not i.draining]
+        excess = len(serving) + self._creating[pool.name] - target
+        for inst in serving:
+            if excess > 0 and not inst.assigned:
+                await self.retire(inst, reason="scaled down")
+                excess -= 1
+        for inst in live:
+            if inst.draining and not inst.assigned:
+                await self.retire(inst, reason="drained")
+        if excess < 0 and not self._backing_off(pool.name):
+            self._create(pool, -excess, standing=False)
 
     async def _create_standard(self, pool: PoolConfig, live: list[LiveInstance], room: int) -> None:
         """Standard workers in a spot pool for the jobs that may no longer be preempted (their

@@ -16,10 +16,11 @@ from app.clouds import registry
 from app.clouds.storage import STORAGE_KEY, storage_problems
 from app.engine.marker import bump_marker
 from app.errors import CloudError, ConfigError, NotFoundError
-from app.models.db import DEFAULT_POOL_NAME, Database
+from app.models.db import DEFAULT_POOL_NAME, JOB_PRIVATE_POOL, Database
 from app.models.tables import Instance, InstanceState, Pool
 
 DEFAULT_POOL = DEFAULT_POOL_NAME
+PRIVATE_POOL = JOB_PRIVATE_POOL  # one worker per job that names a machine type
 CLOUDS = ("local", *registry.CLOUD_KINDS)
 # the one setting a local pool keeps in its config: users who share it (see sharing.py)
 SHARED_BY = "shared_by"
@@ -48,6 +49,9 @@ class PoolConfig:
     config: dict[str, Any] = field(default_factory=dict)
     scratch: str | None = None  # where jobs' output files are kept; None: <data dir>/scratch
     retention_s: float = 3 * 86400.0  # how long they stay after their batch ended
+    # a user's "scale to N", held (the autoscaler adds none, idle ones stay) until released
+    # or until the limits change
+    scale_target: int | None = None
 
     def check(self) -> None:
         """Refuse settings that cannot work, with a message that says which and why."""
@@ -188,6 +192,7 @@ class InstanceInfo:
 
 
 _COLUMNS = [f.name for f in fields(PoolConfig)]
+LIMITS = ("min_instances", "max_instances", "max_live_instances")
 
 
 def _from_row(row: Any) -> PoolConfig:
@@ -245,7 +250,10 @@ async def set_pool(db: Database, name: str, **changes: Any) -> PoolConfig:
         pools = read_pools(conn)
         if name not in pools:
             raise NotFoundError(f"there is no pool {name!r}")
-        new = with_cloud_defaults(replace(pools[name], **changes))
+        old = pools[name]
+        new = with_cloud_defaults(replace(old, **changes))
+        if any(getattr(new, limit) != getattr(old, limit) for limit in LIMITS):
+            new = replace(new, scale_target=None)  # new limits: the autoscaler decides again
         new.check()
         conn.execute(update(Pool).where(Pool.name == name).values(**_to_row(new)))
         bump_marker(conn)
@@ -255,30 +263,33 @@ async def set_pool(db: Database, name: str, **changes: Any) -> PoolConfig:
 
 
 async def scale_pool(db: Database, name: str, target: int) -> PoolConfig:
-    """Ask the driver to create or drain instances until the pool has ``target``, now."""
+    """Hold the pool at ``target`` workers: the driver starts or retires workers to reach it
+    (idle ones only), and the autoscaler keeps out until `release_scale` or new limits."""
     pool = await get_pool(db, name)
     if not pool.min_instances <= target <= pool.max_live_instances:
+        drained = " (it was drained)" if pool.max_live_instances == 0 else ""
         raise ConfigError(
             f"pool {name}: can scale to {pool.min_instances} … {pool.max_live_instances} "
-            f"instances (its min and max live instances), not {target}; change the limits "
-            "with `labbatch pool set` first"
+            f"instances (its min and max live instances{drained}), not {target}; raise its "
+            f"max live instances first (`labbatch pool set {name} --max-live {target}`, or "
+            "the Limits form of the Pools tab)"
         )
+    return await _store_target(db, name, target)
 
-    def store(conn: Connection) -> None:
+
+async def release_scale(db: Database, name: str) -> PoolConfig:
+    """Forget the user's scale target: the autoscaler sizes the pool again."""
+    await get_pool(db, name)
+    return await _store_target(db, name, None)
+
+
+async def _store_target(db: Database, name: str, target: int | None) -> PoolConfig:
+    def store(conn: Connection) -> PoolConfig:
         conn.execute(update(Pool).where(Pool.name == name).values(scale_target=target))
         bump_marker(conn)
+        return read_pools(conn)[name]
 
-    await db.run(store)
-    return pool
-
-
-def take_scale_targets(conn: Connection) -> dict[str, int]:
-    """Read and clear the pending scale requests (the driver calls this)."""
-    rows = conn.execute(select(Pool.name, Pool.scale_target).where(Pool.scale_target.is_not(None)))
-    targets = {name: target for name, target in rows if target is not None}
-    if targets:
-        conn.execute(update(Pool).where(Pool.name.in_(list(targets))).values(scale_target=None))
-    return targets
+    return await db.run(store)
 
 
 async def pool_instances(db: Database, name: str, *, live_only: bool = True) -> list[InstanceInfo]:

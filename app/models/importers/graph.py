@@ -95,7 +95,12 @@ def dag_from_graph(
             edge_lines.setdefault(("jobs", index_of[edge.target], "depends_on"), edge.line)
     data["jobs"] = jobs
     return finish_import(
-        data, source=source, kind=kind, lines=lines or _node_lines(nodes, edge_lines), notes=notes
+        data,
+        source=source,
+        kind=kind,
+        lines=lines or _node_lines(nodes, edge_lines),
+        notes=notes,
+        commands_later=True,  # a drawing names its jobs; commands come in the canvas
     )
 
 

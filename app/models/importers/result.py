@@ -32,10 +32,15 @@ class ImportedDag:
     source: str  # the imported file, as given
     kind: str  # "hail-script", "graphml", "dot", "yaml" or "json"
     notes: tuple[str, ...] = ()  # what the import changed, e.g. renamed jobs
+    # jobs drawn without a command (a graph): `data` has none for them, `spec` a stand-in;
+    # validation refuses the DAG until each has one, so it is a draft for the canvas
+    missing_commands: tuple[str, ...] = ()
 
     def to_yaml(self, *, header: str | None = None) -> str:
         """The DAG as YAML DAG file text, jobs parents first, with `header` as a comment."""
-        return dag_to_yaml(file_data(self.spec), header=header)
+        return dag_to_yaml(
+            self.data if self.missing_commands else file_data(self.spec), header=header
+        )
 
 
 def finish_import(
@@ -45,14 +50,55 @@ def finish_import(
     kind: str,
     lines: LineLocator | Mapping[DataPath, int] | None = None,
     notes: Iterable[str] = (),
+    commands_later: bool = False,
 ) -> ImportedDag:
     """Validate built DAG data as the CLI does; raise DagFileError listing every problem.
 
     Scatter jobs stay one job each, as drawn; a values file is relative to the source's folder.
+    With ``commands_later`` (a drawn graph), jobs without a command are no problem here: the
+    rest is validated and the result says which jobs still need one.
     """
     locate = _locator(lines) if isinstance(lines, Mapping) else lines
+    missing: tuple[str, ...] = ()
+    if commands_later:
+        jobs = data.get("jobs")
+        if isinstance(jobs, list):
+            missing = tuple(
+                str(job.get("name"))
+                for job in jobs
+                if isinstance(job, dict) and "command" not in job
+            )
+    if missing:
+        stand_in = {**data, "jobs": [_with_command(job) for job in data["jobs"]]}
+        try:
+            spec = parse_dag(stand_in, source=source, lines=locate, expand_scatter=False)
+        except DagFileError:  # other problems: list them all, the missing commands too
+            parse_dag(data, source=source, lines=locate, expand_scatter=False)
+            raise
+        draft = file_data(spec)
+        for job in draft["jobs"]:
+            if job["name"] in missing:
+                del job["command"]
+        notes = [*notes, _missing_note(missing)]
+        return ImportedDag(draft, spec, source, kind, tuple(notes), missing)
     spec = parse_dag(data, source=source, lines=locate, expand_scatter=False)
     return ImportedDag(file_data(spec), spec, source, kind, tuple(notes))
+
+
+def _with_command(job: object) -> object:
+    """A job with a stand-in command where it has none (to validate the rest of it)."""
+    if isinstance(job, dict) and "command" not in job:
+        return {**job, "command": "true"}
+    return job
+
+
+def _missing_note(names: tuple[str, ...]) -> str:
+    shown = ", ".join(repr(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
+    n = len(names)
+    return (
+        f"{n} job{'s have' if n != 1 else ' has'} no command yet ({shown}): fill "
+        f"{'them' if n != 1 else 'it'} in (in the canvas or the file) before submitting"
+    )
 
 
 def read_text(source: str) -> str:

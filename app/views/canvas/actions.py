@@ -17,6 +17,19 @@ ZOOM_STEP = 1.25
 Key = QKeySequence.StandardKey
 
 
+def shortcuts(keys: list[Key | str]) -> list[QKeySequence]:
+    """The key sequences of ``keys``, each once: a standard key may already hold one of the
+    others (Redo is Ctrl+Shift+Z on Linux), and a sequence listed twice on one action is
+    "ambiguous" to Qt, which then triggers nothing."""
+    unique: list[QKeySequence] = []
+    for key in keys:
+        for sequence in QKeySequence.keyBindings(key) if isinstance(key, Key) else [key]:
+            seq = QKeySequence(sequence)
+            if not seq.isEmpty() and seq not in unique:
+                unique.append(seq)
+    return unique
+
+
 class EditorActions:
     """Every action of a CanvasWindow, as public attributes (tests trigger them)."""
 
@@ -25,13 +38,15 @@ class EditorActions:
         view = window.view
         self.new = self._action("&New", [Key.New], window.new_document)
         self.open = self._action("&Open…", [Key.Open], window.open_dialog)
+        self.import_ = self._action("&Import…", ["Ctrl+I"], window.import_dialog)
+        self.import_.setStatusTip("Draw a hailtop.batch-style script, GraphML or DOT graph")
         self.save = self._action("&Save", [Key.Save], window.save)
         self.save_as = self._action("Save &As…", [Key.SaveAs, "Ctrl+Shift+S"], window.save_as)
         self.close = self._action("&Close", [Key.Close], window.close)
         self.undo = window.undo_stack.createUndoAction(window, "&Undo")
-        self.undo.setShortcuts([QKeySequence(Key.Undo)])
+        self.undo.setShortcuts(shortcuts([Key.Undo]))
         self.redo = window.undo_stack.createRedoAction(window, "&Redo")
-        self.redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence(Key.Redo)])
+        self.redo.setShortcuts(shortcuts(["Ctrl+Shift+Z", Key.Redo]))
         self.delete = self._action("&Delete", [Key.Delete, "Backspace"], window.delete_selection)
         self.copy = self._action("&Copy", [Key.Copy], window.copy_selection)
         self.paste = self._action("&Paste", [Key.Paste], window.paste)
@@ -53,9 +68,9 @@ class EditorActions:
         self._make_menus()
         self.refresh_recent_menu()
 
-    def _action(self, text: str, shortcuts: list[Key | str], slot: Callable[[], object]) -> QAction:
+    def _action(self, text: str, keys: list[Key | str], slot: Callable[[], object]) -> QAction:
         action = QAction(text, self.window)
-        action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        action.setShortcuts(shortcuts(keys))
         action.triggered.connect(lambda _checked=False: slot())
         self.window.addAction(action)  # shortcuts work wherever the focus is in the window
         return action
@@ -65,6 +80,7 @@ class EditorActions:
         file_menu = menu.addMenu("&File")
         file_menu.addActions([self.new, self.open])
         file_menu.addMenu(self.recent_menu)
+        file_menu.addAction(self.import_)
         file_menu.addActions([self.save, self.save_as])
         file_menu.addSeparator()
         file_menu.addAction(self.submit)

@@ -28,7 +28,7 @@ from app.models.spec import DagFileError, Problem
 from app.views.bridge import EngineBridge
 from app.views.canvas.actions import EditorActions
 from app.views.canvas.commands import LayoutCommand, PasteCommand, RemoveNodesCommand
-from app.views.canvas.items import NodeItem
+from app.views.canvas.items import KIND_COLORS, KIND_LABELS, NodeItem
 from app.views.canvas.palette import NodePalette
 from app.views.canvas.properties import PropertiesPanel
 from app.views.canvas.run_view import RunWatcher
@@ -36,15 +36,31 @@ from app.views.canvas.scene import DagScene
 from app.views.canvas.view import CanvasView
 from app.views.icons import app_icon
 from app.views.settings import qsettings
+from app.views.style import STATE_COLORS
 from app.views.submit import SubmitFlow
 
 DAG_MIME = "application/x-labbatch-dag"  # copied jobs: the YAML of a small DAG
 FILE_FILTER = "DAG files (*.yaml *.yml *.json);;All files (*)"
+IMPORT_FILTER = "Scripts and graphs (*.py *.graphml *.dot *.gv *.yaml *.yml *.json)"
 RECENT_KEY = "canvas/recent_files"
 MAX_RECENT_FILES = 8
 PASTE_OFFSET = 40.0
 VALIDATE_AFTER_MS = 300  # problems are looked for once edits pause
 Answer = QMessageBox.StandardButton
+
+
+LEGEND_STATES = ("Pending", "Ready", "Running", "Success", "Failed", "Cancelled")
+
+
+def legend_html(*, run: bool) -> str:
+    """What the colours mean: a job's kind (its stripe) and, during a run, its state (fill)."""
+    swatch = '<span style="color:{0}">■</span>&nbsp;{1}'
+    kinds = [swatch.format(KIND_COLORS[k], KIND_LABELS[k]) for k in KIND_COLORS]
+    text = " &nbsp;".join(kinds)
+    if run:
+        states = [swatch.format(STATE_COLORS[s], s.lower()) for s in LEGEND_STATES]
+        text += " &nbsp;|&nbsp; " + " &nbsp;".join(states)
+    return text
 
 
 class CanvasWindow(QMainWindow):
@@ -62,6 +78,7 @@ class CanvasWindow(QMainWindow):
         self.problems: list[Problem] = []
         self.confirm_discard: Callable[[], Answer] = self._ask_discard
         self.ask_open_path: Callable[[], str] = self._ask_open_path
+        self.ask_import_path: Callable[[], str] = self._ask_import_path
         self.ask_save_path: Callable[[], str] = self._ask_save_path
         self.setWindowIcon(app_icon())
 
@@ -78,6 +95,9 @@ class CanvasWindow(QMainWindow):
         ]
         self.resizeDocks(docks, [150, 330], Qt.Orientation.Horizontal)
         self.problems_label = QLabel()
+        self.legend = QLabel(legend_html(run=False))
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.statusBar().addPermanentWidget(self.legend)
         self.statusBar().addPermanentWidget(self.problems_label)
         self.submit_flow = SubmitFlow(bridge, self)
         self.submit_flow.submitted.connect(self._on_submitted)
@@ -162,6 +182,7 @@ class CanvasWindow(QMainWindow):
     def watch_batch(self, batch_id: int) -> None:
         """Colour the nodes by the states of a batch's jobs while it runs (not an edit)."""
         self.run_watcher.watch(batch_id)
+        self.legend.setText(legend_html(run=True))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -199,6 +220,27 @@ class CanvasWindow(QMainWindow):
         self._show_document(document, str(path))
         self.add_recent_file(str(path))
         return True
+
+    def import_dialog(self) -> None:
+        if path := self.ask_import_path():
+            self.import_file(path)
+
+    def import_file(self, path: str | Path) -> None:
+        """Import a script or graph off the event loop, then draw it here (asks about unsaved
+        changes first); the status bar says so while it runs, and no longer once it ended."""
+        message = f"Importing {Path(path).name}…"
+        self.statusBar().showMessage(message)
+
+        def ended(_task: object) -> None:
+            if self.statusBar().currentMessage() == message:
+                self.statusBar().clearMessage()
+
+        task = self.bridge.call(
+            self.bridge.service.import_dag(path),
+            lambda imported: self.load_data(imported.data, source=imported.source),
+            on_error=lambda exc: self.show_error(f"{Path(path).name} was not imported: {exc}"),
+        )
+        task.add_done_callback(ended)
 
     def load_data(self, data: Any, *, source: str) -> bool:
         """Show imported DAG data (not yet saved: Save asks where); False when refused."""
@@ -246,6 +288,10 @@ class CanvasWindow(QMainWindow):
 
     def _ask_open_path(self) -> str:
         path, _ = QFileDialog.getOpenFileName(self, "Open a DAG", "", FILE_FILTER)
+        return path
+
+    def _ask_import_path(self) -> str:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a DAG", "", IMPORT_FILTER)
         return path
 
     def _ask_save_path(self) -> str:

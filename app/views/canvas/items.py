@@ -39,7 +39,8 @@ PORT_HIT_RADIUS = 11.0  # a port is easier to grab than to see
 SIMPLE_BELOW_LOD = 0.4  # below this zoom a node is a plain rectangle without text
 STRIPE_WIDTH = 6.0
 
-KIND_COLORS = {"bash": "#1e88e5", "container": "#00897b", "scatter": "#8e24aa"}
+# a kind's stripe; apart from every state colour (a running job is blue: a bash job is not)
+KIND_COLORS = {"bash": "#455a64", "container": "#00897b", "scatter": "#8e24aa"}
 KIND_LABELS = {"bash": "bash job", "container": "container job", "scatter": "scatter job"}
 INVALID_COLOR = "#e53935"
 SELECTED_COLOR = "#ff8f00"
@@ -224,6 +225,24 @@ def edge_path(start: QPointF, end: QPointF, *, arrow: bool = True) -> QPainterPa
     return path
 
 
+MAX_DETOURS = 4  # lanes tried, each past the jobs the previous one still crossed
+DETOUR_MARGIN = 18.0
+
+
+def detour_path(start: QPointF, end: QPointF, lane_y: float) -> QPainterPath:
+    """From an output port to an input port along a horizontal lane at ``lane_y``."""
+    path = QPainterPath(start)
+    bend = 40.0
+    a, b = QPointF(start.x() + 2 * bend, lane_y), QPointF(end.x() - 2 * bend, lane_y)
+    path.cubicTo(start + QPointF(bend, 0), a - QPointF(bend, 0), a)
+    path.lineTo(b)
+    path.cubicTo(b + QPointF(bend, 0), end - QPointF(bend, 0), end)
+    path.moveTo(end + QPointF(-9, -5))
+    path.lineTo(end)
+    path.lineTo(end + QPointF(-9, 5))
+    return path
+
+
 class EdgeItem(QGraphicsPathItem):
     """A dependency: a curve from the parent's output port to the child's input port."""
 
@@ -242,10 +261,45 @@ class EdgeItem(QGraphicsPathItem):
         return (self.parent_item.node_id, self.child_item.node_id)
 
     def update_path(self) -> None:
-        """Follow the ends (after a node moved)."""
+        """Follow the ends (after a node moved), around the jobs between them."""
         self._shape = None
+        start = self.parent_item.output_point()
         end = self.child_item.input_point() - QPointF(PORT_RADIUS, 0)  # the arrow stays visible
-        self.setPath(edge_path(self.parent_item.output_point(), end))
+        path = edge_path(start, end)
+        if self.skips_layers:
+            path = self._around_jobs(path, start, end)
+        self.setPath(path)
+
+    @property
+    def skips_layers(self) -> bool:
+        """True when jobs may stand between the ends (the edge passes over a column)."""
+        span = self.child_item.input_point().x() - self.parent_item.output_point().x()
+        return span > NODE_WIDTH and self.scene() is not None
+
+    def _around_jobs(self, path: QPainterPath, start: QPointF, end: QPointF) -> QPainterPath:
+        """Route over (or under) the jobs the curve would cross, not through them."""
+        scene = self.scene()
+        ends = (self.parent_item, self.child_item)
+        stroker = QPainterPathStroker()
+        stroker.setWidth(2)
+        for _ in range(MAX_DETOURS):
+            line = stroker.createStroke(path)  # the drawn line, not the area a curve encloses
+            hit = [
+                item.sceneBoundingRect()
+                for item in scene.items(path.boundingRect())
+                if isinstance(item, NodeItem)
+                and item not in ends
+                and line.intersects(item.sceneBoundingRect())
+            ]
+            if not hit:
+                return path
+            middle = (start.y() + end.y()) / 2
+            if middle <= sum(r.center().y() for r in hit) / len(hit):
+                lane = min(r.top() for r in hit) - DETOUR_MARGIN
+            else:
+                lane = max(r.bottom() for r in hit) + DETOUR_MARGIN
+            path = detour_path(start, end, lane)
+        return path
 
     def shape(self) -> QPainterPath:
         if self._shape is None:  # a wide band, so that a thin curve is easy to click

@@ -113,6 +113,8 @@ class DagScene(QGraphicsScene):
             item = EdgeItem(nodes[parent], nodes[child])
             item.setVisible(not self.overview)
             self.addItem(item)
+            if item.skips_layers:  # in the scene now: it can see the jobs in its way
+                item.update_path()
             self.edge_items[(parent, child)] = item
 
     def _remove_edges(self, edges: Iterable[Edge]) -> None:
