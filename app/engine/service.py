@@ -29,6 +29,7 @@ from app.engine.batches import frontend, logs, rerun
 # what the views may use of the engine's records (views import the engine only from here)
 from app.engine.batches.logs import LogChunk
 from app.engine.billing.costs import estimate_on_pool, refreshed_prices
+from app.engine.billing.egress import batch_locations, egress_warnings
 from app.engine.billing.forecast import Estimate, format_estimate
 from app.engine.billing.rates import format_usd
 from app.engine.browse import BatchFilter, BatchRow, InstanceRow, JobRow, PoolRow
@@ -66,6 +67,7 @@ class Forecast:
 
     spec: BatchSpec
     estimates: tuple[Estimate, ...]
+    warnings: tuple[str, ...] = ()  # files across regions or clouds: egress billed
 
     @property
     def cost_usd_low(self) -> Decimal:
@@ -277,7 +279,15 @@ class EngineService:
                 for n in sorted(by_pool)
             )
 
-        return Forecast(spec, await asyncio.to_thread(estimate))
+        estimates = await asyncio.to_thread(estimate)
+        found = batch_locations(spec)
+        warnings: list[str] = []
+        for name in sorted(by_pool):
+            pool = configs[name]
+            warnings += await egress_warnings(
+                pool.name, pool.cloud, pool.regions, pool.config, found
+            )
+        return Forecast(spec, estimates, tuple(warnings))
 
     async def parse_dag_data(self, data: Any, *, source: str) -> BatchSpec:
         """Validate DAG data (a drawn DAG) and expand its scatter jobs, off the event loop."""
