@@ -39,7 +39,7 @@ from app.engine.records import BatchInfo, JobDetail, JobInfo
 from app.engine.runtime import LocalRuntime
 from app.engine.scheduler.why import explain
 from app.engine.tasks import TaskManager
-from app.engine.workers import pools
+from app.engine.workers import pools, scratch_check
 from app.engine.workers.pools import (
     CLOUD_BOOT_TIME_S,
     DEFAULT_POOL,
@@ -313,6 +313,13 @@ class EngineService:
         created = await pools.create_pool(self.db, pool)
         self._poke()
         return created
+
+    async def check_scratch(self, pool: PoolConfig) -> tuple[str, ...]:
+        """Ask a cloud pool's storage whether its scratch location exists and is writable
+        (as `labbatch pool create` does): ConfigError says what is wrong; returns the
+        warnings (a bucket in another region: egress billed)."""
+        checked = await scratch_check.check_scratch(pool)
+        return checked.warnings if checked else ()
 
     async def scale_pool(self, name: str, target: int) -> PoolConfig:
         """Create or drain workers until the pool has ``target`` (as `labbatch pool scale`)."""
