@@ -9,13 +9,13 @@ from typing import Any
 
 from app.cli.common import print_json
 from app.engine.billing import costs, projects
-from app.engine.billing.egress import egress_warnings
+from app.engine.billing.egress import batch_locations, egress_warnings
 from app.engine.billing.forecast import format_estimate
 from app.engine.billing.rates import format_usd
 from app.engine.workers.pools import DEFAULT_POOL, get_pool
 from app.errors import ConfigError
 from app.models.db import open_database
-from app.models.spec import BatchSpec, load_dag_file
+from app.models.spec import load_dag_file
 
 
 def _usd(text: str | None) -> Decimal | None:
@@ -112,15 +112,7 @@ async def cmd_estimate(args: argparse.Namespace) -> int:
         spec.jobs, pool, default_duration_s=args.default_duration, refreshed=refreshed
     )
     print(format_estimate(estimate))
-    found = _file_locations(spec)
+    found = batch_locations(spec)
     for warning in await egress_warnings(pool.name, pool.cloud, pool.regions, pool.config, found):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
-
-
-def _file_locations(spec: BatchSpec) -> list[str]:
-    """The batch's input locations and output destinations."""
-    found = [out.to for out in spec.outputs]
-    for value in spec.inputs.values():
-        found += [value] if isinstance(value, str) else list(value.values())
-    return found

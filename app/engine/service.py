@@ -29,6 +29,7 @@ from app.engine.batches import frontend, logs, rerun
 # what the views may use of the engine's records (views import the engine only from here)
 from app.engine.batches.logs import LogChunk
 from app.engine.billing.costs import estimate_on_pool, refreshed_prices
+from app.engine.billing.egress import batch_locations, egress_warnings
 from app.engine.billing.forecast import Estimate, format_estimate
 from app.engine.billing.rates import format_usd
 from app.engine.browse import BatchFilter, BatchRow, InstanceRow, JobRow, PoolRow
@@ -48,7 +49,7 @@ from app.engine.timeline import (
     tick_offsets_s,
 )
 from app.engine.timeline_html import OUTCOME_LABELS, bar_tip, render_html
-from app.engine.workers import pools
+from app.engine.workers import pools, scratch_check
 from app.engine.workers.pools import (
     CLOUD_BOOT_TIME_S,
     DEFAULT_POOL,
@@ -77,6 +78,7 @@ class Forecast:
 
     spec: BatchSpec
     estimates: tuple[Estimate, ...]
+    warnings: tuple[str, ...] = ()  # files across regions or clouds: egress billed
 
     @property
     def cost_usd_low(self) -> Decimal:
@@ -292,7 +294,15 @@ class EngineService:
                 for n in sorted(by_pool)
             )
 
-        return Forecast(spec, await asyncio.to_thread(estimate))
+        estimates = await asyncio.to_thread(estimate)
+        found = batch_locations(spec)
+        warnings: list[str] = []
+        for name in sorted(by_pool):
+            pool = configs[name]
+            warnings += await egress_warnings(
+                pool.name, pool.cloud, pool.regions, pool.config, found
+            )
+        return Forecast(spec, estimates, tuple(warnings))
 
     async def parse_dag_data(self, data: Any, *, source: str) -> BatchSpec:
         """Validate DAG data (a drawn DAG) and expand its scatter jobs, off the event loop."""
@@ -318,6 +328,13 @@ class EngineService:
         created = await pools.create_pool(self.db, pool)
         self._poke()
         return created
+
+    async def check_scratch(self, pool: PoolConfig) -> tuple[str, ...]:
+        """Ask a cloud pool's storage whether its scratch location exists and is writable
+        (as `labbatch pool create` does): ConfigError says what is wrong; returns the
+        warnings (a bucket in another region: egress billed)."""
+        checked = await scratch_check.check_scratch(pool)
+        return checked.warnings if checked else ()
 
     async def scale_pool(self, name: str, target: int) -> PoolConfig:
         """Create or drain workers until the pool has ``target`` (as `labbatch pool scale`)."""

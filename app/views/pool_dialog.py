@@ -59,7 +59,8 @@ class FieldKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CloudField:
-    """One key of a cloud pool's ``config``, with its editor's label, default and help."""
+    """One key of a cloud pool's ``config`` (``storage.endpoint``: a key of its ``storage``
+    mapping), with its editor's label, default and help."""
 
     key: str
     label: str
@@ -76,6 +77,14 @@ _ALLOW_FROM_TIP = (
     "computer's public address (curl -s https://ifconfig.me)"
 )
 _REQUIREMENT_TIP = "The pip requirement VMs install the worker from (default: this release)"
+_STORAGE_ENDPOINT = CloudField(
+    "storage.endpoint",
+    "Storage endpoint:",
+    advanced=True,
+    tip="Another object storage address (a private endpoint, or an emulator)",
+)
+SCRATCH_EXAMPLES = {"gcp": "gs://<bucket>/<prefix>", "azure": "az://<account>/<container>/<prefix>"}
+WARNING_COLOR = "#fb8c00"  # things that work but cost: a bucket in another region
 
 GCP_FIELDS = (
     CloudField("project", "Project:", tip="The Google Cloud project ID (required)"),
@@ -108,6 +117,19 @@ GCP_FIELDS = (
         advanced=True,
         tip="Another Compute Engine API address (a private endpoint)",
     ),
+    CloudField(
+        "storage.signing_service_account",
+        "Signing service account:",
+        advanced=True,
+        tip="Sign the workers' URLs as this service account (see docs/clouds.md)",
+    ),
+    CloudField(
+        "storage.user_project",
+        "Requester-pays project:",
+        advanced=True,
+        tip="Bill reads of requester-pays buckets to this project",
+    ),
+    _STORAGE_ENDPOINT,
 )
 AZURE_FIELDS = (
     CloudField("subscription_id", "Subscription ID:", tip="Required"),
@@ -141,6 +163,7 @@ AZURE_FIELDS = (
         advanced=True,
         tip="Another Azure Resource Manager address (a private endpoint)",
     ),
+    _STORAGE_ENDPOINT,
 )
 CLOUD_FIELDS: dict[str, tuple[CloudField, ...]] = {"gcp": GCP_FIELDS, "azure": AZURE_FIELDS}
 # what the pool view shows of a cloud pool, in this order
@@ -244,7 +267,19 @@ class CloudPage(QWidget):
                 value: str | list[str] = _list_items(text) if field.kind is FieldKind.LIST else text
                 if value:
                     config[field.key] = value
-        return config
+        return _nested(config)
+
+
+def _nested(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"storage.endpoint": x}`` as ``{"storage": {"endpoint": x}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in config.items():
+        outer, _, inner = key.partition(".")
+        if inner:
+            nested.setdefault(outer, {})[inner] = value
+        else:
+            nested[key] = value
+    return nested
 
 
 def cores_box(tip: str) -> QDoubleSpinBox:
@@ -296,6 +331,11 @@ class NewPoolDialog(QDialog):
         self.idle_timeout.setToolTip("An idle worker above the minimum retires after this long")
         self.spot = QCheckBox("Spot VMs (cheaper; the cloud may take them back)")
         self.price = price_box()
+        self.scratch = QLineEdit()
+        self.scratch.setToolTip(
+            "Where the jobs' output files are kept, in the pool's own cloud; LabBatch checks "
+            "that it exists, that you can write there and that it is in the pool's region"
+        )
         self.pages = QStackedWidget()
         local_note = QLabel("Workers run as processes on this computer.")
         local_note.setWordWrap(True)
@@ -308,6 +348,12 @@ class NewPoolDialog(QDialog):
         self.error.setStyleSheet(f"color: {ERROR_COLOR};")
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
+        self.warning = QLabel()
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(f"color: {WARNING_COLOR};")
+        self.warning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning.hide()
+        self._warned: PoolConfig | None = None  # the pool the warnings were shown for
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.create_button: QPushButton = self.buttons.addButton(
             "Create", QDialogButtonBox.ButtonRole.AcceptRole
@@ -359,6 +405,7 @@ class NewPoolDialog(QDialog):
             boot_time_s=CLOUD_BOOT_TIME_S if cloud else 0.0,
             price_per_core_hour_usd=Decimal(str(price)) if not cloud and price > 0 else None,
             config=self.page(kind).config() if cloud else {},
+            scratch=(self.scratch.text().strip() or None) if cloud else None,
         )
 
     # -- building ---------------------------------------------------------------------------------
@@ -382,10 +429,12 @@ class NewPoolDialog(QDialog):
         self._common.addRow("Idle timeout:", self.idle_timeout)
         self._common.addRow("", self.spot)
         self._common.addRow("Price per core-hour:", self.price)
+        self._common.addRow("Scratch location:", self.scratch)
         layout = QVBoxLayout(self)
         layout.addLayout(self._common)
         layout.addWidget(self.pages, 1)
         layout.addWidget(self.error)
+        layout.addWidget(self.warning)
         layout.addWidget(self.buttons)
 
     # -- reacting ---------------------------------------------------------------------------------
@@ -399,6 +448,8 @@ class NewPoolDialog(QDialog):
         self.pages.setCurrentWidget(self._pages[kind])
         self._common.setRowVisible(self.spot, cloud)
         self._common.setRowVisible(self.price, not cloud)
+        self._common.setRowVisible(self.scratch, cloud)
+        self.scratch.setPlaceholderText(SCRATCH_EXAMPLES.get(kind, ""))
         if not self._cores_edited:  # follow the machine type's cores until the user edits
             self.worker_cores.blockSignals(True)
             self.worker_cores.setValue(DEFAULT_CLOUD_CORES if cloud else DEFAULT_LOCAL_CORES)
@@ -425,14 +476,27 @@ class NewPoolDialog(QDialog):
         self.create_button.setEnabled(False)
         self._show_error("")
         task = self.bridge.call(
-            self.bridge.service.create_pool(self.pool_config()),
+            self._check_then_create(self.pool_config()),
             self._on_created,
             on_error=self._on_refused,
         )
         task.add_done_callback(self._on_finished)
 
-    def _on_created(self, pool: PoolConfig) -> None:
-        self.created.emit(pool)
+    async def _check_then_create(self, pool: PoolConfig) -> PoolConfig | tuple[str, ...]:
+        """The pool once stored, or the warnings of its scratch check when not yet shown."""
+        warnings = await self.bridge.service.check_scratch(pool)  # asks the cloud: off the loop
+        if warnings and pool != self._warned:
+            self._warned = pool
+            return warnings
+        return await self.bridge.service.create_pool(pool)
+
+    def _on_created(self, result: PoolConfig | tuple[str, ...]) -> None:
+        if isinstance(result, tuple):  # works, but costs: the user creates it anyway or not
+            self.warning.setText("\n".join(f"⚠ {w}" for w in result))
+            self.warning.show()
+            self.create_button.setText("Create anyway")
+            return
+        self.created.emit(result)
         self.accept()
 
     def _on_refused(self, exc: Exception) -> None:
@@ -446,3 +510,6 @@ class NewPoolDialog(QDialog):
     def _show_error(self, text: str) -> None:
         self.error.setText(text)
         self.error.setVisible(bool(text))
+        if text:
+            self.warning.hide()
+            self.create_button.setText("Create")

@@ -67,6 +67,10 @@ class SubmitDialog(QDialog):
         self.details = QLabel("\n\n".join(format_estimate(e) for e in forecast.estimates))
         self.details.setWordWrap(True)  # the window's own text colour: readable in any palette
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warnings = QLabel("\n".join(f"⚠ {w}" for w in forecast.warnings))
+        self.warnings.setWordWrap(True)
+        self.warnings.setToolTip("LabBatch does not price egress: the cloud bills it per GB")
+        self.warnings.setVisible(bool(forecast.warnings))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.submit_button = QPushButton("Submit")
         self.submit_button.setDefault(True)
@@ -74,7 +78,7 @@ class SubmitDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        for widget in (summary, self.cost, self.details, buttons):
+        for widget in (summary, self.cost, self.details, self.warnings, buttons):
             layout.addWidget(widget)
         self.resize(560, 260)
 

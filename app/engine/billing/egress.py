@@ -13,6 +13,7 @@ from typing import Any
 from app.clouds.storage import STORAGE_OF_CLOUD, make_storage
 from app.errors import LabBatchError
 from app.models.locations import LocationError, StorageKind, parse_cloud
+from app.models.spec import BatchSpec
 
 # list prices, rounded: what a GB costs to leave a cloud for the internet (another cloud)
 INTERNET_EGRESS_USD_PER_GB = {StorageKind.GCS: "0.08-0.12", StorageKind.AZURE: "0.05-0.09"}
@@ -56,3 +57,11 @@ async def egress_warnings(
             if warning:
                 warnings.append(warning)
     return warnings
+
+
+def batch_locations(spec: BatchSpec) -> list[str]:
+    """A batch's input locations and output destinations."""
+    found = [out.to for out in spec.outputs]
+    for value in spec.inputs.values():
+        found += [value] if isinstance(value, str) else list(value.values())
+    return found
