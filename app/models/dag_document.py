@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.models import dag_document_io as io
+from app.models.dag_files import file_edges, file_edges_by_index
 from app.models.dag_parts import (
     BatchFieldChanged,
     DocumentEvent,
@@ -416,7 +417,7 @@ class DagDocument:
 
     def layered_positions(self) -> dict[NodeId, Position]:
         """Where auto-layout puts every node (layered left to right)."""
-        return layered_layout(self.node_ids, self.edges)
+        return layered_layout(self.node_ids, list(dict.fromkeys([*self.edges, *file_edges(self)])))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -446,7 +447,8 @@ class DagDocument:
         document.batch, document.source = parts.batch, source
         positions = parts.positions
         if any(p is None for p in positions):
-            placed = layered_layout(range(len(parts.jobs)), parts.edges)
+            ordering = list(dict.fromkeys([*parts.edges, *file_edges_by_index(parts.jobs)]))
+            placed = layered_layout(range(len(parts.jobs)), ordering)
             positions = [placed[k] for k in range(len(parts.jobs))]
         nodes = tuple(
             NodeData(k + 1, fields, position or (0.0, 0.0))
