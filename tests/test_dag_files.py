@@ -95,3 +95,17 @@ def test_renaming_an_output_follows_every_reference() -> None:
         {"from": "report.summary", "to": "results/summary.txt"},
         {"from": "count.hits", "to": "results/counts"},
     ]
+
+
+def test_a_cycle_through_files_still_opens_and_validation_names_it() -> None:
+    data = {
+        "version": 1,
+        "name": "loop",
+        "jobs": [
+            {"name": "a", "inputs": {"x": "b.y"}, "outputs": ["x2"], "command": "true"},
+            {"name": "b", "inputs": {"z": "a.x2"}, "outputs": ["y"], "command": "true"},
+        ],
+    }
+    document = DagDocument.from_data(data)
+    assert len(document) == 2 and document.layered_positions()
+    assert any("cycle" in p.message for p in document.validate())

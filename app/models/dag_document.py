@@ -35,7 +35,7 @@ from app.models.dag_parts import (
     Position,
 )
 from app.models.job_fields import JOB_PARSERS
-from app.models.layout import layered_layout
+from app.models.layout import CycleError, layered_layout
 from app.models.spec import DagFileError, Problem, parse_dag, validate_job_field
 
 CANVAS_SOURCE = "<canvas>"  # the source named in problems of a document that has no file yet
@@ -97,6 +97,18 @@ def node_kind(fields: Mapping[str, Any]) -> str:
     if fields.get("image"):
         return "container"
     return "bash"
+
+
+def _layout(
+    nodes: Iterable[NodeId], edges: list[Edge], file_made: list[Edge]
+) -> dict[NodeId, Position]:
+    """Layered positions by dependencies and file references; a cycle through files (shown by
+    validation) leaves the files out of the ordering."""
+    nodes = list(nodes)
+    try:
+        return layered_layout(nodes, list(dict.fromkeys([*edges, *file_made])))
+    except CycleError:
+        return layered_layout(nodes, edges)
 
 
 def _index(node: NodeData) -> int:
@@ -417,7 +429,7 @@ class DagDocument:
 
     def layered_positions(self) -> dict[NodeId, Position]:
         """Where auto-layout puts every node (layered left to right)."""
-        return layered_layout(self.node_ids, list(dict.fromkeys([*self.edges, *file_edges(self)])))
+        return _layout(self.node_ids, self.edges, file_edges(self))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -447,8 +459,7 @@ class DagDocument:
         document.batch, document.source = parts.batch, source
         positions = parts.positions
         if any(p is None for p in positions):
-            ordering = list(dict.fromkeys([*parts.edges, *file_edges_by_index(parts.jobs)]))
-            placed = layered_layout(range(len(parts.jobs)), ordering)
+            placed = _layout(range(len(parts.jobs)), parts.edges, file_edges_by_index(parts.jobs))
             positions = [placed[k] for k in range(len(parts.jobs))]
         nodes = tuple(
             NodeData(k + 1, fields, position or (0.0, 0.0))
