@@ -27,6 +27,7 @@ from app.models.dag_parts import (
     NodesMoved,
     NodesRemoved,
 )
+from app.views.canvas.file_ports import FileLayer
 from app.views.canvas.items import NODE_HEIGHT, NODE_WIDTH, EdgeItem, NodeItem
 from app.views.canvas.overview import OverviewPicture
 
@@ -53,10 +54,12 @@ class DagScene(QGraphicsScene):
         self._unsubscribe = document.subscribe(self._on_document_event)
         self.selectionChanged.connect(self.picture_changed)
         self.rebuild()
+        self.files = FileLayer(self, document)  # file ports and links; follows the document
 
     def detach(self) -> None:
         """Stop following the document (the editor is closing)."""
         self._unsubscribe()
+        self.files.unsubscribe()
 
     # -- following the document -----------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class DagScene(QGraphicsScene):
             touched.update(((node_id, c), None) for c in document.children(node_id))
         for edge in touched:
             edge_items[edge].update_path()
+        self.files.update_links(node_ids)
         self.picture_changed()
 
     def mark_invalid(self, names: set[str]) -> None:
