@@ -30,7 +30,7 @@ EXISTS_COLOR = "#2e7d32"  # a port whose file exists after a run
 MISSING_COLOR = "#eceff1"
 FILE_NODE_WIDTH = 140.0
 FILE_NODE_HEIGHT = 26.0
-FILE_NODE_GAP = 90.0  # between a file node and the job next to it
+FILE_NODE_GAP = 60.0  # between a file node and the job next to it
 
 
 @cache
@@ -249,30 +249,37 @@ class FileLayer:
         self.links.append(item)
 
     def _place_file_nodes(self) -> None:
-        """Batch inputs left of their first reader, batch outputs right of their writer."""
-        document, nodes = self.document, self.scene.node_items
+        """Batch inputs in a column left of every job, at the height of their first reader;
+        batch outputs in a column right of every job, at the height of their writer."""
+        document = self.document
         readers: dict[str, NodeId] = {}
         for link in dag_files.file_links(document):
             if link.source is None:
                 readers.setdefault(link.output, link.target)
-        left = min((x for x, _ in document.positions.values()), default=0.0)
-        stacked: dict[tuple[float, float], int] = {}
+        xs = [x for x, _ in document.positions.values()] or [0.0]
+        columns = {
+            "in": min(xs) - FILE_NODE_WIDTH - FILE_NODE_GAP,
+            "out": max(xs) + NODE_WIDTH + FILE_NODE_GAP,
+        }
+        targets = dag_files.batch_outputs(document)
+        taken: dict[str, list[float]] = {"in": [], "out": []}
         for key, item in self.file_nodes.items():
-            if key.side == "in":
-                reader = readers.get(key.name)
-                y = document.position(reader)[1] if reader is not None else 0.0
-                anchor = (left - FILE_NODE_WIDTH - FILE_NODE_GAP, y)
-            else:
-                target = dag_files.batch_outputs(document)[int(key.name)]
-                found = dag_files.resolve(document, str(target.get("from", "")))
-                if found is not None and found[0] is not None and found[0] in nodes:
-                    x, y = document.position(found[0])
-                    anchor = (x + NODE_WIDTH + FILE_NODE_GAP, y)
-                else:
-                    anchor = (left - FILE_NODE_WIDTH - FILE_NODE_GAP, 0.0)
-            k = stacked.get(anchor, 0)
-            stacked[anchor] = k + 1
-            item.setPos(anchor[0], anchor[1] + k * (FILE_NODE_HEIGHT + 8))
+            job: NodeId | None = readers.get(key.name)
+            if key.side == "out":
+                found = dag_files.resolve(document, str(targets[int(key.name)].get("from", "")))
+                job = found[0] if found is not None else None
+            y = document.position(job)[1] if job is not None and job in document else 0.0
+            while any(abs(y - other) < FILE_NODE_HEIGHT + 6 for other in taken[key.side]):
+                y += FILE_NODE_HEIGHT + 8  # below the file node already there
+            taken[key.side].append(y)
+            item.setPos(columns[key.side], y)
+
+    def files_rect(self) -> QRectF:
+        """The rectangle around the file nodes (empty when there are none)."""
+        rect = QRectF()
+        for item in self.file_nodes.values():
+            rect = rect.united(item.sceneBoundingRect())
+        return rect
 
     def update_links(self, node_ids: Iterable[NodeId] | None = None) -> None:
         """Redraw links (all, or those touching these nodes' ports, after a drag step)."""

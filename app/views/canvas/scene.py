@@ -187,14 +187,17 @@ class DagScene(QGraphicsScene):
             self.picture().paint(painter)
 
     def nodes_rect(self) -> QRectF:
-        """The rectangle around every node, from the document (cheaper than asking items)."""
+        """The rectangle around every node (and file node), from the document (cheaper than
+        asking items)."""
         positions = self.document.positions
         if not positions:
             return QRectF(0, 0, NODE_WIDTH, NODE_HEIGHT)
         xs = [x for x, _ in positions.values()]
         ys = [y for _, y in positions.values()]
         left, top = min(xs), min(ys)
-        return QRectF(left, top, max(xs) - left + NODE_WIDTH, max(ys) - top + NODE_HEIGHT)
+        rect = QRectF(left, top, max(xs) - left + NODE_WIDTH, max(ys) - top + NODE_HEIGHT)
+        files = getattr(self, "files", None)  # None while the scene is being made
+        return rect if files is None else rect.united(files.files_rect())
 
     def node_at(self, scene_pos: QPointF) -> NodeItem | None:
         """The node under a point, if any."""
