@@ -7,13 +7,25 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
 
 from app.models import dag_files
 from app.views.bridge import EngineBridge
 from app.views.canvas import CanvasWindow
 from app.views.canvas.file_ports import FileNodeItem, FilePortItem, PortKey
-from tests.views.canvas_helpers import drag, example, node, open_canvas, point, redo, undo
+from tests.views.canvas_helpers import (
+    LEFT,
+    NO_KEYS,
+    drag,
+    example,
+    node,
+    open_canvas,
+    point,
+    redo,
+    undo,
+)
 
 
 @pytest.fixture
@@ -89,3 +101,72 @@ async def test_a_batch_input_is_dragged_onto_a_job_and_a_cycle_is_refused(
     drag(view, summary, point(view, node(window, "index")))
     assert "cycle" in view.hint_label.text()
     assert window.undo_stack.count() == 1
+
+
+def menu_action(window: CanvasWindow, at: QPoint, text: str) -> None:
+    """Right-click at a point of the canvas and choose an entry of the menu."""
+    viewport = window.view.viewport()
+    event = QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at, viewport.mapToGlobal(at))
+    QApplication.sendEvent(viewport, event)
+    menu = window.file_gestures.last_menu
+    assert menu is not None
+    action = next(a for a in menu.actions() if a.text() == text)
+    action.trigger()
+    menu.close()
+
+
+def drop_files(window: CanvasWindow, paths: list[Path], at: QPoint) -> bool:
+    """Drag files from the file manager and let go over the canvas."""
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    viewport = window.view.viewport()
+    enter = QDragEnterEvent(at, Qt.DropAction.CopyAction, data, LEFT, NO_KEYS)
+    QApplication.sendEvent(viewport, enter)
+    if not enter.isAccepted():
+        return False
+    drop = QDropEvent(QPointF(at), Qt.DropAction.CopyAction, data, LEFT, NO_KEYS)
+    QApplication.sendEvent(viewport, drop)
+    return drop.isAccepted()
+
+
+async def test_write_to_adds_a_batch_output_and_undo_takes_it_back(
+    window: CanvasWindow, tmp_path: Path
+) -> None:
+    window.view.fit_all()
+    window.file_gestures.ask_destination = lambda name: str(tmp_path / "out" / f"{name}.tsv")
+    menu_action(window, on_screen(window, port(window, "index", "out", "kmers")), "Write to…")
+    written = window.document.batch["outputs"][-1]
+    assert written == {"from": "index.kmers", "to": str(tmp_path / "out" / "kmers.tsv")}
+    assert PortKey(None, "out", "2") in window.scene.files.file_nodes
+    assert window.document.validate() == [] and window.undo_stack.count() == 1
+    undo(window)
+    assert len(window.document.batch["outputs"]) == 2
+    assert PortKey(None, "out", "2") not in window.scene.files.file_nodes
+
+
+async def test_removing_an_input_from_its_port_menu(window: CanvasWindow) -> None:
+    window.view.fit_all()
+    menu_action(
+        window, on_screen(window, port(window, "count", "in", "kmers")), "Remove input kmers"
+    )
+    assert inputs(window, "count") == {"reads": "samples"}
+    assert PortKey(node(window, "count").node_id, "in", "kmers") not in window.scene.files.ports
+
+
+async def test_a_file_dropped_from_the_file_manager_becomes_a_batch_input(
+    window: CanvasWindow, tmp_path: Path
+) -> None:
+    (tmp_path / "data").mkdir()
+    dropped = tmp_path / "data" / "genes.bed"
+    dropped.write_text("chr1\t1\t2\n")
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere.txt"
+    outside.write_text("x")
+    center = window.view.viewport().rect().center()
+    assert drop_files(window, [dropped, outside], center)
+    batch_inputs = window.document.batch["inputs"]
+    assert batch_inputs["genes"] == "data/genes.bed"  # beside the DAG file: relative
+    assert batch_inputs[f"{tmp_path.name}_elsewhere".replace("-", "_")] == str(outside)
+    assert PortKey(None, "in", "genes") in window.scene.files.file_nodes
+    assert window.undo_stack.count() == 2 and window.document.validate() == []
+    assert not drop_files(window, [tmp_path / "missing.txt"], center)  # not a file: refused
+    outside.unlink()
