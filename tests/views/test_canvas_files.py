@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QTableWidgetItem
 
 from app.models import dag_files
 from app.views.bridge import EngineBridge
 from app.views.canvas import CanvasWindow
 from app.views.canvas.file_ports import FileNodeItem, FilePortItem, PortKey
+from app.views.canvas.file_properties import FilesEditor
 from tests.views.canvas_helpers import (
     LEFT,
     NO_KEYS,
@@ -170,3 +171,62 @@ async def test_a_file_dropped_from_the_file_manager_becomes_a_batch_input(
     assert window.undo_stack.count() == 2 and window.document.validate() == []
     assert not drop_files(window, [tmp_path / "missing.txt"], center)  # not a file: refused
     outside.unlink()
+
+
+def files_table(window: CanvasWindow, job: str) -> FilesEditor:
+    window.scene.select_nodes([window.document.node_named(job)])
+    editor = window.properties.files
+    assert editor.node_id == window.document.node_named(job)
+    return editor
+
+
+def cell(editor: FilesEditor, kind: str, name: str, column: int) -> QTableWidgetItem:
+    table = editor.table
+    row = next(
+        r
+        for r in range(table.rowCount())
+        if (table.item(r, 0).text(), table.item(r, 1).text()) == (kind, name)  # type: ignore[union-attr]
+    )
+    item = table.item(row, column)
+    assert item is not None
+    return item
+
+
+async def test_the_property_panel_lists_and_edits_inputs_and_outputs(window: CanvasWindow) -> None:
+    editor = files_table(window, "count")
+    table = editor.table
+    rows = [tuple(table.item(r, c).text() for c in range(3)) for r in range(table.rowCount())]  # type: ignore[union-attr]
+    assert rows == [
+        ("input", "reads", "samples"),
+        ("input", "kmers", "index.kmers"),
+        ("output", "counts", "{a: '{root}.a.txt', b: '{root}.b.txt'}"),
+    ]
+    # renaming an output follows the reference in `report` and the batch output
+    cell(editor, "output", "counts", 1).setText("hits")
+    document = window.document
+    assert inputs(window, "report")["counts"] == "count.hits"
+    assert document.batch["outputs"][1]["from"] == "count.hits"
+    assert document.validate() == [] and window.undo_stack.count() == 1
+    # a bad name or reference is refused with the reason, and nothing changes
+    cell(editor, "input", "reads", 1).setText("PATH")
+    assert "shadow" in editor.problem_label.text()
+    cell(editor, "input", "kmers", 2).setText("nowhere.x")
+    assert "names no batch input" in editor.problem_label.text()
+    cell(editor, "output", "hits", 2).setText(".bad ext")
+    assert "not an extension" in editor.problem_label.text()
+    assert window.undo_stack.count() == 1
+    # add an output and an input, then remove them: one step each
+    editor.add_output()
+    assert "out" in dag_files.job_outputs(document.fields(document.node_named("count")))
+    cell(editor, "output", "out", 2).setText(".log")
+    assert dag_files.job_outputs(document.fields(document.node_named("count")))["out"] == ".log"
+    editor.table.setCurrentCell(cell(editor, "output", "out", 1).row(), 1)
+    editor.remove_selected()
+    assert "out" not in dag_files.job_outputs(document.fields(document.node_named("count")))
+    assert window.undo_stack.count() == 4
+    for _ in range(4):
+        undo(window)
+    assert inputs(window, "report")["counts"] == "count.counts"
+    assert [
+        tuple(table.item(r, c).text() for c in range(3)) for r in range(table.rowCount())
+    ] == rows  # type: ignore[union-attr]
