@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from app.engine.batches.file_preview import first_lines
 from app.models import dag_files
 from app.models.dag_document import DagDocument
 
@@ -109,3 +110,21 @@ def test_a_cycle_through_files_still_opens_and_validation_names_it() -> None:
     document = DagDocument.from_data(data)
     assert len(document) == 2 and document.layered_positions()
     assert any("cycle" in p.message for p in document.validate())
+
+
+def test_a_dependency_that_would_close_a_cycle_through_files_is_refused() -> None:
+    document, ids = files_example()
+    reason = document.check_edge(ids["report"], ids["index"])
+    assert reason == "that would make a cycle: report runs after index (through files)"
+    assert document.check_edge(ids["index"], ids["report"]) is None  # same order: fine
+
+
+def test_the_first_lines_of_a_text_output_and_none_for_binary(tmp_path: Path) -> None:
+    text = tmp_path / "a.txt"
+    text.write_text("".join(f"line {k}\n" for k in range(100)))
+    assert first_lines(str(text), 3) == "line 0\nline 1\nline 2"
+    binary = tmp_path / "a.bin"
+    binary.write_bytes(b"\x00\x01\x02")
+    assert first_lines(str(binary)) is None
+    assert first_lines(str(tmp_path / "missing")) is None
+    assert first_lines("gs://bucket/object") is None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.models import dag_document_io as io
-from app.models.dag_files import file_edges, file_edges_by_index
+from app.models.dag_files import file_edges, file_edges_by_index, reaches_through_files
 from app.models.dag_parts import (
     BatchFieldChanged,
     DocumentEvent,
@@ -234,6 +234,9 @@ class DagDocument:
         if path is not None:
             cycle = " → ".join(self._label(n) for n in [parent, *path])
             return f"that would make a cycle: {cycle}"
+        if reaches_through_files(self, child, parent):
+            after, before = self._label(parent), self._label(child)
+            return f"that would make a cycle: {after} runs after {before} (through files)"
         return None
 
     def _path(self, start: NodeId, goal: NodeId) -> list[NodeId] | None:

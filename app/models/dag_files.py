@@ -130,6 +130,12 @@ def _reaches(document: DagDocument, start: NodeId, goal: NodeId) -> bool:
     return False
 
 
+def reaches_through_files(document: DagDocument, start: NodeId, goal: NodeId) -> bool:
+    """Whether `goal` runs after `start` once files count as dependencies (False, and cheap,
+    when no job reads another's output)."""
+    return bool(file_edges(document)) and _reaches(document, start, goal)
+
+
 def check_connect(
     document: DagDocument, source: NodeId | None, output: str, target: NodeId
 ) -> str | None:
