@@ -230,3 +230,40 @@ async def test_the_property_panel_lists_and_edits_inputs_and_outputs(window: Can
     assert [
         tuple(table.item(r, c).text() for c in range(3)) for r in range(table.rowCount())
     ] == rows  # type: ignore[union-attr]
+
+
+async def test_a_three_job_pipeline_drawn_with_files_saves_and_reopens_the_same(
+    bridge: EngineBridge, tmp_path: Path
+) -> None:
+    async with open_canvas(bridge) as window:
+        view = window.view
+        names = []
+        for x in (-300, 0, 300):
+            center = view.mapToScene(view.viewport().rect().center()) + QPointF(x, 0)
+            view.add_node("bash", center)
+            names.append(window.document.name(window.scene.selected_node_ids()[0]))
+        first, second, third = names
+        for job in (first, second):
+            files_table(window, job).add_output()
+        drag(
+            view,
+            on_screen(window, port(window, first, "out", "out")),
+            point(view, node(window, second)),
+        )
+        drag(
+            view,
+            on_screen(window, port(window, second, "out", "out")),
+            point(view, node(window, third)),
+        )
+        assert inputs(window, third) == {"out": f"{second}.out"}
+        assert window.document.validate() == []
+        n_steps = window.undo_stack.count()
+        assert n_steps == 3 + 2 + 2
+        path = tmp_path / "pipeline.yaml"
+        assert window.save(path)
+        text = window.document.to_text()
+        picture = {k: item.scenePos() for k, item in window.scene.files.ports.items()}
+        assert window.open_file(path)
+        assert window.document.to_text() == text
+        assert {k: item.scenePos() for k, item in window.scene.files.ports.items()} == picture
+        assert len(window.scene.files.links) == 2

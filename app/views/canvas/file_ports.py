@@ -169,6 +169,7 @@ class FileLayer:
         self.ports: dict[PortKey, FilePortItem] = {}
         self.file_nodes: dict[PortKey, FileNodeItem] = {}
         self.links: list[FileLinkItem] = []
+        self.visible = True
         self.unsubscribe = document.subscribe(self._on_event)
         self.rebuild()
 
@@ -212,6 +213,8 @@ class FileLayer:
             self._add_file_node(key, text, f"batch output: {target.get('from')} → {text}")
         self._place_file_nodes()
         self._add_links()
+        if not self.visible:
+            self.set_visible(False)
 
     def _add_file_node(self, key: PortKey, text: str, tooltip: str) -> None:
         item = FileNodeItem(key, text, tooltip)
@@ -280,6 +283,12 @@ class FileLayer:
         for item in self.file_nodes.values():
             rect = rect.united(item.sceneBoundingRect())
         return rect
+
+    def set_visible(self, visible: bool) -> None:
+        """Show or hide every file item (hidden in the overview, where nodes are rectangles)."""
+        self.visible = visible
+        for item in [*self.ports.values(), *self.file_nodes.values(), *self.links]:
+            item.setVisible(visible)
 
     def update_links(self, node_ids: Iterable[NodeId] | None = None) -> None:
         """Redraw links (all, or those touching these nodes' ports, after a drag step)."""

@@ -167,6 +167,7 @@ class DagScene(QGraphicsScene):
             node.setFlag(_NO_CONTENTS, overview)
         for edge in self.edge_items.values():
             edge.setVisible(not overview)
+        self.files.set_visible(not overview)
         self.update()
 
     def picture(self) -> OverviewPicture:
