@@ -49,6 +49,8 @@ async def test_a_run_colours_ports_and_an_output_opens_with_its_first_lines(
     await until(lambda: files.ports[summary_key].exists is True, what="the ports to colour")
     counts_in = PortKey(document.node_named("report"), "in", "counts")
     assert files.ports[counts_in].exists is True  # an input is coloured by what it reads
+    written = files.file_nodes[PortKey(None, "out", "0")]  # results/summary.txt
+    await until(lambda: written.exists is True, what="the batch output to colour")
     # double-click the summary's port: its size, where it is, its first lines
     view = window.view
     window.view.fit_all()

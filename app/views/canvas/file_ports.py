@@ -106,6 +106,11 @@ class FileNodeItem(QGraphicsItem):
         self.setToolTip(tooltip)
         self.exists: bool | None = None
 
+    def set_exists(self, exists: bool | None) -> None:
+        if exists != self.exists:
+            self.exists = exists
+            self.update()
+
     def port_point(self) -> QPointF:
         """Where links attach, in scene coordinates."""
         x = FILE_NODE_WIDTH if self.key.side == "in" else 0.0

@@ -52,6 +52,8 @@ class FilesEditor(QWidget):
         self.table.setHorizontalHeaderLabels(["", "Name", "Reads / file"])
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(KIND, 56)
+        self.table.setMinimumHeight(130)  # a few rows without scrolling
         self.table.setToolTip(
             "Inputs read a batch input or <job>.<output>; outputs are a plain file, "
             "an extension like .bam, or a group {member: '{root}.ext'}"

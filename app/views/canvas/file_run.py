@@ -35,12 +35,15 @@ def _node_name(job: str, names: set[str]) -> str | None:
     return head if head in names else None
 
 
-def existing_outputs(files: list[StoredFile], names: set[str]) -> dict[tuple[str, str], bool]:
-    """(node name, output name) -> whether every file of it exists (kept in scratch)."""
+def existing_outputs(
+    files: list[StoredFile], names: set[str], *, kept: bool = True
+) -> dict[tuple[str, str], bool]:
+    """(node name, output name) -> whether every file of it exists: kept in scratch, or
+    (`kept` false) copied to its batch output's destination."""
     found: dict[tuple[str, str], bool] = {}
     for f in files:
         node = _node_name(f.job, names)
-        if node is None or not f.kept:
+        if node is None or f.kept != kept:
             continue
         key = (node, f.name.split(".", 1)[0])
         found[key] = found.get(key, True) and f.size_bytes is not None
@@ -90,6 +93,7 @@ class FileRunView(QObject):
         self.view = view
         self.watcher = watcher
         self.exists: dict[tuple[str, str], bool] = {}
+        self.written: dict[tuple[str, str], bool] = {}  # copied to batch output destinations
         self.dialog: OutputDialog | None = None
         self.ask_save_path: Callable[[str], str] = self._ask_save_path
         self.saved: list[str] = []  # where the last Save as… copied to
@@ -102,7 +106,7 @@ class FileRunView(QObject):
         """Read which output files the watched batch has, then colour the ports."""
         batch_id = self.watcher.batch_id
         if batch_id is None:
-            self.exists = {}
+            self.exists, self.written = {}, {}
             self._paint()
             return
         self.bridge.call(
@@ -114,7 +118,9 @@ class FileRunView(QObject):
         if batch_id != self.watcher.batch_id:
             return
         self._batch_id = batch_id
-        self.exists = existing_outputs(files, self.view.document.names())
+        names = self.view.document.names()
+        self.exists = existing_outputs(files, names)
+        self.written = existing_outputs(files, names, kept=False)
         self._paint()
 
     def _paint(self) -> None:
@@ -128,6 +134,13 @@ class FileRunView(QObject):
             port = self.files.ports.get(PortKey(link.target, "in", link.input))
             if port is not None and link.source is not None:
                 port.set_exists(self.exists.get((document.name(link.source), link.output)))
+        targets = dag_files.batch_outputs(document)
+        for key, item in self.files.file_nodes.items():
+            if key.side != "out" or int(key.name) >= len(targets):
+                continue
+            found = dag_files.resolve(document, str(targets[int(key.name)].get("from", "")))
+            if found is not None and found[0] is not None:
+                item.set_exists(self.written.get((document.name(found[0]), found[1])))
 
     # -- an output's dialog ---------------------------------------------------------------------
 
