@@ -70,3 +70,7 @@ async def test_a_run_colours_ports_and_an_output_opens_with_its_first_lines(
     await until(lambda: dest.is_file(), what="the copy")
     assert same_text(dest, Path(where))
     dialog.close()
+    # another DAG opened: its ports show no run, even where names match
+    assert window.open_file(path)
+    assert window.run_watcher.batch_id is None
+    assert all(p.exists is None for p in window.scene.files.ports.values())

@@ -286,7 +286,8 @@ class FileLayer:
         """The rectangle around the file nodes (empty when there are none)."""
         rect = QRectF()
         for item in self.file_nodes.values():
-            rect = rect.united(item.sceneBoundingRect())
+            if shiboken6.isValid(item):  # a scene's rebuild deletes them before we hear of it
+                rect = rect.united(item.sceneBoundingRect())
         return rect
 
     def set_visible(self, visible: bool) -> None:

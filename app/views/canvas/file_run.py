@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from app.engine.service import StoredFile
 from app.models import dag_files
+from app.models.dag_parts import DocumentEvent, DocumentReset
 from app.models.units import format_bytes
 from app.views.bridge import EngineBridge
 from app.views.canvas.file_ports import FileLayer, FilePortItem, PortKey
@@ -100,7 +101,14 @@ class FileRunView(QObject):
         self._batch_id: int | None = None
         watcher.changed.connect(self.refresh)
         view.viewport().installEventFilter(self)
-        view.document.subscribe(lambda _event: self._paint() if self.exists else None)
+        view.document.subscribe(self._on_document_event)
+
+    def _on_document_event(self, event: DocumentEvent) -> None:
+        """Ports are made again on edits: colour them again; another DAG has no run yet."""
+        if isinstance(event, DocumentReset):
+            self.exists, self.written = {}, {}
+        elif self.exists or self.written:
+            self._paint()
 
     def refresh(self) -> None:
         """Read which output files the watched batch has, then colour the ports."""
