@@ -239,3 +239,32 @@ def renamed_output(
         for item in batch_outputs(document)
     ]
     return changes, targets or None
+
+
+def _renamed_ref(ref: object, old: str, new: str, outputs: Mapping[str, Any]) -> object:
+    if isinstance(ref, str) and ref.startswith(old + ".") and ref[len(old) + 1 :] in outputs:
+        return new + ref[len(old) :]
+    return ref
+
+
+def references_renamed(
+    document: DagDocument, node_id: NodeId, old: str, new: str
+) -> tuple[list[FieldChange], object]:
+    """When job `node_id` is renamed from `old` to `new`: the new `inputs` of the jobs that
+    read its outputs (in the form they are written) and the new batch `outputs`."""
+    outputs = job_outputs(document.fields(node_id))
+    changes: list[FieldChange] = []
+    for other in document.node_ids:
+        value = document.fields(other).get("inputs")
+        renamed: object = value
+        if isinstance(value, list):
+            renamed = [_renamed_ref(ref, old, new, outputs) for ref in value]
+        elif isinstance(value, dict):
+            renamed = {k: _renamed_ref(ref, old, new, outputs) for k, ref in value.items()}
+        if renamed != value:
+            changes.append((other, "inputs", renamed))
+    targets = [
+        {**item, "from": _renamed_ref(item.get("from"), old, new, outputs)}
+        for item in batch_outputs(document)
+    ]
+    return changes, targets or None

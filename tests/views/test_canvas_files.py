@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QTableWidgetItem
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QLineEdit, QTableWidgetItem
 
 from app.models import dag_files
 from app.views.bridge import EngineBridge
@@ -267,3 +268,27 @@ async def test_a_three_job_pipeline_drawn_with_files_saves_and_reopens_the_same(
         assert window.document.to_text() == text
         assert {k: item.scenePos() for k, item in window.scene.files.ports.items()} == picture
         assert len(window.scene.files.links) == 2
+
+
+async def test_renaming_a_job_by_typing_renames_the_references_to_its_outputs(
+    window: CanvasWindow,
+) -> None:
+    window.scene.select_nodes([window.document.node_named("count")])
+    line = window.properties.editors["name"]
+    assert isinstance(line, QLineEdit)
+    line.setFocus()
+    line.selectAll()
+    for part in ("ta", "ll", "y"):  # a pause between keys commits: the steps merge
+        QTest.keyClicks(line, part)
+        window.properties.commit()
+    document = window.document
+    assert document.node_named("tally") is not None
+    assert inputs(window, "report")["counts"] == "tally.counts"
+    assert document.batch["outputs"][1]["from"] == "tally.counts"
+    assert document.validate() == []
+    assert window.undo_stack.count() == 1  # the typing, references included, is one step
+    undo(window)
+    assert inputs(window, "report")["counts"] == "count.counts"
+    assert document.batch["outputs"][1]["from"] == "count.counts"
+    redo(window)
+    assert inputs(window, "report")["counts"] == "tally.counts"

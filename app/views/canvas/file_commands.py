@@ -136,3 +136,59 @@ def remove_batch_output(document: DagDocument, index: int) -> QUndoCommand:
     return SetBatchFieldCommand(
         document, "outputs", targets or None, f"Stop writing {gone.get('from')}"
     )
+
+
+class RenameJobCommand(SetFieldCommand):
+    """Rename a job; references to its outputs (other jobs' inputs, batch outputs) follow.
+    Merges like any typing in the name field: the references follow the last name."""
+
+    def __init__(
+        self,
+        document: DagDocument,
+        node_id: NodeId,
+        field: str,
+        value: object,
+        *,
+        edit_key: object = None,
+    ) -> None:
+        if field != "name":
+            raise ValueError(f"a rename sets the name, not {field!r}")
+        super().__init__(document, node_id, field, value, edit_key=edit_key)
+        self.inputs_before = {
+            n: copy.deepcopy(document.fields(n).get("inputs")) for n in document.node_ids
+        }
+        self.outputs_before = copy.deepcopy(document.batch.get("outputs"))
+        self.changed: list[NodeId] = []
+
+    def redo(self) -> None:
+        document = self.document
+        old, new = self.old, self.new
+        if isinstance(old, str) and isinstance(new, str) and old and new != old:
+            self._restore()  # from the references as they were before the first keystroke
+            changes, targets = dag_files.references_renamed(document, self.node_id, old, new)
+            for node, field, value in changes:
+                document.set_field(node, field, value)
+            self.changed = [node for node, _, _ in changes]
+            if targets != document.batch.get("outputs"):
+                document.set_batch_field("outputs", targets)
+        super().redo()
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        changed = other.changed if isinstance(other, RenameJobCommand) else []
+        merged = super().mergeWith(other)
+        if merged:
+            self.changed = list(dict.fromkeys([*self.changed, *changed]))
+        return merged
+
+    def undo(self) -> None:
+        super().undo()
+        self._restore()
+
+    def _restore(self) -> None:
+        document = self.document
+        for node in self.changed:
+            if node in document:
+                document.set_field(node, "inputs", copy.deepcopy(self.inputs_before.get(node)))
+        self.changed = []
+        if document.batch.get("outputs") != self.outputs_before:
+            document.set_batch_field("outputs", copy.deepcopy(self.outputs_before))

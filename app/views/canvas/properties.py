@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.models.dag_document import DagDocument, check_job_field
 from app.models.dag_parts import DocumentEvent, DocumentReset, NodeChanged, NodeId, NodesRemoved
 from app.views.canvas.commands import SetFieldCommand
+from app.views.canvas.file_commands import RenameJobCommand
 from app.views.canvas.file_properties import FilesEditor
 
 COMMIT_AFTER_MS = 600  # a pause in typing this long commits a valid value
@@ -283,9 +284,8 @@ class PropertiesPanel(QWidget):
         for name in sorted(pending):
             value, problem = self.value_of(name)
             if problem is None and value != self.document.fields(self.node_id).get(name):
-                command = SetFieldCommand(
-                    self.document, self.node_id, name, value, edit_key=self._edit_key
-                )
+                kind = RenameJobCommand if name == "name" else SetFieldCommand
+                command = kind(self.document, self.node_id, name, value, edit_key=self._edit_key)
                 self.undo_stack.push(command)
 
     def _finish_edit(self) -> None:
