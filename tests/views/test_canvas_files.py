@@ -292,3 +292,17 @@ async def test_renaming_a_job_by_typing_renames_the_references_to_its_outputs(
     assert document.batch["outputs"][1]["from"] == "count.counts"
     redo(window)
     assert inputs(window, "report")["counts"] == "tally.counts"
+
+
+async def test_file_items_hide_in_the_overview_and_survive_unrelated_edits(
+    window: CanvasWindow,
+) -> None:
+    files = window.scene.files
+    a_port = next(iter(files.ports.values()))
+    window.document.set_field(window.document.node_named("count"), "cpu", 2)
+    assert next(iter(files.ports.values())) is a_port  # not made again for a cpu edit
+    window.scene.set_overview(True)
+    items = [*files.ports.values(), *files.file_nodes.values(), *files.links]
+    assert not any(item.isVisible() for item in items)
+    window.scene.set_overview(False)
+    assert all(item.isVisible() for item in items)

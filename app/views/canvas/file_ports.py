@@ -19,7 +19,16 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QStyleOptionGrap
 
 from app.models import dag_files
 from app.models.dag_document import DagDocument
-from app.models.dag_parts import DocumentEvent, DocumentReset, NodeId, NodesMoved
+from app.models.dag_parts import (
+    BatchFieldChanged,
+    DocumentEvent,
+    DocumentReset,
+    EdgesAdded,
+    EdgesRemoved,
+    NodeChanged,
+    NodeId,
+    NodesMoved,
+)
 from app.views.canvas.items import NODE_HEIGHT, NODE_WIDTH, NodeItem, edge_path
 
 FILE_PORT_RADIUS = 5.0
@@ -162,6 +171,16 @@ def _anchor(item: QGraphicsItem) -> QPointF:
     return item.scenePos()
 
 
+FILE_FIELDS = frozenset({"name", "inputs", "outputs"})  # what ports and links are made of
+
+
+def _touches_files(event: DocumentEvent) -> bool:
+    """Whether an event can change the file items (typing a command cannot, nor an edge)."""
+    if isinstance(event, NodeChanged | BatchFieldChanged):
+        return event.field in FILE_FIELDS
+    return not isinstance(event, EdgesAdded | EdgesRemoved)
+
+
 class FileLayer:
     """The file items of a scene, made again from the document when its files change."""
 
@@ -184,7 +203,7 @@ class FileLayer:
         if isinstance(event, NodesMoved):
             self._place_file_nodes()
             self.update_links()
-        else:
+        elif _touches_files(event):
             self.rebuild()
 
     def _drop_items(self) -> None:
