@@ -306,3 +306,18 @@ async def test_file_items_hide_in_the_overview_and_survive_unrelated_edits(
     assert not any(item.isVisible() for item in items)
     window.scene.set_overview(False)
     assert all(item.isVisible() for item in items)
+
+
+async def test_a_file_dropped_on_a_job_becomes_its_input_in_one_step(
+    window: CanvasWindow, tmp_path: Path
+) -> None:
+    dropped = tmp_path / "genes.bed"
+    dropped.write_text("chr1\t1\t2\n")
+    before = window.document.to_text()
+    window.view.fit_all()
+    assert drop_files(window, [dropped], point(window.view, node(window, "report")))
+    assert window.document.batch["inputs"]["genes"] == "genes.bed"
+    assert inputs(window, "report")["genes"] == "genes"
+    assert window.undo_stack.count() == 1 and window.document.validate() == []
+    undo(window)
+    assert window.document.to_text() == before

@@ -1,6 +1,7 @@
 """File gestures on the canvas that are not drags between ports: files dropped from the file
-manager become batch inputs; a port's context menu writes an output somewhere ("Write to…")
-or removes an input or output. Each change is one undo step."""
+manager become batch inputs (dropped on a job: inputs of that job, too); a port's context
+menu writes an output somewhere ("Write to…") or removes an input or output. Each change is
+one undo step."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from PySide6.QtCore import QEvent, QObject, QPoint, Qt
 from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMenu
 
+from app.models import dag_files
 from app.models.dag_document import CANVAS_SOURCE
+from app.models.dag_parts import NodeId
 from app.views.canvas import file_commands as fc
 from app.views.canvas.file_ports import FileNodeItem, FilePortItem
 from app.views.canvas.view import CanvasView
@@ -38,15 +41,28 @@ class FileGestures(QObject):
         paths = [url.toLocalFile() for url in data.urls() if url.isLocalFile()]
         return [p for p in paths if p and os.path.isfile(p)]
 
-    def add_inputs(self, paths: list[str]) -> None:
-        """Add batch inputs reading these files (relative to the DAG's folder when inside)."""
-        source = self.view.document.source
+    def add_inputs(self, paths: list[str], reader: NodeId | None = None) -> None:
+        """Add batch inputs reading these files (relative to the DAG's folder when inside);
+        dropped on a job (`reader`), each is also an input of that job, in the same step."""
+        document = self.view.document
+        source = document.source
         base = Path(source).resolve().parent if source != CANVAS_SOURCE else None
         for path in paths:
             location = path
             if base is not None and Path(path).resolve().is_relative_to(base):
                 location = Path(path).resolve().relative_to(base).as_posix()
-            self.view.undo_stack.push(fc.add_batch_input(self.view.document, location))
+            if reader is None:
+                self.view.undo_stack.push(fc.add_batch_input(document, location))
+                continue
+            name = dag_files.free_name(
+                dag_files.batch_inputs(document), dag_files.name_for_location(location)
+            )
+            parts = [
+                fc.add_batch_input(document, location, name),
+                fc.connect_file(document, None, name, reader),
+            ]
+            text = f"Add input {name} to {document.name(reader)}"
+            self.view.undo_stack.push(fc.CompoundCommand(text, parts))
 
     # -- menus ----------------------------------------------------------------------------------
 
@@ -102,7 +118,10 @@ class FileGestures(QObject):
             paths = self.local_files(event)
             if not paths:
                 return False
-            self.add_inputs(paths)
+            node = self.view.canvas_scene.files.node_at(
+                self.view.mapToScene(event.position().toPoint())
+            )
+            self.add_inputs(paths, node.node_id if node is not None else None)
             event.acceptProposedAction()
             return True
         if kind == QEvent.Type.ContextMenu and isinstance(event, QContextMenuEvent):
