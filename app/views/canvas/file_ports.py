@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -30,6 +31,9 @@ from app.models.dag_parts import (
     NodesMoved,
 )
 from app.views.canvas.items import NODE_HEIGHT, NODE_WIDTH, NodeItem, edge_path
+
+if TYPE_CHECKING:
+    from app.views.canvas.scene import DagScene
 
 FILE_PORT_RADIUS = 5.0
 FILE_PORT_HIT = 9.0
@@ -184,10 +188,7 @@ def _touches_files(event: DocumentEvent) -> bool:
 class FileLayer:
     """The file items of a scene, made again from the document when its files change."""
 
-    def __init__(self, scene: object, document: DagDocument) -> None:
-        from app.views.canvas.scene import DagScene
-
-        assert isinstance(scene, DagScene)
+    def __init__(self, scene: DagScene, document: DagDocument) -> None:
         self.scene = scene
         self.document = document
         self.ports: dict[PortKey, FilePortItem] = {}
