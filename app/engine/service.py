@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from app.engine import browse, lease, metrics
-from app.engine.batches import frontend, logs, rerun
+from app.engine.batches import file_preview, file_store, frontend, logs, rerun
+from app.engine.batches.file_store import StoredFile
 
 # what the views may use of the engine's records (views import the engine only from here)
 from app.engine.batches.logs import LogChunk
@@ -276,6 +277,18 @@ class EngineService:
 
     # -- submitting -----------------------------------------------------------------------------
 
+    async def batch_files(self, batch_id: int) -> list[StoredFile]:
+        """The output files of a batch's jobs: where they are and their sizes."""
+        return await file_store.batch_files(self.db, batch_id)
+
+    async def save_output(self, batch_id: int, ref: str, dest: str) -> list[Path]:
+        """Copy a job output (`JOB.OUTPUT`; a group: each member) to `dest`."""
+        return await file_store.get_file(self.db, batch_id, ref, dest)
+
+    async def output_preview(self, where: str, n_lines: int = 20) -> str | None:
+        """The first lines of a kept output file, or None when it is not text."""
+        return await asyncio.to_thread(file_preview.first_lines, where, n_lines)
+
     async def load_dag(self, path: str | Path) -> BatchSpec:
         """Read and validate a DAG file off the event loop; DagFileError lists every problem."""
         return await asyncio.to_thread(load_dag_file, path)
@@ -429,6 +442,7 @@ __all__ = [
     "Outcome",
     "PoolConfig",
     "PoolRow",
+    "StoredFile",
     "Timeline",
     "bar_tip",
     "format_estimate",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.models import dag_document_io as io
+from app.models.dag_files import file_edges, file_edges_by_index, reaches_through_files
 from app.models.dag_parts import (
     BatchFieldChanged,
     DocumentEvent,
@@ -34,7 +35,7 @@ from app.models.dag_parts import (
     Position,
 )
 from app.models.job_fields import JOB_PARSERS
-from app.models.layout import layered_layout
+from app.models.layout import CycleError, layered_layout
 from app.models.spec import DagFileError, Problem, parse_dag, validate_job_field
 
 CANVAS_SOURCE = "<canvas>"  # the source named in problems of a document that has no file yet
@@ -96,6 +97,18 @@ def node_kind(fields: Mapping[str, Any]) -> str:
     if fields.get("image"):
         return "container"
     return "bash"
+
+
+def _layout(
+    nodes: Iterable[NodeId], edges: list[Edge], file_made: list[Edge]
+) -> dict[NodeId, Position]:
+    """Layered positions by dependencies and file references; a cycle through files (shown by
+    validation) leaves the files out of the ordering."""
+    nodes = list(nodes)
+    try:
+        return layered_layout(nodes, list(dict.fromkeys([*edges, *file_made])))
+    except CycleError:
+        return layered_layout(nodes, edges)
 
 
 def _index(node: NodeData) -> int:
@@ -221,6 +234,9 @@ class DagDocument:
         if path is not None:
             cycle = " → ".join(self._label(n) for n in [parent, *path])
             return f"that would make a cycle: {cycle}"
+        if reaches_through_files(self, child, parent):
+            after, before = self._label(parent), self._label(child)
+            return f"that would make a cycle: {after} runs after {before} (through files)"
         return None
 
     def _path(self, start: NodeId, goal: NodeId) -> list[NodeId] | None:
@@ -416,7 +432,7 @@ class DagDocument:
 
     def layered_positions(self) -> dict[NodeId, Position]:
         """Where auto-layout puts every node (layered left to right)."""
-        return layered_layout(self.node_ids, self.edges)
+        return _layout(self.node_ids, self.edges, file_edges(self))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -446,7 +462,7 @@ class DagDocument:
         document.batch, document.source = parts.batch, source
         positions = parts.positions
         if any(p is None for p in positions):
-            placed = layered_layout(range(len(parts.jobs)), parts.edges)
+            placed = _layout(range(len(parts.jobs)), parts.edges, file_edges_by_index(parts.jobs))
             positions = [placed[k] for k in range(len(parts.jobs))]
         nodes = tuple(
             NodeData(k + 1, fields, position or (0.0, 0.0))

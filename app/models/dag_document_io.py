@@ -51,6 +51,7 @@ JOB_KEY_ORDER = (
     "expected_duration",
 )  # then any other key, and `command` last: it is often a multi-line script
 LAYOUT_KEY = "layout"
+AFTER_JOBS = frozenset({"outputs"})  # batch keys written after the jobs, as people write them
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,13 +68,16 @@ def to_data(
     batch = document.batch
     data: dict[str, Any] = {"version": batch.get("version", FORMAT_VERSION)}
     data.update((key, batch[key]) for key in BATCH_KEY_ORDER if key in batch and key not in data)
-    data.update((key, value) for key, value in batch.items() if key not in data)
+    data.update(
+        (key, value) for key, value in batch.items() if key not in data and key not in AFTER_JOBS
+    )
     skipped = {"scatter"} if for_validation and "scatter" not in JOB_PARSERS else set()
     names = {node_id: document.name(node_id) for node_id in document.node_ids}
     data["jobs"] = [
         _job_data(document.fields(n), [names[p] for p in document.parents(n)], skipped)
         for n in names
     ]
+    data.update((key, batch[key]) for key in AFTER_JOBS if key in batch)
     if layout:
         positions = document.positions
         data[LAYOUT_KEY] = {

@@ -28,6 +28,8 @@ from app.models.spec import DagFileError, Problem
 from app.views.bridge import EngineBridge
 from app.views.canvas.actions import EditorActions
 from app.views.canvas.commands import LayoutCommand, PasteCommand, RemoveNodesCommand
+from app.views.canvas.file_gestures import FileGestures
+from app.views.canvas.file_run import FileRunView
 from app.views.canvas.items import KIND_COLORS, KIND_LABELS, NodeItem
 from app.views.canvas.palette import NodePalette
 from app.views.canvas.properties import PropertiesPanel
@@ -103,6 +105,8 @@ class CanvasWindow(QMainWindow):
         self.submit_flow.submitted.connect(self._on_submitted)
         self.submitted_batch_id: int | None = None
         self.run_watcher = RunWatcher(bridge, self.scene, self.view, self)
+        self.file_gestures = FileGestures(self.view)  # file drops, port menus
+        self.file_run = FileRunView(bridge, self.scene.files, self.view, self.run_watcher)
         self.editor_actions = EditorActions(self)
         self._validate_timer = QTimer(self, singleShot=True, interval=VALIDATE_AFTER_MS)
         self._validate_timer.timeout.connect(self.refresh_problems)

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
 from app.models.dag_document import DagDocument, check_job_field
 from app.models.dag_parts import DocumentEvent, DocumentReset, NodeChanged, NodeId, NodesRemoved
 from app.views.canvas.commands import SetFieldCommand
+from app.views.canvas.file_commands import RenameJobCommand
+from app.views.canvas.file_properties import FilesEditor
 
 COMMIT_AFTER_MS = 600  # a pause in typing this long commits a valid value
 INVALID_STYLE = "border: 2px solid #e53935;"
@@ -148,6 +150,8 @@ class PropertiesPanel(QWidget):
         layout.addWidget(self.heading)
         layout.addLayout(form)
         layout.addWidget(self.problem_label)
+        self.files = FilesEditor(document, undo_stack)  # inputs and outputs
+        layout.addWidget(self.files)
         layout.addStretch(1)
         self._unsubscribe = document.subscribe(self._on_document_event)
         self.show_node(None)
@@ -176,6 +180,7 @@ class PropertiesPanel(QWidget):
     def detach(self) -> None:
         """Stop following the document (the editor is closing)."""
         self._unsubscribe()
+        self.files.detach()
 
     # -- showing a node -------------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class PropertiesPanel(QWidget):
         if node_id != self.node_id:
             self.commit()
         self.node_id = node_id if node_id in self.document else None
+        self.files.show_node(self.node_id)
         self._edit_key = object()
         shown = self.node_id is not None
         for editor in self.editors.values():
@@ -278,9 +284,8 @@ class PropertiesPanel(QWidget):
         for name in sorted(pending):
             value, problem = self.value_of(name)
             if problem is None and value != self.document.fields(self.node_id).get(name):
-                command = SetFieldCommand(
-                    self.document, self.node_id, name, value, edit_key=self._edit_key
-                )
+                kind = RenameJobCommand if name == "name" else SetFieldCommand
+                command = kind(self.document, self.node_id, name, value, edit_key=self._edit_key)
                 self.undo_stack.push(command)
 
     def _finish_edit(self) -> None:

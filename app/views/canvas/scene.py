@@ -27,6 +27,7 @@ from app.models.dag_parts import (
     NodesMoved,
     NodesRemoved,
 )
+from app.views.canvas.file_ports import FileLayer
 from app.views.canvas.items import NODE_HEIGHT, NODE_WIDTH, EdgeItem, NodeItem
 from app.views.canvas.overview import OverviewPicture
 
@@ -53,10 +54,12 @@ class DagScene(QGraphicsScene):
         self._unsubscribe = document.subscribe(self._on_document_event)
         self.selectionChanged.connect(self.picture_changed)
         self.rebuild()
+        self.files = FileLayer(self, document)  # file ports and links; follows the document
 
     def detach(self) -> None:
         """Stop following the document (the editor is closing)."""
         self._unsubscribe()
+        self.files.unsubscribe()
 
     # -- following the document -----------------------------------------------------------------
 
@@ -144,6 +147,7 @@ class DagScene(QGraphicsScene):
             touched.update(((node_id, c), None) for c in document.children(node_id))
         for edge in touched:
             edge_items[edge].update_path()
+        self.files.update_links(node_ids)
         self.picture_changed()
 
     def mark_invalid(self, names: set[str]) -> None:
@@ -165,6 +169,7 @@ class DagScene(QGraphicsScene):
             node.setFlag(_NO_CONTENTS, overview)
         for edge in self.edge_items.values():
             edge.setVisible(not overview)
+        self.files.set_visible(not overview)
         self.update()
 
     def picture(self) -> OverviewPicture:
@@ -185,14 +190,17 @@ class DagScene(QGraphicsScene):
             self.picture().paint(painter)
 
     def nodes_rect(self) -> QRectF:
-        """The rectangle around every node, from the document (cheaper than asking items)."""
+        """The rectangle around every node (and file node), from the document (cheaper than
+        asking items)."""
         positions = self.document.positions
         if not positions:
             return QRectF(0, 0, NODE_WIDTH, NODE_HEIGHT)
         xs = [x for x, _ in positions.values()]
         ys = [y for _, y in positions.values()]
         left, top = min(xs), min(ys)
-        return QRectF(left, top, max(xs) - left + NODE_WIDTH, max(ys) - top + NODE_HEIGHT)
+        rect = QRectF(left, top, max(xs) - left + NODE_WIDTH, max(ys) - top + NODE_HEIGHT)
+        files = getattr(self, "files", None)  # None while the scene is being made
+        return rect if files is None else rect.united(files.files_rect())
 
     def node_at(self, scene_pos: QPointF) -> NodeItem | None:
         """The node under a point, if any."""

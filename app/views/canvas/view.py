@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QGraphicsView, QLabel, QWidget
 
 from app.models.dag_document import NODE_TEMPLATES
 from app.views.canvas.commands import AddNodeCommand
+from app.views.canvas.file_interactions import FileLinkInteraction
 from app.views.canvas.interactions import (
     Interaction,
     MoveNodesInteraction,
@@ -154,6 +155,11 @@ class CanvasView(QGraphicsView):
             return
         if button != Qt.MouseButton.LeftButton:
             super().mousePressEvent(event)
+            return
+        file_source = self.canvas_scene.files.source_at(self.mapToScene(pos.toPoint()))
+        if file_source is not None:
+            self.interaction = FileLinkInteraction(self, file_source)
+            event.accept()
             return
         node = self.canvas_scene.node_at(self.mapToScene(pos.toPoint()))
         port = node.port_at(node.mapFromScene(self.mapToScene(pos.toPoint()))) if node else None
