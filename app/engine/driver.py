@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
 from app.engine import lease
-from app.engine.batches.completion import Changes, JobEnd, end_jobs
+from app.engine.batches.completion import Changes, JobEnd, chunks, end_jobs
 from app.engine.batches.counters import repair_counters
 from app.engine.batches.file_store import remove_expired_files
 from app.engine.batches.files import scratch_root, transfers
@@ -394,6 +394,20 @@ class Driver:
     def _mark_running(
         self, conn: Connection, placed: dict[str, list[Assignment]], now: float
     ) -> None:
+        """Mark the placed jobs Running and insert their attempts. A placement whose job is no
+        longer Ready (a front end cancelled it meanwhile), or a second placement of one job,
+        is dropped from ``placed``: its attempt is not stored and nothing is sent."""
+        seen: set[tuple[int, int]] = set()
+        for assignments in placed.values():
+            kept = []
+            for a in assignments:
+                key = (a.run.batch_id, a.run.job_id)
+                if key in seen:
+                    log.warning("job %d.%d was placed twice in one pass; kept once", *key)
+                    continue
+                seen.add(key)
+                kept.append(a)
+            assignments[:] = kept
         rows = [
             {"b_b": a.run.batch_id, "b_j": a.run.job_id, "b_a": a.run.attempt, "b_i": name}
             for name, assignments in placed.items()
@@ -402,6 +416,13 @@ class Driver:
         if not rows:
             return
         _SET_RUNNING.executemany(conn, [{**r, "b_now": now} for r in rows])
+        marked = _marked_running(conn, rows)
+        if len(marked) < len(rows):
+            for name, assignments in placed.items():
+                assignments[:] = [
+                    a for a in assignments if (a.run.batch_id, a.run.job_id, name) in marked
+                ]
+            rows = [r for r in rows if (r["b_b"], r["b_j"], r["b_i"]) in marked]
         bulk_insert(
             conn,
             attempts_table,
@@ -569,4 +590,31 @@ _SET_RUNNING = Prepared(
         time_started=bindparam("b_now"),
     )
 )
+
+
+def _marked_running(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[int, int, str]]:
+    """(batch, job, instance) of the rows that `_SET_RUNNING` did mark: Running there now,
+    at that attempt."""
+    wanted = {(r["b_b"], r["b_j"]): (r["b_a"], r["b_i"]) for r in rows}
+    marked: set[tuple[int, int, str]] = set()
+    by_batch: dict[int, list[int]] = defaultdict(list)
+    for batch_id, job_id in wanted:
+        by_batch[batch_id].append(job_id)
+    for batch_id, job_ids in by_batch.items():
+        for part in chunks(job_ids):
+            for row in conn.execute(
+                select(Job.job_id, Job.state, Job.last_attempt, Job.instance_name).where(
+                    Job.batch_id == batch_id, Job.job_id.in_(part)
+                )
+            ):
+                attempt, name = wanted[(batch_id, row.job_id)]
+                if (
+                    row.state == JobState.RUNNING
+                    and row.last_attempt == attempt
+                    and row.instance_name == name
+                ):
+                    marked.add((batch_id, row.job_id, name))
+    return marked
+
+
 __all__ = ["Driver"]
