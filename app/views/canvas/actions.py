@@ -47,7 +47,8 @@ class EditorActions:
         self.undo.setShortcuts(shortcuts([Key.Undo]))
         self.redo = window.undo_stack.createRedoAction(window, "&Redo")
         self.redo.setShortcuts(shortcuts(["Ctrl+Shift+Z", Key.Redo]))
-        self.delete = self._action("&Delete", [Key.Delete, "Backspace"], window.delete_selection)
+        # not the standard Delete keys: on X11 they include Ctrl+D, which is Duplicate here
+        self.delete = self._action("&Delete", ["Del", "Backspace"], window.delete_selection)
         self.copy = self._action("&Copy", [Key.Copy], window.copy_selection)
         self.paste = self._action("&Paste", [Key.Paste], window.paste)
         self.duplicate = self._action("D&uplicate", ["Ctrl+D"], window.duplicate_selection)
