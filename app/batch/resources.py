@@ -45,6 +45,19 @@ class Resource:
 
     _uid: str
 
+    # a resource stands in a command as its token; two resources are equal only if the same
+    def __str__(self) -> str:
+        return self._uid
+
+    def __repr__(self) -> str:
+        return self._uid
+
+    def __hash__(self) -> int:
+        return hash(self._uid)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
     def source(self) -> Job | None:
         """The job that writes the resource; None for a batch input."""
         raise NotImplementedError
@@ -66,18 +79,6 @@ class ResourceFile(Resource, str):
         self._value = value  # the identifier: the file's name before any extension
         self._extension = ""
         self._group: ResourceGroup | None = None
-
-    def __str__(self) -> str:
-        return self._uid
-
-    def __repr__(self) -> str:
-        return self._uid
-
-    def __hash__(self) -> int:
-        return hash(self._uid)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
 
     def source(self) -> Job | None:
         """The job that writes the file; None for a batch input."""
@@ -174,12 +175,6 @@ class ResourceGroup(Resource):
     def __radd__(self, other: str) -> str:
         return other + self._uid
 
-    def __str__(self) -> str:
-        return self._uid
-
-    def __repr__(self) -> str:
-        return self._uid
-
     def __format__(self, spec: str) -> str:
         return format(self._uid, spec)
 
@@ -201,18 +196,6 @@ class PythonResult(Resource, str):
         self._extension = ""
         self._source = source
         self._converted: dict[str, JobResourceFile] = {}  # "str" | "json" | "repr"
-
-    def __str__(self) -> str:
-        return self._uid
-
-    def __repr__(self) -> str:
-        return self._uid
-
-    def __hash__(self) -> int:
-        return hash(self._uid)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
 
     def source(self) -> PythonJob:
         """The Python job that computes the result."""
