@@ -90,6 +90,9 @@ class SignedUrl:
     kind: str  # "gcs" | "azure": how the worker uploads to it
     public: str  # gs://… or https://….blob.core.windows.net/… without any signature
     expires_at: float  # seconds since the epoch
+    # GCS writes only: a V4 signed POST that starts a resumable upload session of the same
+    # object (header ``x-goog-resumable: start``); a bearer secret like ``url``
+    resumable_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,11 @@
 
 - Every request is retried with jittered exponential backoff on transient failures (408, 429,
   5xx, a dropped or reset connection, a timeout); anything else fails at once.
-- Large downloads are split into ranged GETs run in parallel; large Azure uploads go up as
-  blocks (Put Block / Put Block List), each retried on its own. GCS uploads are one streamed PUT
-  (a signed URL cannot start a resumable session on every GCS front end), retried whole.
+- Large downloads are split into ranged GETs run in parallel; a range that breaks off goes on
+  from the byte it reached. Large Azure uploads go up as blocks (Put Block / Put Block List),
+  each retried on its own. Large GCS uploads go through a resumable session started by a signed
+  POST (app.worker.resumable: chunks, and after a failure on from what the session committed);
+  small ones, and those to a store that cannot start a session, are one streamed PUT.
 - Integrity: the bytes' MD5 (or CRC32C where GCS has no MD5) must match what the driver's stat
   said or what the response headers say (X-Goog-Hash, Content-MD5, x-ms-blob-content-md5).
 - A signed URL is a bearer secret: it is sent byte for byte (``yarl.URL(url, encoded=True)``)
@@ -49,6 +51,8 @@ class Transfer(Protocol):
     def crc32c(self) -> str | None: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def resumable_url(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class Tuning:
 
     chunk_bytes: int = 64 << 20  # ranged GETs above this size
     block_bytes: int = 16 << 20  # Azure blocks above this size
+    upload_chunk_bytes: int = 8 << 20  # GCS resumable chunks above this size (n x 256 KiB)
     parallel: int = 4  # chunks or blocks in flight per file
     attempts: int = 6  # tries per request
     backoff_s: float = 0.5  # first delay; doubles, jittered, up to backoff_max_s
@@ -193,7 +198,7 @@ async def download(
         if t.size_bytes is not None and t.size_bytes > tuning.chunk_bytes:
             size, headers = await _ranged(session, job, part, t.size_bytes)
         else:
-            size, headers = await job.call("download of", lambda: _whole(session, job, part))
+            size, headers = await _whole(session, job, part)
         await _verify(job, part, t, headers, size)
         os.replace(part, dest)
     except BaseException:
@@ -205,14 +210,31 @@ async def download(
 async def _whole(
     session: aiohttp.ClientSession, job: _Job, part: Path
 ) -> tuple[int, dict[str, str]]:
-    async with session.get(_signed(job.url)) as resp:
-        await job.check(resp, "download of")
-        size = 0
-        with part.open("wb") as f:
-            async for chunk in resp.content.iter_chunked(_READ_BYTES):
-                f.write(chunk)
-                size += len(chunk)
-        return size, dict(resp.headers)
+    """One GET of the whole object; after a break, a ranged GET from the byte reached."""
+    at = 0
+    headers: dict[str, str] = {}
+
+    async def get() -> None:
+        nonlocal at
+        rng = {"Range": f"bytes={at}-"} if at else {}
+        async with session.get(_signed(job.url), headers=rng) as resp:
+            await job.check(resp, "download of")
+            if at and resp.status != 206:
+                at = 0  # the range was ignored: the whole object comes again
+            elif at:
+                _check_range_start(job, resp, at)
+            if not at:
+                headers.clear()
+                headers.update(resp.headers)
+            with part.open("r+b" if at else "wb") as f:
+                f.seek(at)
+                f.truncate()
+                async for chunk in resp.content.iter_chunked(_READ_BYTES):
+                    f.write(chunk)
+                    at += len(chunk)
+
+    await job.call("download of", get)
+    return at, headers
 
 
 async def _ranged(
@@ -225,9 +247,11 @@ async def _ranged(
 
     async def one(offset: int) -> None:
         end = min(offset + job.tuning.chunk_bytes, size) - 1
+        at = offset  # the first byte of the range not on disk yet: a retry goes on from here
 
         async def get() -> None:
-            rng = {"Range": f"bytes={offset}-{end}"}
+            nonlocal at
+            rng = {"Range": f"bytes={at}-{end}"}
             async with session.get(_signed(job.url), headers=rng) as resp:
                 await job.check(resp, "download of")
                 if resp.status != 206:
@@ -235,11 +259,12 @@ async def _ranged(
                         f"download of {job.where} failed: the server ignored a byte range",
                         location=job.where,
                     )
+                _check_range_start(job, resp, at)
                 headers.update(resp.headers)
-                at = offset
                 with part.open("r+b") as f:
-                    f.seek(offset)
+                    f.seek(at)
                     async for chunk in resp.content.iter_chunked(_READ_BYTES):
+                        chunk = chunk[: end + 1 - at]
                         f.write(chunk)
                         at += len(chunk)
                 if at != end + 1:
@@ -250,6 +275,17 @@ async def _ranged(
 
     await asyncio.gather(*(one(o) for o in range(0, size, job.tuning.chunk_bytes)))
     return size, headers
+
+
+def _check_range_start(job: _Job, resp: aiohttp.ClientResponse, at: int) -> None:
+    """A 206 must start where we asked: anything else would put bytes in the wrong place."""
+    content_range = resp.headers.get("Content-Range", "")
+    first = content_range.removeprefix("bytes ").partition("-")[0]
+    if first.isdigit() and int(first) != at:
+        raise TransferError(
+            f"download of {job.where} failed: asked for bytes from {at}, got {content_range}",
+            location=job.where,
+        )
 
 
 def _header_hashes(headers: dict[str, str]) -> tuple[str | None, str | None]:
@@ -315,19 +351,51 @@ async def upload(
         ) from None
     if t.kind == "azure" and size > tuning.block_bytes:
         await _put_blocks(session, job, src, size, md5)
+    elif t.kind == "gcs" and t.resumable_url and size > tuning.upload_chunk_bytes:
+        if not await _resumable(session, job, src, size, md5, t.resumable_url):
+            await _put_whole(session, job, src, size, md5)
     else:
-        headers = {"Content-Length": str(size)}
-        if t.kind == "azure":
-            headers |= {"x-ms-blob-type": "BlockBlob", "Content-MD5": md5}
-        answer = await job.call("upload to", lambda: _put(session, job, src, headers))
-        stored_md5, _ = _header_hashes(answer)
-        if t.kind == "gcs" and stored_md5 and stored_md5 != md5:
-            raise TransferError(
-                f"upload to {job.where} failed the integrity check: the store has MD5 "
-                f"{stored_md5}, the file {md5}",
-                location=job.where,
-            )
+        await _put_whole(session, job, src, size, md5)
     return Stats(size, time.monotonic() - start, job.retries)
+
+
+async def _put_whole(
+    session: aiohttp.ClientSession, job: _Job, src: Path, size: int, md5: str
+) -> None:
+    """One streamed PUT of the whole file, retried whole."""
+    headers = {"Content-Length": str(size)}
+    if job.kind == "azure":
+        headers |= {"x-ms-blob-type": "BlockBlob", "Content-MD5": md5}
+    answer = await job.call("upload to", lambda: _put(session, job, src, headers))
+    stored_md5, _ = _header_hashes(answer)
+    if job.kind == "gcs" and stored_md5 and stored_md5 != md5:
+        raise TransferError(
+            f"upload to {job.where} failed the integrity check: the store has MD5 "
+            f"{stored_md5}, the file {md5}",
+            location=job.where,
+        )
+
+
+async def _resumable(
+    session: aiohttp.ClientSession, job: _Job, src: Path, size: int, md5: str, start_url: str
+) -> bool:
+    """Upload through a resumable session; False when the store cannot start one."""
+    from app.worker import resumable  # it builds on this module's request helpers
+
+    try:
+        await resumable.upload_resumable(
+            session,
+            job,
+            src,
+            size,
+            md5,
+            start_url=start_url,
+            chunk_bytes=job.tuning.upload_chunk_bytes,
+        )
+    except resumable.ResumableUnsupported as exc:
+        log.info("upload to %s: no resumable session (%s); sending one PUT", job.where, exc)
+        return False
+    return True
 
 
 async def _put(
