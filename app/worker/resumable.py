@@ -122,6 +122,8 @@ async def _send(
                 at = await _status(session, job, uri, size)
                 if at.final is not None:
                     break
+            if at.committed >= size:  # all there but not finished: ask again after a pause
+                raise _Retry("the session holds every byte but has not finished")
             length = min(chunk_bytes, size - at.committed)
             at = await _put_chunk(session, job, src, uri, at.committed, length, size, progress)
             failures, delay = 0, job.tuning.backoff_s
@@ -174,6 +176,12 @@ async def _answer(resp: aiohttp.ClientResponse, job: _Job) -> _Answer:
         # "Range: bytes=0-N" is what the session holds; no Range header: nothing yet
         _, _, last = resp.headers.get("Range", "").partition("-")
         return _Answer(int(last) + 1 if last.isdigit() else 0)
+    if resp.status in (404, 410):
+        raise TransferError(
+            f"upload to {job.where} failed: HTTP {resp.status} (the resumable session is gone: "
+            "expired or cancelled)",
+            location=job.where,
+        )
     await job.check(resp, "upload to")
     final = dict(resp.headers)
     body = await resp.read()
