@@ -148,6 +148,9 @@ class StorageSigner(Protocol):
     async def delete_prefix(self, location: str) -> int:
         """Delete every object under a prefix (scratch clean-up); returns how many."""
 
+    async def download_to(self, location: str, path: str) -> int:
+        """Copy one object to a local file with the user's credentials; returns its size."""
+
     async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
         """Whether the pool's workers can use ``location`` as scratch (exists, writable, and
         in ``region``, the pool's region, where one is given)."""

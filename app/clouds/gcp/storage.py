@@ -12,6 +12,7 @@ The SDK is synchronous and imported at first use; every call runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -91,6 +92,10 @@ class GcsStorage:
     async def delete_prefix(self, location: str) -> int:
         """Delete every object under the prefix; returns how many."""
         return await asyncio.to_thread(self._delete_prefix, location)
+
+    async def download_to(self, location: str, path: str) -> int:
+        """Copy one object to ``path`` (the SDK checks its checksum); returns its size."""
+        return await asyncio.to_thread(self._download_to, location, path)
 
     async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
         """Whether the bucket exists, the caller can write there, and it is in ``region``."""
@@ -224,6 +229,15 @@ class GcsStorage:
             md5=blob.md5_hash,
             crc32c=blob.crc32c,
         )
+
+    def _download_to(self, location: str, path: str) -> int:
+        where = gcs_location(location)
+        try:
+            blob = self._bucket(where).blob(where.path)
+            blob.download_to_filename(path, checksum="md5")
+        except Exception as exc:
+            raise _translate(exc, location, "download") from exc
+        return os.path.getsize(path)
 
     def _delete_prefix(self, location: str) -> int:
         where = gcs_location(location)
