@@ -11,8 +11,10 @@
    match the file's.
 5. A session that fails for good is cancelled (``DELETE``) so no half-object lingers.
 
-A store that cannot start a session (501, 405: some front ends, the GCS emulator) raises
-``ResumableUnsupported``; the caller then sends the file in one PUT.
+A store that will not start a session (any lasting refusal: 501 from the GCS emulator, 405 or
+400 from a front end without the XML API's resumable uploads, 403 from one that does not take
+the POST's signature) raises ``ResumableUnsupported``; the caller then sends the file in one
+PUT, whose own answer says what is wrong if anything still is.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import yarl
 
 from app.worker.checksums import file_hashes
 from app.worker.transfer import (
+    TRANSIENT_STATUS,
     TransferError,
     _describe,
     _file_slice,
@@ -40,7 +43,6 @@ from app.worker.transfer import (
 
 log = logging.getLogger(__name__)
 QUANTUM_BYTES = 256 << 10  # GCS takes chunks in multiples of this (but the last)
-UNSUPPORTED_STATUS = frozenset({405, 501})
 _TRANSIENT_EXC = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
@@ -86,7 +88,7 @@ async def _start(session: aiohttp.ClientSession, job: _Job, start_url: str) -> y
     headers = {"x-goog-resumable": "start", "Content-Length": "0"}
     url = yarl.URL(start_url, encoded=True)
     async with session.post(url, headers=headers, allow_redirects=False) as resp:
-        if resp.status in UNSUPPORTED_STATUS:
+        if resp.status >= 300 and resp.status not in TRANSIENT_STATUS:
             raise ResumableUnsupported(f"HTTP {resp.status}")
         await job.check(resp, "upload to")
         location = resp.headers.get("Location")

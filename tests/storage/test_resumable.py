@@ -170,3 +170,23 @@ async def test_a_download_cut_off_goes_on_from_the_byte_it_reached(
     first_len = min(size, CHUNK)
     resumed = [r for r in ranges if int(r.split("-")[0]) % CHUNK]
     assert resumed == [f"{first_len // 2}-{'' if size <= CHUNK else first_len - 1}"]
+
+
+async def test_a_final_answer_with_another_hash_fails_the_upload(
+    gcs_emulator: Gcs, tmp_path: Path
+) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(SIZE))
+    last = f"{5 * CHUNK}-{SIZE - 1}/{SIZE}"
+
+    def wrong_hash(method: str, path: str) -> web.StreamResponse | None:
+        if method == "PUT" and "upload_id" in path and proxy.received[-1][1].count(last):
+            return web.json_response({"md5Hash": "AAAAAAAAAAAAAAAAAAAAAA=="}, status=200)
+        return None
+
+    async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
+        proxy.gcs_resumable = True
+        proxy.faults.append(wrong_hash)
+        with pytest.raises(TransferError, match="failed the integrity check: the store has MD5"):
+            await _upload_through(gcs_emulator, proxy, session, src)
+    assert [m for m, p, _ in proxy.seen if "upload_id" in p][-1] == "DELETE"
