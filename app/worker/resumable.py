@@ -31,18 +31,17 @@ import aiohttp
 import yarl
 
 from app.worker.checksums import file_hashes
-from app.worker.transfer import (
+from app.worker.transfer_calls import (
     TRANSIENT_STATUS,
+    Retry,
     TransferError,
-    _describe,
-    _file_slice,
-    _header_hashes,
-    _Job,
-    _Retry,
+    TransferJob,
+    describe,
+    file_slice,
+    header_hashes,
 )
 
 log = logging.getLogger(__name__)
-QUANTUM_BYTES = 256 << 10  # GCS takes chunks in multiples of this (but the last)
 _TRANSIENT_EXC = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
@@ -60,7 +59,7 @@ class Progress:
 
 async def upload_resumable(
     session: aiohttp.ClientSession,
-    job: _Job,
+    job: TransferJob,
     src: Path,
     size: int,
     md5: str,
@@ -69,8 +68,6 @@ async def upload_resumable(
     chunk_bytes: int,
 ) -> Progress:
     """Upload ``src`` through a session started at ``start_url``; returns what it sent."""
-    if chunk_bytes % QUANTUM_BYTES:
-        raise ValueError(f"chunk_bytes must be a multiple of {QUANTUM_BYTES}")
     session_uri = await job.call("upload to", lambda: _start(session, job, start_url))
     progress = Progress()
     try:
@@ -84,7 +81,7 @@ async def upload_resumable(
     return progress
 
 
-async def _start(session: aiohttp.ClientSession, job: _Job, start_url: str) -> yarl.URL:
+async def _start(session: aiohttp.ClientSession, job: TransferJob, start_url: str) -> yarl.URL:
     headers = {"x-goog-resumable": "start", "Content-Length": "0"}
     url = yarl.URL(start_url, encoded=True)
     async with session.post(url, headers=headers, allow_redirects=False) as resp:
@@ -107,7 +104,7 @@ class _Answer:
 
 async def _send(
     session: aiohttp.ClientSession,
-    job: _Job,
+    job: TransferJob,
     src: Path,
     size: int,
     uri: yarl.URL,
@@ -125,13 +122,13 @@ async def _send(
                 if at.final is not None:
                     break
             if at.committed >= size:  # all there but not finished: ask again after a pause
-                raise _Retry("the session holds every byte but has not finished")
+                raise Retry("the session holds every byte but has not finished")
             length = min(chunk_bytes, size - at.committed)
             at = await _put_chunk(session, job, src, uri, at.committed, length, size, progress)
             failures, delay = 0, job.tuning.backoff_s
-        except (_Retry, *_TRANSIENT_EXC) as exc:
+        except (Retry, *_TRANSIENT_EXC) as exc:
             failures += 1
-            cause = _describe(exc)
+            cause = describe(exc)
             if failures >= job.tuning.attempts:
                 raise TransferError(
                     f"upload to {job.where} failed after {failures} tries: {cause}",
@@ -148,7 +145,7 @@ async def _send(
 
 async def _put_chunk(
     session: aiohttp.ClientSession,
-    job: _Job,
+    job: TransferJob,
     src: Path,
     uri: yarl.URL,
     offset: int,
@@ -161,19 +158,21 @@ async def _put_chunk(
         "Content-Range": f"bytes {offset}-{offset + length - 1}/{size}",
     }
     progress.bytes_sent += length
-    body = _file_slice(src, offset, length)
+    body = file_slice(src, offset, length)
     # 308 means "resume incomplete" here, not a redirect
     async with session.put(uri, data=body, headers=headers, allow_redirects=False) as resp:
         return await _answer(resp, job)
 
 
-async def _status(session: aiohttp.ClientSession, job: _Job, uri: yarl.URL, size: int) -> _Answer:
+async def _status(
+    session: aiohttp.ClientSession, job: TransferJob, uri: yarl.URL, size: int
+) -> _Answer:
     headers = {"Content-Length": "0", "Content-Range": f"bytes */{size}"}
     async with session.put(uri, headers=headers, allow_redirects=False) as resp:
         return await _answer(resp, job)
 
 
-async def _answer(resp: aiohttp.ClientResponse, job: _Job) -> _Answer:
+async def _answer(resp: aiohttp.ClientResponse, job: TransferJob) -> _Answer:
     if resp.status == 308:
         # "Range: bytes=0-N" is what the session holds; no Range header: nothing yet
         _, _, last = resp.headers.get("Range", "").partition("-")
@@ -199,8 +198,8 @@ async def _answer(resp: aiohttp.ClientResponse, job: _Job) -> _Answer:
     return _Answer(-1, final)  # done: what is committed no longer matters
 
 
-async def _check_hashes(job: _Job, src: Path, md5: str, final: dict[str, str]) -> None:
-    stored_md5, stored_crc = _header_hashes(final)
+async def _check_hashes(job: TransferJob, src: Path, md5: str, final: dict[str, str]) -> None:
+    stored_md5, stored_crc = header_hashes(final)
     if stored_md5:
         if stored_md5 != md5:
             raise TransferError(
