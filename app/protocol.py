@@ -64,6 +64,8 @@ class FileTransfer:
     md5: str | None = None  # expected, base64 (cloud), for integrity checks
     crc32c: str | None = None  # expected, base64 (GCS)
     kind: str = "file"  # "file" | "gcs" | "azure": how to upload to `url`
+    # GCS outputs: a signed POST that starts a resumable session (large files go up in chunks)
+    resumable_url: str | None = None
 
 
 def _transfer(d: dict[str, Any]) -> FileTransfer:
@@ -76,6 +78,7 @@ def _transfer(d: dict[str, Any]) -> FileTransfer:
         md5=d.get("md5"),
         crc32c=d.get("crc32c"),
         kind=d.get("kind", "file"),
+        resumable_url=d.get("resumable_url"),
     )
 
 

@@ -112,8 +112,8 @@ def test_every_file_problem_is_listed_with_line_job_and_field() -> None:
     )
     messages = "\n".join(m for *_, m in found)
     assert len(found) == 11, messages
-    assert found[0][:3] == (4, None, "inputs") and "unknown location scheme 's3'" in found[0][3]
-    assert "not a valid gs:// URL" in messages and "not a valid Azure Blob URL" in messages
+    assert found[0][:3] == (4, None, "inputs") and "Amazon S3 is not supported" in found[0][3]
+    assert "not a valid bucket name" in messages and "not a valid container name" in messages
     assert "'PATH' would shadow the job environment's $PATH" in messages
     assert (
         10,

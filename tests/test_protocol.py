@@ -9,6 +9,7 @@ from app.protocol import (
     AttemptRef,
     Cancel,
     Completed,
+    FileTransfer,
     Heartbeat,
     Hello,
     JobResult,
@@ -49,6 +50,29 @@ MESSAGES = [
         finished=[RESULT],
     ),
     Schedule(jobs=[RUN, JobRun(1, 3, 1, "b", "true", 1000)]),
+    Schedule(
+        jobs=[
+            JobRun(
+                1,
+                4,
+                1,
+                "files",
+                "true",
+                1000,
+                inputs=(FileTransfer("in/r.fa", "https://s/b/r.fa?sig", "r", 4, "b#1", "md5"),),
+                outputs=(
+                    FileTransfer(
+                        "out/x",
+                        "https://s/b/x?put",
+                        "x",
+                        kind="gcs",
+                        resumable_url="https://s/b/x?post",
+                    ),
+                ),
+                paths={"r": "in/r.fa", "x": "out/x"},
+            )
+        ]
+    ),
     Cancel(attempts=[AttemptRef(1, 2, 3)]),
     Ack(attempts=[AttemptRef(1, 2, 3), AttemptRef(4, 5, 6)]),
     Shutdown(reason="driver stopping"),

@@ -90,6 +90,9 @@ class SignedUrl:
     kind: str  # "gcs" | "azure": how the worker uploads to it
     public: str  # gs://… or https://….blob.core.windows.net/… without any signature
     expires_at: float  # seconds since the epoch
+    # GCS writes only: a V4 signed POST that starts a resumable upload session of the same
+    # object (header ``x-goog-resumable: start``); a bearer secret like ``url``
+    resumable_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,9 @@ class StorageSigner(Protocol):
 
     async def delete_prefix(self, location: str) -> int:
         """Delete every object under a prefix (scratch clean-up); returns how many."""
+
+    async def download_to(self, location: str, path: str) -> int:
+        """Copy one object to a local file with the user's credentials; returns its size."""
 
     async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
         """Whether the pool's workers can use ``location`` as scratch (exists, writable, and

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from app.models.field_checks import FieldProblems, Issues, describe, expected
+from app.models.locations import is_cloud, parse_cloud
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_NAME_CHARS = 64
@@ -26,12 +27,6 @@ PATTERN_RE = re.compile(r"\{root\}[A-Za-z0-9._-]{0,40}")
 MAX_EXT_CHARS = 32
 INPUT_DIR = "in"
 OUTPUT_DIR = "out"
-_GCS_RE = re.compile(r"gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])/(.+)", re.S)
-_AZURE_HOST_RE = re.compile(r"([a-z0-9]{3,24})\.blob\.core\.windows\.net")
-_AZURE_PATH_RE = re.compile(r"/([a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?)/(.+)", re.S)
-_AZURE_SHORT_RE = re.compile(
-    r"(?:hail-az|az)://([a-z0-9]{3,24})/([a-z0-9][a-z0-9-]{1,61}[a-z0-9])/(.+)", re.S
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +96,11 @@ def check_location(value: object, base_dir: Path) -> str:
         if parts.netloc not in ("", "localhost"):
             raise ValueError(f"{value!r}: a file:// URL names no host (file:///abs/path)")
         return os.path.normpath(unquote(parts.path))
-    if scheme == "gs":
-        if not _GCS_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a valid gs:// URL: use gs://bucket/object")
-        return value
-    if scheme in ("az", "hail-az"):
-        if not _AZURE_SHORT_RE.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not a valid Azure URL: use {scheme}://account/container/path"
-            )
-        return value
-    if scheme == "https" and ".blob.core.windows.net" in value:
-        parts = urlsplit(value)
-        if not _AZURE_HOST_RE.fullmatch(parts.netloc) or not _AZURE_PATH_RE.fullmatch(parts.path):
-            raise ValueError(
-                f"{value!r} is not a valid Azure Blob URL: use "
-                "https://<account>.blob.core.windows.net/<container>/<path>"
-            )
+    if is_cloud(value):
+        # one parser for cloud locations (app.models.locations); LocationError is a ValueError
+        where = parse_cloud(value)
+        if where is not None and not where.path:
+            raise ValueError(f"{value!r} names a bucket or container, not a file in it")
         return value
     raise ValueError(
         f"{value!r}: unknown location scheme {scheme!r}; use a local path, file://, gs:// "

@@ -1,10 +1,13 @@
 """Move one file between the worker's disk and a signed URL (GCS V4 or Azure SAS), aiohttp only.
 
 - Every request is retried with jittered exponential backoff on transient failures (408, 429,
-  5xx, a dropped or reset connection, a timeout); anything else fails at once.
-- Large downloads are split into ranged GETs run in parallel; large Azure uploads go up as
-  blocks (Put Block / Put Block List), each retried on its own. GCS uploads are one streamed PUT
-  (a signed URL cannot start a resumable session on every GCS front end), retried whole.
+  5xx, a dropped or reset connection, a timeout); anything else fails at once
+  (app.worker.transfer_calls).
+- Large downloads are split into ranged GETs run in parallel; a range that breaks off goes on
+  from the byte it reached. Large Azure uploads go up as blocks (Put Block / Put Block List),
+  each retried on its own. Large GCS uploads go through a resumable session started by a signed
+  POST (app.worker.resumable: chunks, and after a failure on from what the session committed);
+  small ones, and those to a store that cannot start a session, are one streamed PUT.
 - Integrity: the bytes' MD5 (or CRC32C where GCS has no MD5) must match what the driver's stat
   said or what the response headers say (X-Goog-Hash, Content-MD5, x-ms-blob-content-md5).
 - A signed URL is a bearer secret: it is sent byte for byte (``yarl.URL(url, encoded=True)``)
@@ -17,23 +20,41 @@ import asyncio
 import base64
 import logging
 import os
-import random
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from typing import Protocol
 
 import aiohttp
 import yarl
 
+from app.worker import resumable
 from app.worker.checksums import Hasher, file_hashes
+from app.worker.transfer_calls import (
+    DEFAULT_TUNING,
+    READ_BYTES,
+    Retry,
+    TransferError,
+    TransferJob,
+    Tuning,
+    file_slice,
+    header_hashes,
+    public_location,
+    signed_url,
+)
+
+__all__ = [
+    "DEFAULT_TUNING",
+    "Stats",
+    "Transfer",
+    "TransferError",
+    "Tuning",
+    "download",
+    "public_location",
+    "upload",
+]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_READ_BYTES = 1 << 20
 
 
 class Transfer(Protocol):
@@ -49,21 +70,8 @@ class Transfer(Protocol):
     def crc32c(self) -> str | None: ...
     @property
     def kind(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Tuning:
-    """Sizes, parallelism and retry policy of transfers."""
-
-    chunk_bytes: int = 64 << 20  # ranged GETs above this size
-    block_bytes: int = 16 << 20  # Azure blocks above this size
-    parallel: int = 4  # chunks or blocks in flight per file
-    attempts: int = 6  # tries per request
-    backoff_s: float = 0.5  # first delay; doubles, jittered, up to backoff_max_s
-    backoff_max_s: float = 20.0
-
-
-DEFAULT_TUNING = Tuning()
+    @property
+    def resumable_url(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,109 +83,6 @@ class Stats:
     retries: int = 0
 
 
-class TransferError(Exception):
-    """A transfer failed; the message names the location (never the signature) and the cause."""
-
-    def __init__(self, message: str, *, location: str, transient: bool = False) -> None:
-        super().__init__(message)
-        self.location = location
-        self.transient = transient
-
-
-class _Retry(Exception):
-    """A transient failure of one request: try it again after a pause."""
-
-
-def public_location(url: str, kind: str = "") -> str:
-    """The location a signed URL points at, without its query (no signature): gs://… for GCS."""
-    parts = urlsplit(url)
-    if kind == "gcs":
-        return "gs://" + unquote(parts.path.lstrip("/"))
-    return f"{parts.scheme}://{parts.netloc}{unquote(parts.path)}"
-
-
-def _signed(url: str, **extra: str) -> yarl.URL:
-    """The URL exactly as signed, plus query parameters that are not part of the signature."""
-    if extra:
-        tail = "&".join(f"{k}={quote(v, safe='')}" for k, v in extra.items())
-        url = f"{url}&{tail}" if "?" in url else f"{url}?{tail}"
-    return yarl.URL(url, encoded=True)
-
-
-@dataclass
-class _Job:
-    """One transfer's shared state: where, how, and how many retries it took."""
-
-    url: str
-    kind: str
-    tuning: Tuning
-    retries: int = 0
-
-    @property
-    def where(self) -> str:
-        return public_location(self.url, self.kind)
-
-    async def call(self, doing: str, op: Callable[[], Awaitable[T]]) -> T:
-        """Run one request with retries on transient failures."""
-        delay = self.tuning.backoff_s
-        for attempt in range(1, self.tuning.attempts + 1):
-            try:
-                return await op()
-            except (
-                _Retry,
-                aiohttp.ClientConnectionError,
-                aiohttp.ClientPayloadError,
-                TimeoutError,
-            ) as exc:
-                cause = _describe(exc)
-                if attempt == self.tuning.attempts:
-                    raise TransferError(
-                        f"{doing} {self.where} failed after {attempt} tries: {cause}",
-                        location=self.where,
-                        transient=True,
-                    ) from None
-                self.retries += 1
-                log.info("%s %s: %s; retrying in %.1f s", doing, self.where, cause, delay)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, self.tuning.backoff_max_s)
-        raise AssertionError("unreachable")
-
-    async def check(self, resp: aiohttp.ClientResponse, doing: str) -> None:
-        """Raise for an unsuccessful answer: _Retry when transient, else TransferError."""
-        if resp.status < 300:
-            return
-        code = _error_code(await resp.text(errors="replace"))
-        cause = f"HTTP {resp.status}{f' {code}' if code else ''}"
-        if resp.status in TRANSIENT_STATUS:
-            raise _Retry(cause)
-        hint = {
-            403: "the signed URL was refused (expired, or not for this object or operation)",
-            404: "no such object",
-        }.get(resp.status, "")
-        raise TransferError(
-            f"{doing} {self.where} failed: {cause}{f' ({hint})' if hint else ''}",
-            location=self.where,
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc)
-    # aiohttp puts the request URL (with its signature) into some messages: keep only the type
-    if "://" in text:
-        return type(exc).__name__
-    return text or type(exc).__name__
-
-
-def _error_code(body: str) -> str:
-    start = body.find("<Code>")
-    if start < 0:
-        return ""
-    end = body.find("</Code>", start)
-    return body[start + 6 : end] if end > start else ""
-
-
 # -- download --------------------------------------------------------------------------------
 
 
@@ -185,7 +90,7 @@ async def download(
     session: aiohttp.ClientSession, t: Transfer, dest: Path, *, tuning: Tuning = DEFAULT_TUNING
 ) -> Stats:
     """Fetch ``t.url`` into ``dest`` (written under a temporary name, then renamed)."""
-    job = _Job(t.url, t.kind, tuning)
+    job = TransferJob(t.url, t.kind, tuning)
     start = time.monotonic()
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +98,7 @@ async def download(
         if t.size_bytes is not None and t.size_bytes > tuning.chunk_bytes:
             size, headers = await _ranged(session, job, part, t.size_bytes)
         else:
-            size, headers = await job.call("download of", lambda: _whole(session, job, part))
+            size, headers = await _whole(session, job, part)
         await _verify(job, part, t, headers, size)
         os.replace(part, dest)
     except BaseException:
@@ -203,20 +108,37 @@ async def download(
 
 
 async def _whole(
-    session: aiohttp.ClientSession, job: _Job, part: Path
+    session: aiohttp.ClientSession, job: TransferJob, part: Path
 ) -> tuple[int, dict[str, str]]:
-    async with session.get(_signed(job.url)) as resp:
-        await job.check(resp, "download of")
-        size = 0
-        with part.open("wb") as f:
-            async for chunk in resp.content.iter_chunked(_READ_BYTES):
-                f.write(chunk)
-                size += len(chunk)
-        return size, dict(resp.headers)
+    """One GET of the whole object; after a break, a ranged GET from the byte reached."""
+    at = 0
+    headers: dict[str, str] = {}
+
+    async def get() -> None:
+        nonlocal at
+        rng = {"Range": f"bytes={at}-"} if at else {}
+        async with session.get(signed_url(job.url), headers=rng) as resp:
+            await job.check(resp, "download of")
+            if at and resp.status != 206:
+                at = 0  # the range was ignored: the whole object comes again
+            elif at:
+                _check_range_start(job, resp, at)
+            if not at:
+                headers.clear()
+                headers.update(resp.headers)
+            with part.open("r+b" if at else "wb") as f:
+                f.seek(at)
+                f.truncate()
+                async for chunk in resp.content.iter_chunked(READ_BYTES):
+                    f.write(chunk)
+                    at += len(chunk)
+
+    await job.call("download of", get)
+    return at, headers
 
 
 async def _ranged(
-    session: aiohttp.ClientSession, job: _Job, part: Path, size: int
+    session: aiohttp.ClientSession, job: TransferJob, part: Path, size: int
 ) -> tuple[int, dict[str, str]]:
     with part.open("wb") as f:
         f.truncate(size)
@@ -225,25 +147,28 @@ async def _ranged(
 
     async def one(offset: int) -> None:
         end = min(offset + job.tuning.chunk_bytes, size) - 1
+        at = offset  # the first byte of the range not on disk yet: a retry goes on from here
 
         async def get() -> None:
-            rng = {"Range": f"bytes={offset}-{end}"}
-            async with session.get(_signed(job.url), headers=rng) as resp:
+            nonlocal at
+            rng = {"Range": f"bytes={at}-{end}"}
+            async with session.get(signed_url(job.url), headers=rng) as resp:
                 await job.check(resp, "download of")
                 if resp.status != 206:
                     raise TransferError(
                         f"download of {job.where} failed: the server ignored a byte range",
                         location=job.where,
                     )
+                _check_range_start(job, resp, at)
                 headers.update(resp.headers)
-                at = offset
                 with part.open("r+b") as f:
-                    f.seek(offset)
-                    async for chunk in resp.content.iter_chunked(_READ_BYTES):
+                    f.seek(at)
+                    async for chunk in resp.content.iter_chunked(READ_BYTES):
+                        chunk = chunk[: end + 1 - at]
                         f.write(chunk)
                         at += len(chunk)
                 if at != end + 1:
-                    raise _Retry(f"short range: {at - offset} of {end + 1 - offset} bytes")
+                    raise Retry(f"short range: {at - offset} of {end + 1 - offset} bytes")
 
         async with limit:
             await job.call("download of", get)
@@ -252,31 +177,26 @@ async def _ranged(
     return size, headers
 
 
-def _header_hashes(headers: dict[str, str]) -> tuple[str | None, str | None]:
-    """(md5, crc32c) of the whole object as the response headers give them."""
-    md5 = crc = None
-    for item in headers.get("X-Goog-Hash", "").split(","):
-        name, _, value = item.strip().partition("=")
-        if name == "md5":
-            md5 = value
-        elif name == "crc32c":
-            crc = value
-    ranged = "Content-Range" in headers
-    md5 = (
-        md5
-        or headers.get("x-ms-blob-content-md5")
-        or (None if ranged else headers.get("Content-MD5"))
-    )
-    return md5, crc
+def _check_range_start(job: TransferJob, resp: aiohttp.ClientResponse, at: int) -> None:
+    """A 206 must start where we asked: anything else would put bytes in the wrong place."""
+    content_range = resp.headers.get("Content-Range", "")
+    first = content_range.removeprefix("bytes ").partition("-")[0]
+    if first.isdigit() and int(first) != at:
+        raise TransferError(
+            f"download of {job.where} failed: asked for bytes from {at}, got {content_range}",
+            location=job.where,
+        )
 
 
-async def _verify(job: _Job, part: Path, t: Transfer, headers: dict[str, str], size: int) -> None:
+async def _verify(
+    job: TransferJob, part: Path, t: Transfer, headers: dict[str, str], size: int
+) -> None:
     if t.size_bytes is not None and size != t.size_bytes:
         raise TransferError(
             f"download of {job.where} failed: got {size} bytes, expected {t.size_bytes}",
             location=job.where,
         )
-    md5, crc = _header_hashes(headers)
+    md5, crc = header_hashes(headers)
     want_md5, want_crc = t.md5 or md5, t.crc32c or crc
     if not want_md5 and not want_crc:
         return
@@ -304,7 +224,7 @@ async def upload(
     session: aiohttp.ClientSession, src: Path, t: Transfer, *, tuning: Tuning = DEFAULT_TUNING
 ) -> Stats:
     """Store ``src`` at ``t.url``: the object appears whole or not at all."""
-    job = _Job(t.url, t.kind, tuning)
+    job = TransferJob(t.url, t.kind, tuning)
     start = time.monotonic()
     try:
         size, md5 = await asyncio.to_thread(_size_and_md5, src)
@@ -315,24 +235,54 @@ async def upload(
         ) from None
     if t.kind == "azure" and size > tuning.block_bytes:
         await _put_blocks(session, job, src, size, md5)
+    elif t.kind == "gcs" and t.resumable_url and size > tuning.upload_chunk_bytes:
+        if not await _resumable(session, job, src, size, md5, t.resumable_url):
+            await _put_whole(session, job, src, size, md5)
     else:
-        headers = {"Content-Length": str(size)}
-        if t.kind == "azure":
-            headers |= {"x-ms-blob-type": "BlockBlob", "Content-MD5": md5}
-        answer = await job.call("upload to", lambda: _put(session, job, src, headers))
-        stored_md5, _ = _header_hashes(answer)
-        if t.kind == "gcs" and stored_md5 and stored_md5 != md5:
-            raise TransferError(
-                f"upload to {job.where} failed the integrity check: the store has MD5 "
-                f"{stored_md5}, the file {md5}",
-                location=job.where,
-            )
+        await _put_whole(session, job, src, size, md5)
     return Stats(size, time.monotonic() - start, job.retries)
+
+
+async def _put_whole(
+    session: aiohttp.ClientSession, job: TransferJob, src: Path, size: int, md5: str
+) -> None:
+    """One streamed PUT of the whole file, retried whole."""
+    headers = {"Content-Length": str(size)}
+    if job.kind == "azure":
+        headers |= {"x-ms-blob-type": "BlockBlob", "Content-MD5": md5}
+    answer = await job.call("upload to", lambda: _put(session, job, src, headers))
+    stored_md5, _ = header_hashes(answer)
+    if job.kind == "gcs" and stored_md5 and stored_md5 != md5:
+        raise TransferError(
+            f"upload to {job.where} failed the integrity check: the store has MD5 "
+            f"{stored_md5}, the file {md5}",
+            location=job.where,
+        )
+
+
+async def _resumable(
+    session: aiohttp.ClientSession, job: TransferJob, src: Path, size: int, md5: str, start_url: str
+) -> bool:
+    """Upload through a resumable session; False when the store cannot start one."""
+    try:
+        await resumable.upload_resumable(
+            session,
+            job,
+            src,
+            size,
+            md5,
+            start_url=start_url,
+            chunk_bytes=job.tuning.upload_chunk_bytes,
+        )
+    except resumable.ResumableUnsupported as exc:
+        log.info("upload to %s: no resumable session (%s); sending one PUT", job.where, exc)
+        return False
+    return True
 
 
 async def _put(
     session: aiohttp.ClientSession,
-    job: _Job,
+    job: TransferJob,
     src: Path,
     headers: dict[str, str],
     *,
@@ -340,28 +290,14 @@ async def _put(
     offset: int = 0,
     length: int | None = None,
 ) -> dict[str, str]:
-    body = _file_slice(src, offset, length)
-    async with session.put(url or _signed(job.url), data=body, headers=headers) as resp:
+    body = file_slice(src, offset, length)
+    async with session.put(url or signed_url(job.url), data=body, headers=headers) as resp:
         await job.check(resp, "upload to")
         return dict(resp.headers)
 
 
-async def _file_slice(src: Path, offset: int, length: int | None):  # type: ignore[no-untyped-def]
-    """Yield the bytes of ``src`` from ``offset`` (``length`` of them, or to the end)."""
-    left = length
-    with src.open("rb") as f:
-        f.seek(offset)
-        while left is None or left > 0:
-            chunk = f.read(_READ_BYTES if left is None else min(_READ_BYTES, left))
-            if not chunk:
-                return
-            if left is not None:
-                left -= len(chunk)
-            yield chunk
-
-
 async def _put_blocks(
-    session: aiohttp.ClientSession, job: _Job, src: Path, size: int, md5: str
+    session: aiohttp.ClientSession, job: TransferJob, src: Path, size: int, md5: str
 ) -> None:
     step = job.tuning.block_bytes
     offsets = list(range(0, size, step))
@@ -372,7 +308,7 @@ async def _put_blocks(
         length = min(step, size - offset)
         block_md5 = await asyncio.to_thread(_slice_md5, src, offset, length)
         headers = {"Content-Length": str(length), "Content-MD5": block_md5}
-        url = _signed(job.url, comp="block", blockid=block_id)
+        url = signed_url(job.url, comp="block", blockid=block_id)
         async with limit:
             await job.call(
                 "upload to",
@@ -385,7 +321,7 @@ async def _put_blocks(
 
     async def commit() -> dict[str, str]:
         headers = {"x-ms-blob-content-md5": md5, "Content-Type": "application/xml"}
-        url = _signed(job.url, comp="blocklist")
+        url = signed_url(job.url, comp="blocklist")
         async with session.put(url, data=body.encode(), headers=headers) as resp:
             await job.check(resp, "upload to")
             return dict(resp.headers)
@@ -405,7 +341,7 @@ def _slice_md5(src: Path, offset: int, length: int) -> str:
     with src.open("rb") as f:
         f.seek(offset)
         left = length
-        while left > 0 and (chunk := f.read(min(_READ_BYTES, left))):
+        while left > 0 and (chunk := f.read(min(READ_BYTES, left))):
             hasher.update(chunk)
             left -= len(chunk)
     assert hasher.md5 is not None

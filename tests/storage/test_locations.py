@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from app.models.files import check_location
 from app.models.locations import CloudLocation, LocationError, StorageKind, parse_cloud
 
 GCS = StorageKind.GCS
@@ -66,3 +69,23 @@ def test_canonical_form_and_join() -> None:
     assert root.as_prefix() == ""
     assert str(root.join("a b")) == "gs://bkt/a b"
     assert root.join("a b").url_path == "/bkt/a%20b"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("gs://UPPER/obj", "not a valid bucket name"),
+        ("az://labdata/bad--name/x", "not a valid container name"),
+        ("s3://bucket/key", "S3 is not supported"),
+        ("gs://bucket", "names a bucket or container, not a file"),
+        ("ftp://host/x", "unknown location scheme 'ftp'"),
+    ],
+)
+def test_batch_files_check_locations_with_the_same_parser(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        check_location(text, Path("/tmp"))
+
+
+def test_batch_files_keep_good_cloud_locations_as_written() -> None:
+    for text in ("gs://my-bucket/a/b.bam", "az://labdata/runs/x.bam", "hail-az://labdata/runs/d/"):
+        assert check_location(text, Path("/tmp")) == text

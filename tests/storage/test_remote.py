@@ -29,6 +29,7 @@ class Ft:
     md5: str | None = None
     crc32c: str | None = None
     cache_key: str | None = None
+    resumable_url: str | None = None
 
 
 async def test_second_attempt_reading_an_input_hits_the_cache(

@@ -47,6 +47,11 @@ async def test_cloud_locations_become_signed_urls_with_their_stat(gcs_emulator: 
     assert out.kind == "gcs" and "X-Goog-Expires=" in out.url
     expires = int(out.url.split("X-Goog-Expires=")[1].split("&")[0])
     assert expires == 60 + 6 * 3600  # the command's timeout plus the margin
+    # and a signed POST that may start a resumable session of the same object, nothing else
+    assert out.resumable_url is not None and out.resumable_url != out.url
+    assert out.resumable_url.startswith(f"{gcs_emulator.endpoint}/{bucket}/scratch/1/7/x?")
+    assert "X-Goog-SignedHeaders=host%3Bx-goog-resumable" in out.resumable_url
+    assert f"X-Goog-Expires={expires}" in out.resumable_url
     [unsigned] = await signer.sign_runs("local", [run])
     assert unsigned.inputs[0].url == (
         f"error:gs://{bucket}/ref.fa: a local pool's workers cannot reach cloud storage; "

@@ -103,6 +103,10 @@ class BlobStorage:
         """Delete every blob under the prefix; returns how many."""
         return await asyncio.to_thread(self._delete_prefix, location)
 
+    async def download_to(self, location: str, path: str) -> int:
+        """Copy one blob to ``path``; returns its size."""
+        return await asyncio.to_thread(self._download_to, location, path)
+
     async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
         """Whether the container exists and the caller can write there.
 
@@ -209,8 +213,8 @@ class BlobStorage:
     def _stat(self, location: str) -> ObjectStat:
         where = blob_location(location)
         assert where.account is not None
-        blob = self.service(where.account).get_blob_client(where.bucket, where.path)
         try:
+            blob = self.service(where.account).get_blob_client(where.bucket, where.path)
             props = blob.get_blob_properties()
         except Exception as exc:
             raise _translate(exc, location, "read the properties of") from exc
@@ -221,6 +225,16 @@ class BlobStorage:
             generation=str(props.etag).strip('"'),
             md5=base64.b64encode(bytes(md5)).decode() if md5 else None,
         )
+
+    def _download_to(self, location: str, path: str) -> int:
+        where = blob_location(location)
+        assert where.account is not None
+        try:
+            blob = self.service(where.account).get_blob_client(where.bucket, where.path)
+            with open(path, "wb") as f:
+                return int(blob.download_blob(max_concurrency=4).readinto(f))
+        except Exception as exc:
+            raise _translate(exc, location, "download") from exc
 
     def _delete_prefix(self, location: str) -> int:
         where = blob_location(location)
@@ -293,6 +307,17 @@ def _translate(exc: BaseException, location: str, doing: str) -> CloudError | No
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, ResourceNotFoundError):
         return NotFoundError(f"Azure Blob: could not {doing} {location}: not found")
+    if isinstance(exc, ValueError) and "HTTPS" in str(exc):
+        return CloudError(
+            f"Azure Blob: could not {doing} {location}: a signed-in credential needs an https "
+            f"endpoint; for a plain-http emulator set {ACCOUNT_KEY_ENV} to the account key"
+        )
+    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
+        # no answer from the service: DefaultAzureCredential found no sign-in to use
+        return CloudError(
+            f"Azure Blob: could not {doing} {location}: no usable Azure credentials; run "
+            f"`az login` (or set {ACCOUNT_KEY_ENV} to the storage account's key)"
+        )
     if isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", None) in (
         401,
         403,

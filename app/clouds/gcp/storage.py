@@ -12,9 +12,10 @@ The SDK is synchronous and imported at first use; every call runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ IAM_ENDPOINT = "https://iamcredentials.googleapis.com"
 MAX_TTL_S = 7 * 24 * 3600
 _SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 _CHECK_NAME = ".labbatch-scratch-check-"
+# the signed header of a POST that starts a resumable upload session (XML API)
+RESUMABLE_START = {"x-goog-resumable": "start"}
 SIGN_HINT = (
     "your Google credentials cannot sign URLs (only a service-account key can); set the pool's "
     "signing_service_account to a service account you may impersonate "
@@ -78,8 +81,9 @@ class GcsStorage:
         return await asyncio.to_thread(self._sign, location, ttl_s, "GET")
 
     async def sign_put(self, location: str, ttl_s: float) -> SignedUrl:
-        """A V4 signed URL that writes exactly this object for ``ttl_s`` seconds."""
-        return await asyncio.to_thread(self._sign, location, ttl_s, "PUT")
+        """A V4 signed URL that writes exactly this object for ``ttl_s`` seconds, and one
+        that starts a resumable upload session of it (large outputs go up in chunks)."""
+        return await asyncio.to_thread(self._sign_put, location, ttl_s)
 
     async def stat(self, location: str) -> ObjectStat:
         """Size, generation, md5 and crc32c of one object."""
@@ -88,6 +92,10 @@ class GcsStorage:
     async def delete_prefix(self, location: str) -> int:
         """Delete every object under the prefix; returns how many."""
         return await asyncio.to_thread(self._delete_prefix, location)
+
+    async def download_to(self, location: str, path: str) -> int:
+        """Copy one object to ``path`` (the SDK checks its checksum); returns its size."""
+        return await asyncio.to_thread(self._download_to, location, path)
 
     async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
         """Whether the bucket exists, the caller can write there, and it is in ``region``."""
@@ -133,20 +141,38 @@ class GcsStorage:
     def _bucket(self, where: CloudLocation) -> Any:
         return self.client().bucket(where.bucket, user_project=self.settings.user_project)
 
+    def _sign_put(self, location: str, ttl_s: float) -> SignedUrl:
+        put = self._sign(location, ttl_s, "PUT")
+        # the session a signed POST starts lives a week at most on GCS, like the URL itself
+        start = self._signed_url(gcs_location(location), location, ttl_s, "POST", RESUMABLE_START)
+        return replace(put, resumable_url=start)
+
     def _sign(self, location: str, ttl_s: float, method: str) -> SignedUrl:
         where = gcs_location(location)
+        url = self._signed_url(where, location, ttl_s, method)
+        ttl = _ttl(ttl_s)
+        return SignedUrl(url=url, kind=self.kind, public=str(where), expires_at=time.time() + ttl)
+
+    def _signed_url(
+        self,
+        where: CloudLocation,
+        location: str,
+        ttl_s: float,
+        method: str,
+        headers: dict[str, str] | None = None,
+    ) -> str:
         if not where.path or where.path.endswith("/"):
             raise CloudError(f"{location}: names no object (a signed URL is for one object)")
-        ttl = int(min(max(ttl_s, 1), MAX_TTL_S))
         query = {"userProject": self.settings.user_project} if self.settings.user_project else {}
         try:
-            url = (
+            url: str = (
                 self._bucket(where)
                 .blob(where.path)
                 .generate_signed_url(
                     version="v4",
-                    expiration=timedelta(seconds=ttl),
+                    expiration=timedelta(seconds=_ttl(ttl_s)),
                     method=method,
+                    headers=headers,
                     credentials=self._signing_credentials(),
                     api_access_endpoint=self.settings.endpoint or PUBLIC_ENDPOINT,
                     query_parameters=query or None,
@@ -156,7 +182,7 @@ class GcsStorage:
             raise
         except Exception as exc:
             raise _translate(exc, location, "sign a URL for") from exc
-        return SignedUrl(url=url, kind=self.kind, public=str(where), expires_at=time.time() + ttl)
+        return url
 
     def _signing_credentials(self) -> Any:
         if self._signer is not None:
@@ -204,6 +230,15 @@ class GcsStorage:
             crc32c=blob.crc32c,
         )
 
+    def _download_to(self, location: str, path: str) -> int:
+        where = gcs_location(location)
+        try:
+            blob = self._bucket(where).blob(where.path)
+            blob.download_to_filename(path, checksum="md5")
+        except Exception as exc:
+            raise _translate(exc, location, "download") from exc
+        return os.path.getsize(path)
+
     def _delete_prefix(self, location: str) -> int:
         where = gcs_location(location)
         prefix = where.as_prefix()
@@ -237,6 +272,10 @@ class GcsStorage:
             problem = _why_unusable(exc, where, "write")
             return ScratchCheck(location, (problem,), warnings, bucket_region)
         return ScratchCheck(location, (), warnings, bucket_region)
+
+
+def _ttl(ttl_s: float) -> int:
+    return int(min(max(ttl_s, 1), MAX_TTL_S))
 
 
 def _throwaway_signer() -> Any:

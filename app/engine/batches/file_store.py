@@ -1,5 +1,8 @@
 """A batch's kept files: listing them, copying one out, and removing them when their time is up.
 
+Cloud files (a cloud pool's scratch, bucket destinations) are sized and copied through the
+pool's storage SDK with the user's credentials (cloud_files).
+
 Scratch files stay until the batch is deleted, or until the pool's retention has passed since
 the batch ended; a batch that runs again (`labbatch retry`) is not complete, so its files stay
 while the retry may need them. Only local scratch directories are swept here.
@@ -14,13 +17,14 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from app.engine.batches import cloud_files
 from app.engine.batches.files import scratch_location, scratch_root
 from app.engine.batches.frontend import find_job, get_batch
 from app.errors import NotFoundError, UserError
@@ -35,12 +39,17 @@ log = logging.getLogger("labbatch.files")
 class _PoolFiles:
     scratch: str | None
     retention_s: float
+    cloud: str = "local"
+    config: dict[str, Any] = field(default_factory=dict)  # storage settings among others
 
 
 def read_pools(conn: Connection) -> dict[str, _PoolFiles]:
-    """Each pool's scratch setting and retention."""
-    query = select(Pool.name, Pool.scratch, Pool.retention_s)
-    return {row.name: _PoolFiles(row.scratch, row.retention_s) for row in conn.execute(query)}
+    """Each pool's scratch setting and retention (and its cloud and settings, for storage)."""
+    query = select(Pool.name, Pool.scratch, Pool.retention_s, Pool.cloud, Pool.config)
+    return {
+        row.name: _PoolFiles(row.scratch, row.retention_s, row.cloud, dict(row.config or {}))
+        for row in conn.execute(query)
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +60,11 @@ class StoredFile:
     job: str
     name: str  # the output's name (`vcf.tbi` for a group member)
     where: str  # a path or URL
-    size_bytes: int | None  # None: not there (not written yet, or removed)
+    size_bytes: int | None  # None: not there (not written yet, or removed), or unknown
     kept: bool  # True: in scratch; False: a batch output's destination
+    # why the size of a cloud file is unknown (no credentials, no answer): None when known
+    size_error: str | None = None
+    pool: str | None = field(default=None, compare=False, repr=False)  # whose storage reads it
 
 
 async def batch_files(
@@ -63,7 +75,7 @@ async def batch_files(
     job_id = None if job is None else (await find_job(db, batch_id, job)).job_id
 
     def read(conn: Connection) -> tuple[Any, list[Any]]:
-        query = select(Job.job_id, Job.name, Job.spec).where(Job.batch_id == batch_id)
+        query = select(Job.job_id, Job.name, Job.spec, Job.pool).where(Job.batch_id == batch_id)
         if job_id is not None:
             query = query.where(Job.job_id == job_id)
         return read_pools(conn), list(conn.execute(query.order_by(Job.job_id)))
@@ -74,18 +86,34 @@ async def batch_files(
     for row in rows:
         for entry in (row.spec.get("files") or {}).get("out", ()):
             if "url" in entry:
-                where, kept = entry["url"], False
+                where, kept, pool = entry["url"], False, row.pool
             else:
-                pool = pools.get(entry["pool"])
-                scratch = scratch_root(pool.scratch if pool else None, root)
+                pool = entry["pool"]
+                owner = pools.get(pool)
+                scratch = scratch_root(owner.scratch if owner else None, root)
                 where, kept = scratch_location(scratch, batch_id, row.job_id, entry["key"]), True
-            files.append(StoredFile(row.job_id, row.name, entry["name"], where, _size(where), kept))
+            size = _size(where) if is_local(where) else None
+            files.append(
+                StoredFile(row.job_id, row.name, entry["name"], where, size, kept, None, pool)
+            )
+    return await _with_cloud_sizes(files, pools)
+
+
+async def _with_cloud_sizes(
+    files: list[StoredFile], pools: dict[str, _PoolFiles]
+) -> list[StoredFile]:
+    cloud = [i for i, f in enumerate(files) if not is_local(f.where)]
+    if not cloud:
+        return files
+    sizes = await cloud_files.cloud_sizes(
+        [(files[i].where, files[i].pool) for i in cloud], cloud_files.Storages(pools)
+    )
+    for i, size in zip(cloud, sizes, strict=True):
+        files[i] = replace(files[i], size_bytes=size.size_bytes, size_error=size.problem)
     return files
 
 
 def _size(where: str) -> int | None:
-    if not is_local(where):
-        return None
     try:
         return os.stat(where).st_size
     except OSError:
@@ -104,32 +132,48 @@ async def get_file(
     if not chosen:
         known = ", ".join(sorted({f.name.split(".")[0] for f in files})) or "none"
         raise NotFoundError(f"job {job!r} of batch {batch_id} has no output {output!r} ({known})")
+    unknown = [f for f in chosen if f.size_error]
+    if unknown:
+        raise UserError(unknown[0].size_error or "")
     missing = [f for f in chosen if f.size_bytes is None]
     if missing:
         raise NotFoundError(
             f"{missing[0].where} is not there: the job has not succeeded yet, or its files "
             "were removed (batch deleted or retention passed)"
         )
-    return await asyncio.to_thread(_copy_out, chosen, dest)
+    targets = [_target(f, dest, len(chosen)) for f in chosen]
+    local = [(f, t) for f, t in zip(chosen, targets, strict=True) if is_local(f.where)]
+    await asyncio.to_thread(_copy_out, local)
+    remote = [(f, t) for f, t in zip(chosen, targets, strict=True) if not is_local(f.where)]
+    if remote:
+        storages = cloud_files.Storages(await db.read(read_pools))
+        for f, target in remote:
+            storage = storages.for_location(f.where, f.pool)
+            await cloud_files.download(f.where, target, storage)
+    return targets
 
 
-def _copy_out(chosen: list[StoredFile], dest: str | None) -> list[Path]:
-    copies = []
-    for f in chosen:
-        name = os.path.basename(f.where)
-        if dest is None:
-            target = Path(name)
-        elif Path(dest).is_dir() or dest.endswith("/"):
-            target = Path(dest) / name
-        else:  # a group's members go next to `dest`, named `dest.<member>`
-            target = Path(dest if len(chosen) == 1 else f"{dest}.{f.name.split('.', 1)[1]}")
+def _target(f: StoredFile, dest: str | None, count: int) -> Path:
+    name = os.path.basename(f.where)
+    if dest is None:
+        target = Path(name)
+    elif Path(dest).is_dir() or dest.endswith("/"):
+        target = Path(dest) / name
+    else:  # a group's members go next to `dest`, named `dest.<member>`
+        target = Path(dest if count == 1 else f"{dest}.{f.name.split('.', 1)[1]}")
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot copy {f.where} to {target}: {exc.strerror or exc}") from exc
+    return target
+
+
+def _copy_out(copies: list[tuple[StoredFile, Path]]) -> None:
+    for f, target in copies:
         try:
             shutil.copyfile(f.where, target)
         except OSError as exc:
             raise UserError(f"cannot copy {f.where} to {target}: {exc.strerror or exc}") from exc
-        copies.append(target)
-    return copies
 
 
 # ---------------------------------------------------------------------------------------------

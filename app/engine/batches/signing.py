@@ -111,7 +111,7 @@ class Signer:
             signed = await storage.sign_put(t.url, ttl_s)
         except LabBatchError as exc:
             return _failed(t, str(exc))
-        return replace(t, url=signed.url, kind=signed.kind)
+        return replace(t, url=signed.url, kind=signed.kind, resumable_url=signed.resumable_url)
 
     async def _stat(self, storage: StorageSigner, location: str) -> ObjectStat | None:
         now = time.monotonic()
