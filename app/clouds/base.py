@@ -142,8 +142,12 @@ class StorageSigner(Protocol):
     async def stat(self, location: str) -> ObjectStat:
         """Size, version and checksums of one object."""
 
-    async def delete_prefix(self, location: str) -> int:
-        """Delete every object under a prefix (scratch clean-up); returns how many."""
+    async def delete_prefix(self, location: str, *, max_objects: int | None = None) -> int:
+        """Delete the objects under a prefix, at most ``max_objects`` (scratch clean-up);
+        returns how many."""
+
+    async def list_children(self, location: str) -> list[str]:
+        """The names of the "folders" directly under a prefix (``5`` for ``<prefix>/5/…``)."""
 
     async def check_scratch(self, location: str, *, region: str | None = None) -> ScratchCheck:
         """Whether the pool's workers can use ``location`` as scratch (exists, writable, and
