@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.engine.service import MetricsSample
 from app.views.bridge import EngineBridge
+from app.views.dashboard_files import WorkerCachePanel
 from app.views.dashboard_plots import TIME_PLOTS, BudgetsView, ColorMap, SeriesStore, TimePlot
 from app.views.style import usd
 
@@ -69,6 +70,7 @@ class DashboardPanel(QWidget):
         colors = ColorMap()
         self.plots = {spec.key: TimePlot(spec, colors) for spec in TIME_PLOTS}
         self.budgets = BudgetsView()
+        self.worker_caches = WorkerCachePanel(bridge)
         self._stores = {key: SeriesStore() for key in self.plots}
         self._follow = dict.fromkeys(self.plots, True)  # x range follows "now"
         self._last_time = 0.0
@@ -202,6 +204,7 @@ class DashboardPanel(QWidget):
         box_layout.addWidget(self.budgets)
         box_layout.addStretch(1)
         cells.append(box)
+        cells.append(self.worker_caches)
         for i, cell in enumerate(cells):
             grid.addWidget(cell, i // 2, i % 2)
         layout = QVBoxLayout(self)
