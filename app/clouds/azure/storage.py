@@ -232,13 +232,18 @@ class BlobStorage:
         prefix = where.as_prefix()
         if not prefix:
             raise CloudError(f"{location}: refusing to delete a whole container; name a prefix")
+        from azure.core.exceptions import ResourceNotFoundError
+
         container = self.service(where.account).get_container_client(where.bucket)
         deleted = 0
         try:
             for name in container.list_blob_names(name_starts_with=prefix):
                 if max_objects is not None and deleted >= max_objects:
                     break
-                container.delete_blob(name)
+                try:
+                    container.delete_blob(name)
+                except ResourceNotFoundError:
+                    continue  # gone since the listing (the batch's delete and a sweep at once)
                 deleted += 1
         except Exception as exc:
             raise _translate(exc, location, "delete the blobs under") from exc

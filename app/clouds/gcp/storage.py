@@ -221,7 +221,12 @@ class GcsStorage:
             for blob in blobs:
                 if max_objects is not None and deleted >= max_objects:
                     break  # not every server honours max_results (the emulator does not)
-                blob.delete()
+                try:
+                    blob.delete()
+                except Exception as exc:
+                    if _status(exc) != 404:
+                        raise
+                    continue  # gone since the listing (the batch's delete and a sweep at once)
                 deleted += 1
         except Exception as exc:
             raise _translate(exc, location, "delete the objects under") from exc
