@@ -203,8 +203,12 @@ class DashboardPanel(QWidget):
         box_layout.addLayout(self._export_row(BUDGETS))
         box_layout.addWidget(self.budgets)
         box_layout.addStretch(1)
-        cells.append(box)
-        cells.append(self.worker_caches)
+        beside = QWidget()  # budgets and worker caches share the last cell: both are short
+        beside_layout = QVBoxLayout(beside)
+        beside_layout.setContentsMargins(0, 0, 0, 0)
+        beside_layout.addWidget(box)
+        beside_layout.addWidget(self.worker_caches, 1)
+        cells.append(beside)
         for i, cell in enumerate(cells):
             grid.addWidget(cell, i // 2, i % 2)
         layout = QVBoxLayout(self)

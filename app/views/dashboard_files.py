@@ -52,6 +52,9 @@ class WorkerCachePanel(QGroupBox):
         self.table.setHorizontalHeaderLabels(list(CACHE_COLUMNS))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        row_height = self.table.fontMetrics().height() + 6  # compact: the cell is shared
+        self.table.verticalHeader().setDefaultSectionSize(row_height)
+        self.table.setMinimumHeight(4 * row_height + 8)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.total = QLabel()
         self.total.setToolTip(
