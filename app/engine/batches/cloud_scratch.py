@@ -3,9 +3,9 @@
 Local scratch directories are file_store's; here each cloud pool's storage lists and deletes the
 objects under ``<scratch>/<batch id>/`` with the user's credentials (a VM never lists or
 deletes): at once when a batch is deleted, and in the driver's periodic sweep once a batch is
-deleted or its pool's retention has passed since it ended (never while it can run again). A
-sweep deletes a bounded number of objects; what is left goes in the next pass. Cloud errors are
-logged, never raised: the sweep runs again.
+deleted or its pool's retention has passed since it ended (never while it can run again, and
+never a batch this database does not know). A sweep deletes a bounded number of objects; what
+is left goes in the next pass. Cloud errors are logged, never raised: the sweep runs again.
 """
 
 from __future__ import annotations
@@ -91,6 +91,12 @@ def _batches(ids: list[int]) -> Any:
     return read
 
 
+def _may_go(batch: Any, retention_s: float, now: float) -> bool:
+    # Unlike a local directory, a bucket may be shared by several LabBatch databases: the
+    # folder of a batch this database does not know is another one's, and stays.
+    return batch is not None and batch_expired(batch, retention_s, now)
+
+
 async def remove_expired_cloud_files(
     db: Database, *, now: float | None = None, max_objects: int = SWEEP_MAX_OBJECTS
 ) -> int:
@@ -113,18 +119,18 @@ async def remove_expired_cloud_files(
         for batch_id in ids:
             if budget <= 0:
                 break
-            if not batch_expired(batches.get(batch_id), root.retention_s, now):
+            if not _may_go(batches.get(batch_id), root.retention_s, now):
                 continue
             # read again just before deleting: a retry since the listing makes it runnable
             again = (await db.read(_batches([batch_id]))).get(batch_id)
-            if not batch_expired(again, root.retention_s, now):
+            if not _may_go(again, root.retention_s, now):
                 continue
             prefix = f"{root.location}/{batch_id}"
             try:
                 n_deleted = await root.storage.delete_prefix(prefix, max_objects=budget)
-            except LabBatchError as exc:
+            except LabBatchError as exc:  # the cloud likely refuses the rest too: next pass
                 log.warning("pool %s: could not remove %s: %s", root.pool, prefix, exc)
-                continue
+                break
             budget -= n_deleted
             log.info("removed %d object(s) of batch %s in %s", n_deleted, batch_id, root.location)
     return max_objects - budget
