@@ -149,3 +149,28 @@ async def test_azure_sweep_removes_a_deleted_batch_and_keeps_a_running_one(
         await db.close()
     left = sorted(container.list_blob_names())
     assert left == [f"other/{deleted}/keep.txt", f"scratch/{running}/1/o.txt"]
+
+
+async def test_the_driver_sweeps_cloud_scratch_when_it_starts(
+    gcs_emulator: Gcs, tmp_path: Path
+) -> None:
+    from tests.engine_helpers import engine, until
+    from tests.test_cloud_pools import fake_gce, gce_pool
+
+    storage = _storage(gcs_emulator)
+    bucket = _bucket(storage)
+    url = f"sqlite:///{tmp_path}/lb.db"
+    async with fake_gce(tmp_path) as (_gce, endpoint), engine(url, start=False) as eng:
+        pool = gce_pool(endpoint)
+        pool.config["storage"] = {"endpoint": gcs_emulator.endpoint}
+        await pools.create_pool(eng.db, replace(pool, scratch=f"gs://{bucket}/lab"))
+        deleted = await _batch(eng.db, ended=time.time(), deleted=True)
+        kept = await _batch(eng.db, ended=time.time())
+        for batch_id in (deleted, kept):
+            storage.client().bucket(bucket).blob(f"lab/{batch_id}/1/o").upload_from_string(b"x")
+        assert await eng.runtime.start()
+
+        async def swept() -> bool:
+            return [b.name for b in storage.client().list_blobs(bucket)] == [f"lab/{kept}/1/o"]
+
+        await until(swept, timeout_s=30, what="the driver's first files sweep")
