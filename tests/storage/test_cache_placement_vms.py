@@ -4,6 +4,8 @@ although best fit alone would pick the other VM, and counts a cache hit there.""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from tests.engine_helpers import Engine, engine, until
 from tests.storage.emulators import Gcs, gcs_emulator
 from tests.storage.test_gcs_storage import _bucket, _storage
 from tests.test_cloud_pools import fake_gce, gce_pool
+from tests.test_files_cli import labbatch
 
 __all__ = ["gcs_emulator"]
 pytestmark = pytest.mark.timeout(150)
@@ -99,3 +102,13 @@ async def test_the_second_reader_lands_on_the_vm_that_caches_its_input(
     assert (caches[y].hits, caches[y].bytes_saved) == (1, len(reference))
     assert caches[y].cached_bytes == len(reference) and caches[y].entries == 1
     assert (caches[x].hits, caches[x].cached_bytes) == (0, 0)
+    # what a user reads: `labbatch status --json` and the status table
+    db = f"sqlite:///{tmp_path}/lb.db"
+    done = await asyncio.to_thread(labbatch, "status", str(second), "--json", "--db", db)
+    assert done.returncode == 0, done.stderr
+    as_json = json.loads(done.stdout)
+    shown = {job["name"]: job["staging"] for job in as_json["jobs"]}
+    assert shown["read"]["cache_hits"] == 1
+    assert shown["read"]["cache_bytes_saved"] == len(reference)
+    table = (await asyncio.to_thread(labbatch, "status", str(second), "--db", db)).stdout
+    assert "1 from cache, 200 kB saved" in table, table
