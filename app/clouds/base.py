@@ -145,8 +145,12 @@ class StorageSigner(Protocol):
     async def stat(self, location: str) -> ObjectStat:
         """Size, version and checksums of one object."""
 
-    async def delete_prefix(self, location: str) -> int:
-        """Delete every object under a prefix (scratch clean-up); returns how many."""
+    async def delete_prefix(self, location: str, *, max_objects: int | None = None) -> int:
+        """Delete the objects under a prefix, at most ``max_objects`` (scratch clean-up);
+        returns how many."""
+
+    async def list_children(self, location: str) -> list[str]:
+        """The names of the "folders" directly under a prefix (``5`` for ``<prefix>/5/…``)."""
 
     async def download_to(self, location: str, path: str) -> int:
         """Copy one object to a local file with the user's credentials; returns its size."""

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from app.clouds.base import CloudDriver
 from app.engine import lease
+from app.engine.batches.cloud_scratch import remove_expired_cloud_files
 from app.engine.batches.completion import Changes, JobEnd, chunks, end_jobs
 from app.engine.batches.counters import repair_counters
 from app.engine.batches.file_store import remove_expired_files
@@ -525,6 +526,13 @@ class Driver:
         n_removed = await remove_expired_files(self.db, home=self.data_dir)
         if n_removed:
             log.info("removed the scratch files of %d batch(es) past their retention", n_removed)
+        try:  # cloud errors are logged per location inside; this is for the unexpected
+            n_objects = await remove_expired_cloud_files(self.db)
+        except Exception:
+            log.exception("the sweep of the cloud scratch locations failed; it runs again later")
+            return
+        if n_objects:
+            log.info("removed %d cloud scratch object(s) of deleted or expired batches", n_objects)
 
     async def _poll_marker(self) -> None:
         marker = await read_marker(self.db)

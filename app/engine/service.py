@@ -50,6 +50,7 @@ from app.engine.timeline import (
     tick_offsets_s,
 )
 from app.engine.timeline_html import OUTCOME_LABELS, bar_tip, render_html
+from app.engine.worker_caches import WorkerCache, read_worker_caches
 from app.engine.workers import pools, scratch_check
 from app.engine.workers.pools import (
     CLOUD_BOOT_TIME_S,
@@ -203,6 +204,15 @@ class EngineService:
         """The samples of the last ``window_s`` seconds, oldest first."""
         since = time.time() - window_s
         return [s for s in self.samples if s.time >= since]
+
+    async def worker_caches(self) -> list[WorkerCache]:
+        """Each live worker's input cache: what it holds (known where this process drives)
+        and the hits and bytes saved of the attempts that ran there."""
+        held = None
+        if self.runtime is not None and self.holds_lease:
+            instances = self.runtime.driver.instances.values()
+            held = {i.name: dict(i.cached_inputs) for i in instances}
+        return await read_worker_caches(self.db, held)
 
     # -- batches --------------------------------------------------------------------------------
 
@@ -444,6 +454,7 @@ __all__ = [
     "PoolRow",
     "StoredFile",
     "Timeline",
+    "WorkerCache",
     "bar_tip",
     "format_estimate",
     "format_usd",

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.engine.service import MetricsSample
 from app.views.bridge import EngineBridge
+from app.views.dashboard_files import WorkerCachePanel
 from app.views.dashboard_plots import TIME_PLOTS, BudgetsView, ColorMap, SeriesStore, TimePlot
 from app.views.style import usd
 
@@ -69,6 +70,7 @@ class DashboardPanel(QWidget):
         colors = ColorMap()
         self.plots = {spec.key: TimePlot(spec, colors) for spec in TIME_PLOTS}
         self.budgets = BudgetsView()
+        self.worker_caches = WorkerCachePanel(bridge)
         self._stores = {key: SeriesStore() for key in self.plots}
         self._follow = dict.fromkeys(self.plots, True)  # x range follows "now"
         self._last_time = 0.0
@@ -201,7 +203,12 @@ class DashboardPanel(QWidget):
         box_layout.addLayout(self._export_row(BUDGETS))
         box_layout.addWidget(self.budgets)
         box_layout.addStretch(1)
-        cells.append(box)
+        beside = QWidget()  # budgets and worker caches share the last cell: both are short
+        beside_layout = QVBoxLayout(beside)
+        beside_layout.setContentsMargins(0, 0, 0, 0)
+        beside_layout.addWidget(box)
+        beside_layout.addWidget(self.worker_caches, 1)
+        cells.append(beside)
         for i, cell in enumerate(cells):
             grid.addWidget(cell, i // 2, i % 2)
         layout = QVBoxLayout(self)

@@ -74,3 +74,17 @@ def test_input_locations(
     entry: dict[str, object], scratch: str | None, expected: list[str]
 ) -> None:
     assert input_locations({"in": [entry]}, 7, scratch) == expected
+
+
+def test_a_preference_never_costs_another_users_job_its_only_place() -> None:
+    # x has one core free, y two; ann's two-core job fits only on y, and tester's reader
+    # (holding one core already) prefers y, where its input is cached: both run, ann's on y
+    for first in ("tester", "ann"):
+        queues = {
+            "tester": UserQueue(1000, 2000, [QueuedJob(("t", 1), 1000, prefer={"y": 100})]),
+            "ann": UserQueue(0, 2000, [QueuedJob(("a", 1), 2000)]),
+        }
+        if first == "ann":
+            queues = dict(reversed(list(queues.items())))
+        plan = plan_pass(queues, [Capacity("x", 1000), Capacity("y", 2000)], {})
+        assert plan.placements == {("a", 1): "y", ("t", 1): "x"}

@@ -99,9 +99,13 @@ class BlobStorage:
         """Size, ETag and Content-MD5 of one blob."""
         return await asyncio.to_thread(self._stat, location)
 
-    async def delete_prefix(self, location: str) -> int:
-        """Delete every blob under the prefix; returns how many."""
-        return await asyncio.to_thread(self._delete_prefix, location)
+    async def delete_prefix(self, location: str, *, max_objects: int | None = None) -> int:
+        """Delete the blobs under the prefix (at most ``max_objects``); returns how many."""
+        return await asyncio.to_thread(self._delete_prefix, location, max_objects)
+
+    async def list_children(self, location: str) -> list[str]:
+        """The names of the "folders" directly under the prefix (``5`` for ``<prefix>/5/…``)."""
+        return await asyncio.to_thread(self._list_children, location)
 
     async def download_to(self, location: str, path: str) -> int:
         """Copy one blob to ``path``; returns its size."""
@@ -236,21 +240,43 @@ class BlobStorage:
         except Exception as exc:
             raise _translate(exc, location, "download") from exc
 
-    def _delete_prefix(self, location: str) -> int:
+    def _delete_prefix(self, location: str, max_objects: int | None) -> int:
         where = blob_location(location)
         assert where.account is not None
         prefix = where.as_prefix()
         if not prefix:
             raise CloudError(f"{location}: refusing to delete a whole container; name a prefix")
+        from azure.core.exceptions import ResourceNotFoundError
+
         container = self.service(where.account).get_container_client(where.bucket)
         deleted = 0
         try:
             for name in container.list_blob_names(name_starts_with=prefix):
-                container.delete_blob(name)
+                if max_objects is not None and deleted >= max_objects:
+                    break
+                try:
+                    container.delete_blob(name)
+                except ResourceNotFoundError:
+                    continue  # gone since the listing (the batch's delete and a sweep at once)
                 deleted += 1
         except Exception as exc:
             raise _translate(exc, location, "delete the blobs under") from exc
         return deleted
+
+    def _list_children(self, location: str) -> list[str]:
+        where = blob_location(location)
+        assert where.account is not None
+        prefix = where.as_prefix()
+        container = self.service(where.account).get_container_client(where.bucket)
+        try:
+            found = [
+                item.name[len(prefix) :].rstrip("/")
+                for item in container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
+                if item.name.endswith("/")  # a BlobPrefix; blobs right under the prefix are not
+            ]
+        except Exception as exc:
+            raise _translate(exc, location, "list the blobs under") from exc
+        return sorted(found)
 
     def _check_scratch(self, location: str) -> ScratchCheck:
         try:

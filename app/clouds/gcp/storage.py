@@ -89,9 +89,13 @@ class GcsStorage:
         """Size, generation, md5 and crc32c of one object."""
         return await asyncio.to_thread(self._stat, location)
 
-    async def delete_prefix(self, location: str) -> int:
-        """Delete every object under the prefix; returns how many."""
-        return await asyncio.to_thread(self._delete_prefix, location)
+    async def delete_prefix(self, location: str, *, max_objects: int | None = None) -> int:
+        """Delete the objects under the prefix (at most ``max_objects``); returns how many."""
+        return await asyncio.to_thread(self._delete_prefix, location, max_objects)
+
+    async def list_children(self, location: str) -> list[str]:
+        """The names of the "folders" directly under the prefix (``5`` for ``<prefix>/5/…``)."""
+        return await asyncio.to_thread(self._list_children, location)
 
     async def download_to(self, location: str, path: str) -> int:
         """Copy one object to ``path`` (the SDK checks its checksum); returns its size."""
@@ -239,19 +243,40 @@ class GcsStorage:
             raise _translate(exc, location, "download") from exc
         return os.path.getsize(path)
 
-    def _delete_prefix(self, location: str) -> int:
+    def _delete_prefix(self, location: str, max_objects: int | None) -> int:
         where = gcs_location(location)
         prefix = where.as_prefix()
         if not prefix:
             raise CloudError(f"{location}: refusing to delete a whole bucket; name a prefix")
         deleted = 0
         try:
-            for blob in self.client().list_blobs(self._bucket(where), prefix=prefix):
-                blob.delete()
+            blobs = self.client().list_blobs(
+                self._bucket(where), prefix=prefix, max_results=max_objects
+            )
+            for blob in blobs:
+                if max_objects is not None and deleted >= max_objects:
+                    break  # not every server honours max_results (the emulator does not)
+                try:
+                    blob.delete()
+                except Exception as exc:
+                    if _status(exc) != 404:
+                        raise
+                    continue  # gone since the listing (the batch's delete and a sweep at once)
                 deleted += 1
         except Exception as exc:
             raise _translate(exc, location, "delete the objects under") from exc
         return deleted
+
+    def _list_children(self, location: str) -> list[str]:
+        where = gcs_location(location)
+        prefix = where.as_prefix()
+        try:
+            blobs = self.client().list_blobs(self._bucket(where), prefix=prefix, delimiter="/")
+            for _ in blobs.pages:  # the "folders" are collected page by page
+                pass
+        except Exception as exc:
+            raise _translate(exc, location, "list the objects under") from exc
+        return sorted(p[len(prefix) :].rstrip("/") for p in blobs.prefixes)
 
     def _check_scratch(self, location: str, region: str | None) -> ScratchCheck:
         try:

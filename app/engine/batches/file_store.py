@@ -5,7 +5,8 @@ pool's storage SDK with the user's credentials (cloud_files).
 
 Scratch files stay until the batch is deleted, or until the pool's retention has passed since
 the batch ended; a batch that runs again (`labbatch retry`) is not complete, so its files stay
-while the retry may need them. Only local scratch directories are swept here.
+while the retry may need them. Only local scratch directories are swept here (cloud ones:
+cloud_scratch).
 """
 
 from __future__ import annotations
@@ -211,13 +212,15 @@ async def remove_expired_files(
         Path(root) / str(batch_id)
         for root, batch_ids in found.items()
         for batch_id in batch_ids
-        if _expired(batches.get(batch_id), retention[root], now)
+        if batch_expired(batches.get(batch_id), retention[root], now)
     ]
     await asyncio.to_thread(_remove, doomed)
     return len(doomed)
 
 
-def _expired(batch: Any, retention_s: float, now: float) -> bool:
+def batch_expired(batch: Any, retention_s: float, now: float) -> bool:
+    """Whether a batch's scratch files may go: it was deleted (or is unknown), or it is complete
+    and ``retention_s`` has passed since it ended. A batch that runs again is not complete."""
     if batch is None or batch.deleted:
         return True
     return bool(batch.complete) and (batch.time_completed or now) + retention_s <= now

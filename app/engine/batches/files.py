@@ -142,7 +142,10 @@ def staging_text(staging: dict[str, float]) -> str:
     if staging.get("copied_bytes"):
         moved.append(f"copied {_mb(staging['copied_bytes'])}")
     if staging.get("cache_hits"):
-        moved.append(f"{int(staging['cache_hits'])} from cache")
+        saved = staging.get("cache_bytes_saved")
+        moved.append(
+            f"{int(staging['cache_hits'])} from cache" + (f", {_mb(saved)} saved" if saved else "")
+        )
     tail = f" ({', '.join(moved)})" if moved else ""
     return (
         f"files in {_mb(staging.get('in_bytes', 0))} {staging.get('in_s', 0):.2f}s, "
