@@ -7,16 +7,15 @@ import asyncio
 import contextlib
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals, print_json
+from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals
+from app.cli.report import report
 from app.engine.batches import file_store, frontend
-from app.engine.batches.files import staging_text
 from app.engine.events import BatchChanged, EventBus
-from app.engine.records import BatchInfo, JobInfo
+from app.engine.records import BatchInfo
 from app.errors import ConfigError, UserError
 from app.models.db import Database, open_database
 from app.models.spec import load_dag_file
@@ -24,8 +23,6 @@ from app.models.units import format_duration
 
 if TYPE_CHECKING:
     from app.engine.runtime import LocalRuntime
-
-JOB_TABLE_LIMIT = 50
 
 
 @asynccontextmanager
@@ -103,7 +100,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             await runtime.stop()
         jobs = await frontend.list_jobs(db, batch_id)
         staging = await file_store.attempt_staging(db, batch_id)
-    _report(batch, jobs, as_json=args.json, staging=staging)
+    report(batch, jobs, as_json=args.json, staging=staging)
     return EXIT_OK if batch.state == "success" else EXIT_FAILED
 
 
@@ -171,124 +168,6 @@ def _progress_line(batch: BatchInfo) -> str:
     )
 
 
-def _batch_json(
-    batch: BatchInfo, jobs: list[JobInfo], staging: dict[int, dict[str, float]] | None = None
-) -> dict[str, Any]:
-    return _batch_summary_json(batch) | {"jobs": [_job_json(j, staging) for j in jobs]}
-
-
-def _batch_summary_json(batch: BatchInfo) -> dict[str, Any]:
-    return {
-        "id": batch.id,
-        "name": batch.name,
-        "user": batch.user,
-        "billing_project": batch.billing_project,
-        "state": batch.state,
-        "complete": batch.complete,
-        "n_jobs": batch.n_jobs,
-        "n_completed": batch.n_completed,
-        "n_succeeded": batch.n_succeeded,
-        "n_failed": batch.n_failed,
-        "n_cancelled": batch.n_cancelled,
-        "time_created": batch.time_created,
-        "time_completed": batch.time_completed,
-        "duration": round(batch.duration_s, 3),
-        "attributes": batch.attributes,
-    }
-
-
-def _job_json(job: JobInfo, staging: dict[int, dict[str, float]] | None = None) -> dict[str, Any]:
-    data = {
-        "job_id": job.job_id,
-        "name": job.name,
-        "state": job.state,
-        "exit_code": job.exit_code,
-        "error": job.error,
-        "attempts": job.n_attempts,
-        "instance": job.instance_name,
-        "duration": None if job.duration_s is None else round(job.duration_s, 3),
-    }
-    if staging is not None:  # transfer figures of the last attempt that staged files
-        data["staging"] = staging.get(job.job_id)
-    return data
-
-
-def _report(
-    batch: BatchInfo,
-    jobs: list[JobInfo],
-    *,
-    as_json: bool,
-    staging: dict[int, dict[str, float]] | None = None,
-) -> None:
-    if as_json:
-        print_json(_batch_json(batch, jobs, staging))
-        return
-    counts = (
-        f"{batch.n_succeeded} succeeded, {batch.n_failed} failed, {batch.n_cancelled} cancelled"
-    )
-    print(
-        f"batch {batch.id} {batch.name!r}: {batch.state} in {format_duration(batch.duration_s)}"
-        f" — {batch.n_jobs} jobs: {counts}"
-    )
-    shown = jobs if len(jobs) <= JOB_TABLE_LIMIT else [j for j in jobs if j.state != "Success"]
-    _print_jobs(shown[:JOB_TABLE_LIMIT], staging or {})
-    if len(shown) > JOB_TABLE_LIMIT:
-        print(f"  … {len(shown) - JOB_TABLE_LIMIT} more: `labbatch jobs {batch.id}`")
-
-
-def _print_jobs(jobs: list[JobInfo], staging: dict[int, dict[str, float]] | None = None) -> None:
-    if not jobs:
-        return
-    width = max(len(j.name) for j in jobs)
-    for job in jobs:
-        detail = []
-        if job.exit_code is not None:
-            detail.append(f"exit {job.exit_code}")
-        if job.error:
-            detail.append(job.error)
-        if job.duration_s is not None and job.state not in ("Pending", "Ready", "Cancelled"):
-            detail.append(format_duration(job.duration_s))
-        if job.n_attempts > 1:
-            detail.append(f"{job.n_attempts} attempts")
-        if staging and job.job_id in staging:
-            detail.append(staging_text(staging[job.job_id]))
-        print(
-            f"  {job.job_id:>6} {job.name:<{width}}  {job.state:<9}  {'  '.join(detail)}".rstrip()
-        )
-
-
-async def cmd_status(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        batch = await frontend.get_batch(db, args.batch)
-        jobs = await frontend.list_jobs(db, args.batch)
-        staging = await file_store.attempt_staging(db, args.batch)
-    _report(batch, jobs, as_json=args.json, staging=staging)
-    return EXIT_OK
-
-
-async def cmd_jobs(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        jobs = await frontend.list_jobs(db, args.batch, state=args.state)
-    if args.json:
-        print_json([_job_json(j) for j in jobs])
-    else:
-        _print_jobs(jobs)
-    return EXIT_OK
-
-
-async def cmd_log(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        job = await frontend.find_job(db, args.batch, args.job)
-        text = await frontend.job_log(db, args.batch, job.job_id, attempt=args.attempt)
-    if not text and job.state not in ("Success", "Failed", "Error", "Cancelled"):
-        print(
-            f"labbatch: job {job.name} is {job.state}; its log is stored when it ends",
-            file=sys.stderr,
-        )
-    sys.stdout.write(text)
-    return EXIT_OK
-
-
 async def cmd_cancel(args: argparse.Namespace) -> int:
     async with _database(args) as db:
         batch = await frontend.cancel_batch(db, args.batch, user=args.user)
@@ -296,23 +175,6 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
         f"batch {batch.id} {batch.name!r}: cancelled "
         f"({batch.n_cancelled} jobs cancelled; running jobs are being stopped)"
     )
-    return EXIT_OK
-
-
-async def cmd_list(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        batches = await frontend.list_batches(
-            db, user=None if args.all else args.user, limit=args.limit
-        )
-    if args.json:
-        print_json([_batch_summary_json(b) for b in batches])
-        return EXIT_OK
-    for b in batches:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(b.time_created))
-        print(
-            f"{b.id:>6}  {b.name[:30]:<30}  {b.state:<9}  {b.n_completed:>6}/{b.n_jobs:<6}  "
-            f"{b.user:<12}  {when}"
-        )
     return EXIT_OK
 
 

@@ -29,16 +29,13 @@ BATCH_COMMANDS = [
     "run",
     "submit",
     "serve",
-    "status",
-    "jobs",
-    "log",
     "cancel",
     "retry",
     "why",
-    "list",
 ]
 COMMAND_MODULES = {
     **dict.fromkeys(BATCH_COMMANDS, "batches"),
+    **dict.fromkeys(("status", "jobs", "log", "list"), "reads"),
     "validate": "validate",
     **dict.fromkeys(("billing", "cost", "estimate"), "billing"),
     "pool": "pools",
