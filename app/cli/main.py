@@ -160,9 +160,10 @@ def _end_process(code: int) -> NoReturn:
 
 
 def _print_user_error(exc: UserError) -> None:
-    from app.models.spec import DagFileError  # loaded already if a DAG file was read
-
-    if not isinstance(exc, DagFileError):
+    # Only a DAG file that was read raises DagFileError: no need to load the spec code (and
+    # YAML) for `labbatch status 99`'s "there is no batch 99".
+    spec = sys.modules.get("app.models.spec")
+    if spec is None or not isinstance(exc, spec.DagFileError):
         print(f"labbatch: {exc}", file=sys.stderr)
         return
     for problem in exc.problems:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from app.cli.common import print_json
-from app.engine.batches.files import staging_text
 from app.engine.records import BatchInfo, JobInfo
 from app.models.units import format_duration
 
@@ -92,6 +91,8 @@ def print_jobs(jobs: list[JobInfo], staging: dict[int, dict[str, float]] | None 
         if job.n_attempts > 1:
             detail.append(f"{job.n_attempts} attempts")
         if staging and job.job_id in staging:
+            from app.engine.batches.files import staging_text  # rare: keep `status` light
+
             detail.append(staging_text(staging[job.job_id]))
         print(
             f"  {job.job_id:>6} {job.name:<{width}}  {job.state:<9}  {'  '.join(detail)}".rstrip()
