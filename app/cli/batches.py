@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
-from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals
-from app.cli.report import report
-from app.engine.batches import file_store, frontend
-from app.engine.events import BatchChanged, EventBus
-from app.engine.records import BatchInfo
-from app.errors import ConfigError, UserError
+from app.cli.common import EXIT_OK, install_stop_signals, worker_cores_mcpu
+from app.engine.batches import frontend
+from app.engine.events import EventBus
+from app.errors import ConfigError
 from app.models.db import Database, open_database
 from app.models.spec import load_dag_file
-from app.models.units import format_duration
-
-if TYPE_CHECKING:
-    from app.engine.runtime import LocalRuntime
 
 
 @asynccontextmanager
@@ -40,132 +31,6 @@ async def cmd_submit(args: argparse.Namespace) -> int:
         batch_id = await frontend.submit_batch(db, spec, user=args.user)
     print(batch_id)
     return EXIT_OK
-
-
-def _worker_cores_mcpu(cores: float | None) -> int:
-    if cores is None:
-        return (os.cpu_count() or 1) * 1000
-    if cores <= 0:
-        raise ConfigError(f"--cores must be positive, not {cores:g}")
-    return int(cores * 1000)
-
-
-async def cmd_run(args: argparse.Namespace) -> int:
-    if args.file.endswith(".py"):  # a hailtop.batch-style script: its b.run() runs the batch
-        return await asyncio.to_thread(_run_script, args)
-    if args.script_args:
-        raise ConfigError(f"unexpected arguments after {args.file}: {' '.join(args.script_args)}")
-    spec = load_dag_file(args.file)
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, not {args.workers}")
-    from app.engine.runtime import LocalRuntime  # the driver and aiohttp: only what runs jobs
-
-    async with _database(args) as db:
-        bus = EventBus()
-        runtime = LocalRuntime(
-            db,
-            bus=bus,
-            n_workers=args.workers,
-            worker_cores_mcpu=_worker_cores_mcpu(args.cores),
-            user=args.user,
-        )
-        # the driver starts (and boots the first worker) while the batch is stored
-        started = asyncio.ensure_future(runtime.start())
-        try:
-            batch_id = await frontend.submit_batch(db, spec, user=args.user)
-        except BaseException:
-            await asyncio.gather(started, return_exceptions=True)
-            await runtime.stop()
-            raise
-        if not await started:
-            holder = await runtime.lease_holder()
-            print(
-                f"labbatch: the driver runs in another process ({holder}); waiting for it "
-                f"to run batch {batch_id}",
-                file=sys.stderr,
-            )
-        runtime.notify_changed()
-        try:
-            batch = await wait_for_batch(
-                db, bus, batch_id, progress=sys.stderr.isatty(), runtime=runtime
-            )
-        except asyncio.CancelledError:
-            print(
-                f"\nlabbatch: interrupted: batch {batch_id} is left unfinished; "
-                f"`labbatch serve` carries it on, `labbatch cancel {batch_id}` stops it",
-                file=sys.stderr,
-            )
-            raise
-        finally:
-            await runtime.stop()
-        jobs = await frontend.list_jobs(db, batch_id)
-        staging = await file_store.attempt_staging(db, batch_id)
-    report(batch, jobs, as_json=args.json, staging=staging)
-    return EXIT_OK if batch.state == "success" else EXIT_FAILED
-
-
-def _run_script(args: argparse.Namespace) -> int:
-    from app.models.importers.hail_script import run_script  # only scripts need it
-
-    options = [f"--workers={args.workers}", f"--user={args.user}"]
-    options += [f"--cores={args.cores}"] if args.cores is not None else []
-    options += [f"--db={args.db}"] if args.db else []
-    options += ["--json"] if args.json else []
-    options += ["--verbose"] if args.verbose else []
-    return run_script(args.file, args.script_args, options)
-
-
-async def wait_for_batch(
-    db: Database,
-    bus: EventBus,
-    batch_id: int,
-    *,
-    progress: bool = False,
-    runtime: LocalRuntime | None = None,
-) -> BatchInfo:
-    """Wait until a batch is complete; events wake us early, a poll covers other drivers."""
-    changed = asyncio.Event()
-
-    def on_event(event: object) -> None:
-        if isinstance(event, BatchChanged) and event.batch_id == batch_id:
-            changed.set()
-
-    unsubscribe = bus.subscribe(on_event)
-    last_line = ""
-    try:
-        while True:
-            batch = await frontend.get_batch(db, batch_id)
-            if progress:
-                line = _progress_line(batch)
-                if line != last_line:
-                    sys.stderr.write("\r" + line.ljust(len(last_line)))
-                    sys.stderr.flush()
-                    last_line = line
-            if batch.complete:
-                if progress:
-                    sys.stderr.write("\n")
-                return batch
-            if runtime is not None and runtime.driver.problem:
-                raise UserError(f"{runtime.driver.problem}; batch {batch_id} is left unfinished")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), 1.0)
-            changed.clear()
-            await asyncio.sleep(0.1 if progress else 0)  # at most ~10 progress redraws a second
-    finally:
-        unsubscribe()
-
-
-def _progress_line(batch: BatchInfo) -> str:
-    extra = []
-    if batch.n_failed:
-        extra.append(f"{batch.n_failed} failed")
-    if batch.n_cancelled:
-        extra.append(f"{batch.n_cancelled} cancelled")
-    tail = f" ({', '.join(extra)})" if extra else ""
-    return (
-        f"batch {batch.id} {batch.name}: {batch.n_completed}/{batch.n_jobs} jobs done{tail}"
-        f" — {format_duration(batch.duration_s)}"
-    )
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
@@ -188,7 +53,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             db,
             bus=EventBus(),
             n_workers=args.workers,
-            worker_cores_mcpu=None if args.cores is None else _worker_cores_mcpu(args.cores),
+            worker_cores_mcpu=None if args.cores is None else worker_cores_mcpu(args.cores),
             user=args.user,
         )
         stop = asyncio.Event()

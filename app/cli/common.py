@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
+
+from app.errors import ConfigError
 
 if TYPE_CHECKING:
     import asyncio
@@ -31,3 +34,12 @@ def install_stop_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+def worker_cores_mcpu(cores: float | None) -> int:
+    """A worker's cores from `--cores`: every core of this machine without it."""
+    if cores is None:
+        return (os.cpu_count() or 1) * 1000
+    if cores <= 0:
+        raise ConfigError(f"--cores must be positive, not {cores:g}")
+    return int(cores * 1000)

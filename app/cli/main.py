@@ -26,7 +26,6 @@ JOB_REF_HELP = "job id or name; name:NAME for a name made of digits (digits are 
 
 # command -> the module of app.cli that holds its `cmd_<command>` coroutine
 BATCH_COMMANDS = [
-    "run",
     "submit",
     "serve",
     "cancel",
@@ -35,6 +34,7 @@ BATCH_COMMANDS = [
 ]
 COMMAND_MODULES = {
     **dict.fromkeys(BATCH_COMMANDS, "batches"),
+    "run": "run",
     **dict.fromkeys(("status", "jobs", "log", "list"), "reads"),
     "validate": "validate",
     **dict.fromkeys(("billing", "cost", "estimate"), "billing"),
