@@ -12,20 +12,24 @@ from typing import TYPE_CHECKING
 
 from app.cli.common import EXIT_FAILED, EXIT_OK, worker_cores_mcpu
 from app.cli.report import report
-from app.engine.batches import file_store, frontend
-from app.engine.events import BatchChanged, EventBus
-from app.engine.records import BatchInfo
 from app.errors import ConfigError, UserError
-from app.models.db import Database, open_database
-from app.models.spec import load_dag_file
 from app.models.units import format_duration
 
+# Loaded only after the spare worker has started (see cmd_run): the engine, SQLAlchemy and the
+# DAG file's parser take most of this command's start-up.
 if TYPE_CHECKING:
+    from app.clouds.local import SpareWorker
+    from app.engine.events import EventBus
+    from app.engine.records import BatchInfo
     from app.engine.runtime import LocalRuntime
+    from app.models.db import Database
+    from app.models.spec import BatchSpec
 
 
 @asynccontextmanager
 async def _database(args: argparse.Namespace) -> AsyncIterator[Database]:
+    from app.models.db import open_database
+
     db = await open_database(args.db)
     try:
         yield db
@@ -38,51 +42,75 @@ async def cmd_run(args: argparse.Namespace) -> int:
         return await asyncio.to_thread(_run_script, args)
     if args.script_args:
         raise ConfigError(f"unexpected arguments after {args.file}: {' '.join(args.script_args)}")
-    spec = load_dag_file(args.file)
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}")
-    from app.engine.runtime import LocalRuntime  # the driver and aiohttp: only what runs jobs
+    cores_mcpu = worker_cores_mcpu(args.cores)
+    # First thing, a worker process starts loading while this one loads the engine, opens the
+    # database and stores the batch; the local pool's first worker is that process.
+    from app.clouds.local import discard_spare, start_spare
+    from app.models.paths import work_dir
 
-    async with _database(args) as db:
-        bus = EventBus()
-        runtime = LocalRuntime(
-            db,
-            bus=bus,
-            n_workers=args.workers,
-            worker_cores_mcpu=worker_cores_mcpu(args.cores),
-            user=args.user,
+    spare: SpareWorker | None = await start_spare(work_dir() / "workers")
+    try:
+        from app.models.spec import load_dag_file
+
+        spec = load_dag_file(args.file)
+        from app.engine.events import EventBus
+        from app.engine.runtime import LocalRuntime  # the driver and aiohttp
+
+        async with _database(args) as db:
+            runtime = LocalRuntime(
+                db,
+                bus=EventBus(),
+                n_workers=args.workers,
+                worker_cores_mcpu=cores_mcpu,
+                user=args.user,
+                spare=spare,
+            )
+            spare = None  # the runtime's local cloud takes it, or ends it when it stops
+            return await _drive(args, db, runtime, spec)
+    finally:
+        if spare is not None:
+            await discard_spare(spare)
+
+
+async def _drive(
+    args: argparse.Namespace, db: Database, runtime: LocalRuntime, spec: BatchSpec
+) -> int:
+    """Store the batch while the driver starts, wait for it, report it."""
+    from app.engine.batches import file_store, frontend
+
+    # the driver starts (and boots the first worker) while the batch is stored
+    started = asyncio.ensure_future(runtime.start())
+    try:
+        batch_id = await frontend.submit_batch(db, spec, user=args.user)
+    except BaseException:
+        await asyncio.gather(started, return_exceptions=True)
+        await runtime.stop()
+        raise
+    if not await started:
+        holder = await runtime.lease_holder()
+        print(
+            f"labbatch: the driver runs in another process ({holder}); waiting for it "
+            f"to run batch {batch_id}",
+            file=sys.stderr,
         )
-        # the driver starts (and boots the first worker) while the batch is stored
-        started = asyncio.ensure_future(runtime.start())
-        try:
-            batch_id = await frontend.submit_batch(db, spec, user=args.user)
-        except BaseException:
-            await asyncio.gather(started, return_exceptions=True)
-            await runtime.stop()
-            raise
-        if not await started:
-            holder = await runtime.lease_holder()
-            print(
-                f"labbatch: the driver runs in another process ({holder}); waiting for it "
-                f"to run batch {batch_id}",
-                file=sys.stderr,
-            )
-        runtime.notify_changed()
-        try:
-            batch = await wait_for_batch(
-                db, bus, batch_id, progress=sys.stderr.isatty(), runtime=runtime
-            )
-        except asyncio.CancelledError:
-            print(
-                f"\nlabbatch: interrupted: batch {batch_id} is left unfinished; "
-                f"`labbatch serve` carries it on, `labbatch cancel {batch_id}` stops it",
-                file=sys.stderr,
-            )
-            raise
-        finally:
-            await runtime.stop()
-        jobs = await frontend.list_jobs(db, batch_id)
-        staging = await file_store.attempt_staging(db, batch_id)
+    runtime.notify_changed()
+    try:
+        batch = await wait_for_batch(
+            db, runtime.driver.bus, batch_id, progress=sys.stderr.isatty(), runtime=runtime
+        )
+    except asyncio.CancelledError:
+        print(
+            f"\nlabbatch: interrupted: batch {batch_id} is left unfinished; "
+            f"`labbatch serve` carries it on, `labbatch cancel {batch_id}` stops it",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        await runtime.stop()
+    jobs = await frontend.list_jobs(db, batch_id)
+    staging = await file_store.attempt_staging(db, batch_id)
     report(batch, jobs, as_json=args.json, staging=staging)
     return EXIT_OK if batch.state == "success" else EXIT_FAILED
 
@@ -107,6 +135,9 @@ async def wait_for_batch(
     runtime: LocalRuntime | None = None,
 ) -> BatchInfo:
     """Wait until a batch is complete; events wake us early, a poll covers other drivers."""
+    from app.engine.batches import frontend
+    from app.engine.events import BatchChanged
+
     changed = asyncio.Event()
 
     def on_event(event: object) -> None:
