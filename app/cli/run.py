@@ -89,6 +89,7 @@ async def _drive(
         await runtime.stop()
         raise
     if not await started:
+        await runtime.cloud.drop_spare()  # the other process runs the jobs on its own workers
         holder = await runtime.lease_holder()
         print(
             f"labbatch: the driver runs in another process ({holder}); waiting for it "

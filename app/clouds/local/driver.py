@@ -242,15 +242,16 @@ class LocalCloud:
         """The workers run in sessions of their own and outlive this process; the next driver
         adopts them by pid, so there is nothing to stop here."""
         self._deleting.update(self._procs)  # their exits are the next driver's business
-        await self._drop_spare()
+        await self.drop_spare()
 
-    async def _drop_spare(self) -> None:
+    async def drop_spare(self) -> None:
+        """End the spare worker if no worker took it (the driver runs in another process)."""
         spare, self._spare = self._spare, None
         if spare is not None:
             await discard_spare(spare)
 
     async def close(self) -> None:
-        await self._drop_spare()
+        await self.drop_spare()
         names = list(self._procs) + list(self._adopted)
         await asyncio.gather(*(self.delete_instance(n) for n in names))
         for task in list(self._watchers):
