@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ConfigError
@@ -18,6 +20,24 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def loading_modules() -> Iterator[None]:
+    """Load modules without the garbage collector, then freeze what they made.
+
+    Loading makes no garbage worth collecting, yet the collector's passes over the growing
+    heap cost about a tenth of a command's import time; frozen, the loaded modules' objects
+    are skipped by every later collection too.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def print_json(value: Any) -> None:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from app.cli.common import EXIT_FAILED, EXIT_OK, worker_cores_mcpu
+from app.cli.common import EXIT_FAILED, EXIT_OK, loading_modules, worker_cores_mcpu
 from app.cli.report import report
 from app.errors import ConfigError, UserError
 from app.models.units import format_duration
@@ -52,12 +52,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     spare: SpareWorker | None = await start_spare(work_dir() / "workers")
     try:
-        from app.models.spec import load_dag_file
+        with loading_modules():
+            from app.engine.events import EventBus
+            from app.engine.runtime import LocalRuntime  # the driver, SQLAlchemy and aiohttp
+            from app.models.spec import load_dag_file
 
         spec = load_dag_file(args.file)
-        from app.engine.events import EventBus
-        from app.engine.runtime import LocalRuntime  # the driver and aiohttp
-
         async with _database(args) as db:
             runtime = LocalRuntime(
                 db,
