@@ -76,6 +76,16 @@ def test_read_only_commands_load_no_sqlalchemy_on_a_sqlite_file(tmp_path) -> Non
         assert result["heavy"] == [], args
 
 
+def test_run_starts_its_spare_worker_before_it_loads_the_engine(tmp_path) -> None:
+    # `--workers 0` is refused after app.cli.run is loaded and before the spare starts: what
+    # the command had loaded by then delays its first worker
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
+    result = _run_cli("run", str(dag), "--workers", "0", heavy=READS_NEVER_LOAD)
+    assert result["code"] == 2
+    assert result["heavy"] == []
+
+
 def test_validate_loads_no_database_code(tmp_path) -> None:
     dag = tmp_path / "dag.yaml"
     dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
