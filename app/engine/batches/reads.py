@@ -122,7 +122,7 @@ def _direct_connection(url: str | None) -> sqlite3.Connection | None:
     if path is None or not path.is_file():
         return None
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None)
     except sqlite3.Error:
         return None
     try:
