@@ -107,3 +107,22 @@ def test_the_copies_of_the_frontends_columns_and_states_agree() -> None:
     assert tuple(c.key for c in frontend.JOB_INFO_COLUMNS) == reads.JOB_FIELDS
     assert tuple(s.value for s in JobState) == reads.JOB_STATES
     assert reads.JOB_NAME_PREFIX == frontend.JOB_NAME_PREFIX
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_on_postgresql_the_commands_read_through_the_frontend(pg_url: str) -> None:
+    dag = EXAMPLES / "diamond.yaml"
+    done = labbatch("run", str(dag), "--db", pg_url, timeout=90)
+    assert done.returncode == 0, done.stderr
+
+    async def read() -> None:
+        async with open_reads(pg_url) as found:
+            assert isinstance(found, DatabaseReads)
+            batch = await found.get_batch(1)
+            assert (batch.name, batch.attributes) == ("diamond", {"purpose": "example"})
+            assert [j.state for j in await found.list_jobs(1)] == ["Success"] * 4
+
+    asyncio.run(read())
+    shown = labbatch("status", "1", "--db", pg_url)
+    assert shown.returncode == 0 and "success" in shown.stdout, shown.stderr
