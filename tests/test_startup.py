@@ -11,6 +11,12 @@ import pytest
 from app.cli import parsers
 
 HEAVY = ("sqlalchemy", "aiohttp", "PySide6", "app.engine", "app.views", "alembic", "asyncio")
+# what `labbatch status` and the other read-only commands never load on a SQLite file
+READS_NEVER_LOAD = (
+    *("sqlalchemy", "aiohttp", "PySide6", "alembic", "aiosqlite", "yaml"),
+    *("app.models.db", "app.models.tables", "app.engine.batches.frontend", "app.engine.billing"),
+    *("app.engine.driver", "app.engine.scheduler", "app.engine.workers", "app.views"),
+)
 
 # Runs `labbatch ARGS` in a fresh interpreter, then prints which heavy packages it imported.
 WRAPPER = """
@@ -27,9 +33,9 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.__stderr__)
 """
 
 
-def _run_cli(*args: str) -> dict[str, object]:
+def _run_cli(*args: str, heavy: tuple[str, ...] = HEAVY) -> dict[str, object]:
     proc = subprocess.run(
-        [sys.executable, "-c", WRAPPER, json.dumps(args), json.dumps(HEAVY)],
+        [sys.executable, "-c", WRAPPER, json.dumps(args), json.dumps(heavy)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -59,6 +65,25 @@ def test_a_command_imports_what_it_uses(tmp_path) -> None:
     assert result["code"] == 1  # no batch 1
     assert "sqlalchemy" in result["heavy"]
     assert not any(m.startswith("PySide6") for m in result["heavy"])  # type: ignore[union-attr]
+
+
+def test_read_only_commands_load_no_sqlalchemy_on_a_sqlite_file(tmp_path) -> None:
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    assert _run_cli("list", "--db", db)["code"] == 0  # creates the database (SQLAlchemy)
+    for args in (["status", "1"], ["jobs", "1"], ["log", "1", "a"], ["list"]):
+        result = _run_cli(*args, "--db", db, heavy=READS_NEVER_LOAD)
+        assert result["code"] == (0 if args == ["list"] else 1)  # no batch 1
+        assert result["heavy"] == [], args
+
+
+def test_run_starts_its_spare_worker_before_it_loads_the_engine(tmp_path) -> None:
+    # `--workers 0` is refused after app.cli.run is loaded and before the spare starts: what
+    # the command had loaded by then delays its first worker
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
+    result = _run_cli("run", str(dag), "--workers", "0", heavy=READS_NEVER_LOAD)
+    assert result["code"] == 2
+    assert result["heavy"] == []
 
 
 def test_validate_loads_no_database_code(tmp_path) -> None:

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
 
-from app.cli.common import EXIT_FAILED, EXIT_OK, install_stop_signals, print_json
-from app.engine.batches import file_store, frontend
-from app.engine.batches.files import staging_text
-from app.engine.events import BatchChanged, EventBus
-from app.engine.records import BatchInfo, JobInfo
-from app.errors import ConfigError, UserError
+from app.cli.common import EXIT_OK, install_stop_signals, worker_cores_mcpu
+from app.engine.batches import frontend
+from app.engine.events import EventBus
+from app.errors import ConfigError
 from app.models.db import Database, open_database
 from app.models.spec import load_dag_file
-from app.models.units import format_duration
-
-if TYPE_CHECKING:
-    from app.engine.runtime import LocalRuntime
-
-JOB_TABLE_LIMIT = 50
 
 
 @asynccontextmanager
@@ -45,250 +33,6 @@ async def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _worker_cores_mcpu(cores: float | None) -> int:
-    if cores is None:
-        return (os.cpu_count() or 1) * 1000
-    if cores <= 0:
-        raise ConfigError(f"--cores must be positive, not {cores:g}")
-    return int(cores * 1000)
-
-
-async def cmd_run(args: argparse.Namespace) -> int:
-    if args.file.endswith(".py"):  # a hailtop.batch-style script: its b.run() runs the batch
-        return await asyncio.to_thread(_run_script, args)
-    if args.script_args:
-        raise ConfigError(f"unexpected arguments after {args.file}: {' '.join(args.script_args)}")
-    spec = load_dag_file(args.file)
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, not {args.workers}")
-    from app.engine.runtime import LocalRuntime  # the driver and aiohttp: only what runs jobs
-
-    async with _database(args) as db:
-        bus = EventBus()
-        runtime = LocalRuntime(
-            db,
-            bus=bus,
-            n_workers=args.workers,
-            worker_cores_mcpu=_worker_cores_mcpu(args.cores),
-            user=args.user,
-        )
-        # the driver starts (and boots the first worker) while the batch is stored
-        started = asyncio.ensure_future(runtime.start())
-        try:
-            batch_id = await frontend.submit_batch(db, spec, user=args.user)
-        except BaseException:
-            await asyncio.gather(started, return_exceptions=True)
-            await runtime.stop()
-            raise
-        if not await started:
-            holder = await runtime.lease_holder()
-            print(
-                f"labbatch: the driver runs in another process ({holder}); waiting for it "
-                f"to run batch {batch_id}",
-                file=sys.stderr,
-            )
-        runtime.notify_changed()
-        try:
-            batch = await wait_for_batch(
-                db, bus, batch_id, progress=sys.stderr.isatty(), runtime=runtime
-            )
-        except asyncio.CancelledError:
-            print(
-                f"\nlabbatch: interrupted: batch {batch_id} is left unfinished; "
-                f"`labbatch serve` carries it on, `labbatch cancel {batch_id}` stops it",
-                file=sys.stderr,
-            )
-            raise
-        finally:
-            await runtime.stop()
-        jobs = await frontend.list_jobs(db, batch_id)
-        staging = await file_store.attempt_staging(db, batch_id)
-    _report(batch, jobs, as_json=args.json, staging=staging)
-    return EXIT_OK if batch.state == "success" else EXIT_FAILED
-
-
-def _run_script(args: argparse.Namespace) -> int:
-    from app.models.importers.hail_script import run_script  # only scripts need it
-
-    options = [f"--workers={args.workers}", f"--user={args.user}"]
-    options += [f"--cores={args.cores}"] if args.cores is not None else []
-    options += [f"--db={args.db}"] if args.db else []
-    options += ["--json"] if args.json else []
-    options += ["--verbose"] if args.verbose else []
-    return run_script(args.file, args.script_args, options)
-
-
-async def wait_for_batch(
-    db: Database,
-    bus: EventBus,
-    batch_id: int,
-    *,
-    progress: bool = False,
-    runtime: LocalRuntime | None = None,
-) -> BatchInfo:
-    """Wait until a batch is complete; events wake us early, a poll covers other drivers."""
-    changed = asyncio.Event()
-
-    def on_event(event: object) -> None:
-        if isinstance(event, BatchChanged) and event.batch_id == batch_id:
-            changed.set()
-
-    unsubscribe = bus.subscribe(on_event)
-    last_line = ""
-    try:
-        while True:
-            batch = await frontend.get_batch(db, batch_id)
-            if progress:
-                line = _progress_line(batch)
-                if line != last_line:
-                    sys.stderr.write("\r" + line.ljust(len(last_line)))
-                    sys.stderr.flush()
-                    last_line = line
-            if batch.complete:
-                if progress:
-                    sys.stderr.write("\n")
-                return batch
-            if runtime is not None and runtime.driver.problem:
-                raise UserError(f"{runtime.driver.problem}; batch {batch_id} is left unfinished")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), 1.0)
-            changed.clear()
-            await asyncio.sleep(0.1 if progress else 0)  # at most ~10 progress redraws a second
-    finally:
-        unsubscribe()
-
-
-def _progress_line(batch: BatchInfo) -> str:
-    extra = []
-    if batch.n_failed:
-        extra.append(f"{batch.n_failed} failed")
-    if batch.n_cancelled:
-        extra.append(f"{batch.n_cancelled} cancelled")
-    tail = f" ({', '.join(extra)})" if extra else ""
-    return (
-        f"batch {batch.id} {batch.name}: {batch.n_completed}/{batch.n_jobs} jobs done{tail}"
-        f" — {format_duration(batch.duration_s)}"
-    )
-
-
-def _batch_json(
-    batch: BatchInfo, jobs: list[JobInfo], staging: dict[int, dict[str, float]] | None = None
-) -> dict[str, Any]:
-    return _batch_summary_json(batch) | {"jobs": [_job_json(j, staging) for j in jobs]}
-
-
-def _batch_summary_json(batch: BatchInfo) -> dict[str, Any]:
-    return {
-        "id": batch.id,
-        "name": batch.name,
-        "user": batch.user,
-        "billing_project": batch.billing_project,
-        "state": batch.state,
-        "complete": batch.complete,
-        "n_jobs": batch.n_jobs,
-        "n_completed": batch.n_completed,
-        "n_succeeded": batch.n_succeeded,
-        "n_failed": batch.n_failed,
-        "n_cancelled": batch.n_cancelled,
-        "time_created": batch.time_created,
-        "time_completed": batch.time_completed,
-        "duration": round(batch.duration_s, 3),
-        "attributes": batch.attributes,
-    }
-
-
-def _job_json(job: JobInfo, staging: dict[int, dict[str, float]] | None = None) -> dict[str, Any]:
-    data = {
-        "job_id": job.job_id,
-        "name": job.name,
-        "state": job.state,
-        "exit_code": job.exit_code,
-        "error": job.error,
-        "attempts": job.n_attempts,
-        "instance": job.instance_name,
-        "duration": None if job.duration_s is None else round(job.duration_s, 3),
-    }
-    if staging is not None:  # transfer figures of the last attempt that staged files
-        data["staging"] = staging.get(job.job_id)
-    return data
-
-
-def _report(
-    batch: BatchInfo,
-    jobs: list[JobInfo],
-    *,
-    as_json: bool,
-    staging: dict[int, dict[str, float]] | None = None,
-) -> None:
-    if as_json:
-        print_json(_batch_json(batch, jobs, staging))
-        return
-    counts = (
-        f"{batch.n_succeeded} succeeded, {batch.n_failed} failed, {batch.n_cancelled} cancelled"
-    )
-    print(
-        f"batch {batch.id} {batch.name!r}: {batch.state} in {format_duration(batch.duration_s)}"
-        f" — {batch.n_jobs} jobs: {counts}"
-    )
-    shown = jobs if len(jobs) <= JOB_TABLE_LIMIT else [j for j in jobs if j.state != "Success"]
-    _print_jobs(shown[:JOB_TABLE_LIMIT], staging or {})
-    if len(shown) > JOB_TABLE_LIMIT:
-        print(f"  … {len(shown) - JOB_TABLE_LIMIT} more: `labbatch jobs {batch.id}`")
-
-
-def _print_jobs(jobs: list[JobInfo], staging: dict[int, dict[str, float]] | None = None) -> None:
-    if not jobs:
-        return
-    width = max(len(j.name) for j in jobs)
-    for job in jobs:
-        detail = []
-        if job.exit_code is not None:
-            detail.append(f"exit {job.exit_code}")
-        if job.error:
-            detail.append(job.error)
-        if job.duration_s is not None and job.state not in ("Pending", "Ready", "Cancelled"):
-            detail.append(format_duration(job.duration_s))
-        if job.n_attempts > 1:
-            detail.append(f"{job.n_attempts} attempts")
-        if staging and job.job_id in staging:
-            detail.append(staging_text(staging[job.job_id]))
-        print(
-            f"  {job.job_id:>6} {job.name:<{width}}  {job.state:<9}  {'  '.join(detail)}".rstrip()
-        )
-
-
-async def cmd_status(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        batch = await frontend.get_batch(db, args.batch)
-        jobs = await frontend.list_jobs(db, args.batch)
-        staging = await file_store.attempt_staging(db, args.batch)
-    _report(batch, jobs, as_json=args.json, staging=staging)
-    return EXIT_OK
-
-
-async def cmd_jobs(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        jobs = await frontend.list_jobs(db, args.batch, state=args.state)
-    if args.json:
-        print_json([_job_json(j) for j in jobs])
-    else:
-        _print_jobs(jobs)
-    return EXIT_OK
-
-
-async def cmd_log(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        job = await frontend.find_job(db, args.batch, args.job)
-        text = await frontend.job_log(db, args.batch, job.job_id, attempt=args.attempt)
-    if not text and job.state not in ("Success", "Failed", "Error", "Cancelled"):
-        print(
-            f"labbatch: job {job.name} is {job.state}; its log is stored when it ends",
-            file=sys.stderr,
-        )
-    sys.stdout.write(text)
-    return EXIT_OK
-
-
 async def cmd_cancel(args: argparse.Namespace) -> int:
     async with _database(args) as db:
         batch = await frontend.cancel_batch(db, args.batch, user=args.user)
@@ -296,23 +40,6 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
         f"batch {batch.id} {batch.name!r}: cancelled "
         f"({batch.n_cancelled} jobs cancelled; running jobs are being stopped)"
     )
-    return EXIT_OK
-
-
-async def cmd_list(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
-        batches = await frontend.list_batches(
-            db, user=None if args.all else args.user, limit=args.limit
-        )
-    if args.json:
-        print_json([_batch_summary_json(b) for b in batches])
-        return EXIT_OK
-    for b in batches:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(b.time_created))
-        print(
-            f"{b.id:>6}  {b.name[:30]:<30}  {b.state:<9}  {b.n_completed:>6}/{b.n_jobs:<6}  "
-            f"{b.user:<12}  {when}"
-        )
     return EXIT_OK
 
 
@@ -326,7 +53,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             db,
             bus=EventBus(),
             n_workers=args.workers,
-            worker_cores_mcpu=None if args.cores is None else _worker_cores_mcpu(args.cores),
+            worker_cores_mcpu=None if args.cores is None else worker_cores_mcpu(args.cores),
             user=args.user,
         )
         stop = asyncio.Event()

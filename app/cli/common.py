@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from app.errors import ConfigError
 
 if TYPE_CHECKING:
     import asyncio
@@ -15,6 +20,24 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def loading_modules() -> Iterator[None]:
+    """Load modules without the garbage collector, then freeze what they made.
+
+    Loading makes no garbage worth collecting, yet the collector's passes over the growing
+    heap cost about a tenth of a command's import time; frozen, the loaded modules' objects
+    are skipped by every later collection too.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def print_json(value: Any) -> None:
@@ -31,3 +54,12 @@ def install_stop_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+def worker_cores_mcpu(cores: float | None) -> int:
+    """A worker's cores from `--cores`: every core of this machine without it."""
+    if cores is None:
+        return (os.cpu_count() or 1) * 1000
+    if cores <= 0:
+        raise ConfigError(f"--cores must be positive, not {cores:g}")
+    return int(cores * 1000)

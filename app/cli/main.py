@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
-from app.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
+from app.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, loading_modules
 from app.cli.parsers import build_parser
 from app.errors import LabBatchError, UserError
 from app.models.identity import default_user
@@ -26,19 +26,16 @@ JOB_REF_HELP = "job id or name; name:NAME for a name made of digits (digits are 
 
 # command -> the module of app.cli that holds its `cmd_<command>` coroutine
 BATCH_COMMANDS = [
-    "run",
     "submit",
     "serve",
-    "status",
-    "jobs",
-    "log",
     "cancel",
     "retry",
     "why",
-    "list",
 ]
 COMMAND_MODULES = {
     **dict.fromkeys(BATCH_COMMANDS, "batches"),
+    "run": "run",
+    **dict.fromkeys(("status", "jobs", "log", "list"), "reads"),
     "validate": "validate",
     **dict.fromkeys(("billing", "cost", "estimate"), "billing"),
     "pool": "pools",
@@ -110,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_desktop(db_url=args.gui_db, user=args.gui_user, log_file=log_path)
     log_path = _setup_logging(args.verbose)
-    module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
+    with loading_modules():
+        module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(
         module, f"cmd_{args.command}"
     )
@@ -163,9 +161,10 @@ def _end_process(code: int) -> NoReturn:
 
 
 def _print_user_error(exc: UserError) -> None:
-    from app.models.spec import DagFileError  # loaded already if a DAG file was read
-
-    if not isinstance(exc, DagFileError):
+    # Only a DAG file that was read raises DagFileError: no need to load the spec code (and
+    # YAML) for `labbatch status 99`'s "there is no batch 99".
+    spec = sys.modules.get("app.models.spec")
+    if spec is None or not isinstance(exc, spec.DagFileError):
         print(f"labbatch: {exc}", file=sys.stderr)
         return
     for problem in exc.problems:

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.clouds import registry
 from app.clouds.base import CloudDriver
-from app.clouds.local import LocalCloud
+from app.clouds.local import LocalCloud, SpareWorker
 from app.engine import lease
 from app.engine.driver import Driver
 from app.engine.events import EventBus
@@ -21,6 +21,7 @@ class LocalRuntime:
 
     ``n_workers`` / ``worker_cores_mcpu`` size the default pool for this process only (what
     `labbatch run --workers N --cores C` asks for); without them the stored settings apply.
+    A ``spare`` worker process (app.clouds.local.start_spare) becomes the first local worker.
     """
 
     def __init__(
@@ -32,10 +33,11 @@ class LocalRuntime:
         worker_cores_mcpu: int | None = None,
         orphan_timeout_s: float = 60.0,
         user: str | None = None,
+        spare: SpareWorker | None = None,
     ) -> None:
         root = work_dir()  # jobs learn paths in here: not the data dir, which holds the key
         self.db = db
-        self.cloud = LocalCloud(root / "workers", orphan_timeout_s=orphan_timeout_s)
+        self.cloud = LocalCloud(root / "workers", orphan_timeout_s=orphan_timeout_s, spare=spare)
         batches = root / "batches"
         override: dict[str, Any] = {}
         if n_workers is not None:

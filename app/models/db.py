@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from app.errors import ConfigError
 from app.models.paths import data_dir, owner_only
+from app.models.revisions import MIGRATIONS_DIR, head_revision
 from app.models.tables import Base, BillingProject, ChangeMarker, DriverLease, Pool
 
 log = logging.getLogger("labbatch.db")
@@ -41,7 +41,6 @@ DB_ENV = "LABBATCH_DB"
 DEFAULT_BILLING_PROJECT = "default"
 DEFAULT_POOL_NAME = "local"
 JOB_PRIVATE_POOL = "job-private"  # jobs that name a machine_type: one worker each
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
 def _create_private(path: Path) -> None:
@@ -199,21 +198,6 @@ _ALEMBIC_VERSION = Table(
     Column("version_num", String(32), nullable=False),
     PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )
-_REVISION_LINE = re.compile(r'^(down_revision|revision)\s*=\s*"?([^"\s]+)"?\s*$', re.MULTILINE)
-
-
-def head_revision() -> str:
-    """The newest migration, read from the version files without loading Alembic."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
-        revisions.add(found["revision"])
-        parents.add(found.get("down_revision", "None"))
-    heads = revisions - parents
-    if len(heads) != 1:
-        raise RuntimeError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
-    return heads.pop()
 
 
 def _prepare_schema(conn: Connection) -> None:

@@ -10,8 +10,6 @@ import re
 from decimal import Decimal
 from typing import TypeGuard
 
-from app.models.limits import MAX_SIZE_BYTES
-
 MAX_CORES_MCPU = 256_000
 VALID_CORES_MCPU = frozenset(250 << k for k in range(11))  # 0.25, 0.5, 1, 2 … 256 cores
 MEMORY_GIB_PER_CORE = {"lowmem": 1, "standard": 4, "highmem": 8}
@@ -92,6 +90,8 @@ def _to_bytes(value: object) -> int | None:
 
 
 def _at_most_max(size_bytes: int) -> int | None:
+    from app.models.limits import MAX_SIZE_BYTES  # limits loads YAML: not for `status`
+
     return size_bytes if size_bytes <= MAX_SIZE_BYTES else None  # none is that big
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import shutil
 import signal
 import ssl
@@ -19,13 +21,22 @@ from app.worker.server import build_app
 log = logging.getLogger("labbatch.worker")
 
 READY_LINE = "LABBATCH-WORKER READY port={port}"
+SPARE_FLAG = "--spare"  # first: wait on stdin for the options and token (see wait_to_be_taken)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the agent; the exit code is 0 after any orderly stop, 2 on bad setup."""
+    argv = sys.argv[1:] if argv is None else argv
+    given_token = None
+    if argv[:1] == [SPARE_FLAG]:  # `--spare WORK_ROOT`: the root only shows whose it is
+        taken = wait_to_be_taken()
+        if taken is None:
+            return 0  # the driver that started this spare went without needing it
+        argv, given_token = taken
     config = parse_args(argv)
     try:
-        token = take_token(config.token_file)  # before anything starts that could inherit it
+        # before anything starts that could inherit it
+        token = given_token or take_token(config.token_file)
     except MissingTokenError as exc:
         print(f"labbatch worker: {exc}", file=sys.stderr)
         return 2
@@ -53,6 +64,23 @@ def main(argv: list[str] | None = None) -> int:
         log.error("could not listen on %s:%s: %s", config.host, config.port, exc)
         return 1
     return 0
+
+
+def wait_to_be_taken() -> tuple[list[str], str] | None:
+    """A spare agent: loaded, it waits for one line on stdin, ``{"argv": [...], "token": T}``.
+
+    `labbatch run` starts a spare first thing, so that the agent's own start-up (Python and
+    aiohttp) overlaps the command's; the driver hands it its options and token once it wants a
+    worker. The token comes through the pipe, never the environment. End of input: not needed.
+    """
+    line = sys.stdin.buffer.readline()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, sys.stdin.fileno())  # as an agent started directly has it
+    os.close(devnull)
+    if not line.strip():
+        return None
+    start = json.loads(line)
+    return [str(arg) for arg in start["argv"]], str(start["token"])
 
 
 def _sweep(config: WorkerConfig) -> bool:
