@@ -149,6 +149,21 @@ def test_user_errors_are_one_line_without_traceback(db: str) -> None:
     assert "Traceback" not in wrong_db.stderr
 
 
+def test_db_and_user_given_before_the_command_count_for_the_command(
+    db: str, tmp_path: Path
+) -> None:
+    dag = tmp_path / "one.yaml"
+    dag.write_text("version: 1\nname: one\njobs:\n  - {name: a, command: 'true'}\n")
+    submitted = labbatch("--db", db, "--user", "ada", "submit", str(dag))
+    assert submitted.returncode == 0, submitted.stderr
+    batch = int(submitted.stdout.strip().split()[-1])
+    assert status(batch, db)["user"] == "ada"  # stored in that database, as that user
+    assert labbatch("--db", db, "status", str(batch)).returncode == 0
+    # and a command's own --db still wins over one given before it
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert labbatch("--db", other, "status", str(batch), "--db", db).returncode == 0
+
+
 def test_log_jobs_and_cancel_commands(db: str) -> None:
     run = labbatch("run", str(EXAMPLES / "failure.yaml"), "--db", db, "--json")
     batch = json.loads(run.stdout)["id"]

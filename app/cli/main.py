@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(
         module, f"cmd_{args.command}"
     )
-    args.user = args.user or default_user()
+    # `labbatch --db URL COMMAND`: the options before the command count for the command too
+    args.db = args.db or args.gui_db
+    args.user = args.user or args.gui_user or default_user()
     code = _run(handler, args, log_path)
     if argv is None:
         _end_process(code)

@@ -94,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         dest="gui_db",
         metavar="URL",
-        help="with no command: open the desktop app on this database (default: the settings, "
-        "else $LABBATCH_DB or a SQLite file in the user data dir)",
+        help="the database, for the desktop app or the command that follows (default: the "
+        "desktop's settings, else $LABBATCH_DB or a SQLite file in the user data dir)",
     )
     parser.add_argument(
-        "--user", dest="gui_user", metavar="NAME", help="with no command: who you are"
+        "--user", dest="gui_user", metavar="NAME", help="who you are, for the app or the command"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
