@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: files on cloud pools (signed URLs, resumable uploads) in JobRun
 WS_PATH = "/api/v1/connect"
 HEALTH_PATH = "/healthz"
 LOG_PATH = "/api/v1/log/{batch_id}/{job_id}/{attempt}"

@@ -265,7 +265,8 @@ class Driver:
             self._tasks.spawn(f"retire-{inst.name}", self.fleet.retire(inst, reason="idle"))
 
     def _on_hello(self, inst: LiveInstance, conn: WorkerConnection, hello: Hello) -> None:
-        self.fleet.said_hello(inst, conn)
+        if not self.fleet.said_hello(inst, conn, hello.version):
+            return  # another release's worker: connect() refuses it, and it is replaced
         known = {s.ref.key() for s in hello.running} | {r.ref.key() for r in hello.finished}
         if hello.finished:
             self._results.extend((inst.name, r) for r in hello.finished)

@@ -59,7 +59,7 @@ from app.engine.workers.pools import START_FAILURE, PoolConfig
 from app.errors import LabBatchError
 from app.models.db import JOB_PRIVATE_POOL, Database
 from app.models.tables import RUN_COLUMNS, Attempt, InstanceState, Job, JobState
-from app.protocol import JobRun, Message, Shutdown
+from app.protocol import PROTOCOL_VERSION, JobRun, Message, Shutdown
 
 SEND_TIMEOUT_S = 2.0
 log = logging.getLogger("labbatch.fleet")
@@ -71,6 +71,10 @@ MONITOR_PERIOD_S = 1.0
 
 MessageHandler = Callable[[WorkerConnection, Message], None]
 RunBuilder = Callable[[Any, int], JobRun]
+
+
+class WorkerMismatchError(LabBatchError):
+    """A worker that speaks another protocol version: another LabBatch release installed it."""
 
 
 class Fleet:
@@ -99,6 +103,7 @@ class Fleet:
         self._on_capacity = on_capacity
         self._on_message: MessageHandler | None = None
         self._hello: dict[int, asyncio.Event] = {}
+        self._refused: dict[int, str] = {}  # connection id -> why its hello was refused
         self._creating: dict[str, int] = defaultdict(int)
         # of those, the standard workers of spot pools (for jobs that may not be preempted)
         self._creating_standard: dict[str, int] = defaultdict(int)
@@ -137,10 +142,22 @@ class Fleet:
             return False
         finally:
             self._hello.pop(conn.id, None)
+        if (refused := self._refused.pop(conn.id, None)) is not None:
+            await conn.close()
+            raise WorkerMismatchError(refused)
         return True
 
-    def said_hello(self, inst: LiveInstance, conn: WorkerConnection) -> None:
-        """A worker's hello arrived: it is active and usable."""
+    def said_hello(self, inst: LiveInstance, conn: WorkerConnection, version: int) -> bool:
+        """A worker's hello arrived: it is active and usable, if it speaks our protocol."""
+        if version != PROTOCOL_VERSION:
+            self._refused[conn.id] = (
+                f"worker {inst.name} speaks protocol {version}, this LabBatch "
+                f"{PROTOCOL_VERSION}: it runs another LabBatch release (install the same "
+                "release on the workers, or let LabBatch replace them)"
+            )
+            if (event := self._hello.get(conn.id)) is not None:
+                event.set()
+            return False
         inst.conn = conn
         inst.state = InstanceState.ACTIVE
         inst.last_heartbeat = time.time()
@@ -217,10 +234,17 @@ class Fleet:
             if adopted:
                 await self._load_assigned(inst, build_run)
                 self.instances[inst.name] = inst
-                if await self.connect(inst):
-                    log.info("adopted worker %s from an earlier driver", inst.name)
-                    continue
+                try:
+                    if await self.connect(inst):
+                        log.info("adopted worker %s from an earlier driver", inst.name)
+                        continue
+                    reason = "lost while no driver was running"
+                except WorkerMismatchError as exc:
+                    log.error("%s", exc)
+                    reason = str(exc)
                 self.instances.pop(inst.name, None)
+                await self.retire(inst, reason=reason)
+                continue
             await self.retire(inst, reason="lost while no driver was running")
         self._tasks.spawn("orphan sweep", self.delete_orphans())
 
@@ -280,8 +304,13 @@ class Fleet:
             since = inst.disconnected_since or now
             if now - since > RECONNECT_GRACE_S:
                 await self.retire(inst, reason="worker stopped answering")
-            elif not await self.connect(inst):
-                inst.disconnected_since = since
+            else:
+                try:
+                    if not await self.connect(inst):
+                        inst.disconnected_since = since
+                except WorkerMismatchError as exc:  # upgraded under us: replace it
+                    log.error("%s", exc)
+                    await self.retire(inst, reason=str(exc))
 
     def live(self, pool: str) -> list[LiveInstance]:
         return [i for i in self.instances.values() if i.pool == pool and i.live]
