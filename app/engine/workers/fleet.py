@@ -165,6 +165,7 @@ class Fleet:
         event = self._hello.get(conn.id)
         if event is not None:
             event.set()
+        return True
 
     def _on_closed(self, conn: WorkerConnection) -> None:
         inst = self.instances.get(conn.instance_name)
