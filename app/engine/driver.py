@@ -415,9 +415,10 @@ class Driver:
         ]
         if not rows:
             return
-        _SET_RUNNING.executemany(conn, [{**r, "b_now": now} for r in rows])
-        marked = _marked_running(conn, rows)
-        if len(marked) < len(rows):
+        n_marked = _SET_RUNNING.executemany(conn, [{**r, "b_now": now} for r in rows])
+        # One row per job, each updated at most once: a full count means all were marked, and
+        # reading each one back is needed only for a shortfall.
+        if n_marked != len(rows) and len(marked := _marked_running(conn, rows)) < len(rows):
             for name, assignments in placed.items():
                 assignments[:] = [
                     a for a in assignments if (a.run.batch_id, a.run.job_id, name) in marked
