@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -23,6 +24,7 @@ from app.worker.config import WorkerConfig
 from app.worker.guard import JobGuard
 from app.worker.remote import RemoteFiles
 from app.worker.simple import Exec, SimpleCommands
+from app.worker.spares import Spares
 from app.worker.spawn import ExitWatch, kill_group, reaped, spawn, spawn_in
 
 log = logging.getLogger("labbatch.worker")
@@ -47,7 +49,9 @@ class JobRunner:
         self._logs_root = str(config.logs_dir)
         self._batches_root = str(config.batches_dir)
         self._made_batch_dirs: set[str] = set()
-        self._cleaner = _ScratchCleaner()
+        self._scratch_spares = Spares(self._scratch_root)
+        self._log_spares = Spares(self._logs_root)
+        self._cleaner = _ScratchCleaner(self._scratch_spares)
         self._base_env = job_base_env()
         self._simple = SimpleCommands()
         self._guard = JobGuard()
@@ -72,6 +76,7 @@ class JobRunner:
         run = attempt.run
         scratch = self._scratch_path(run)
         log_path = self.log_path(*attempt.key)
+        self._log_spares.take(log_path)  # else the spawn creates it
         popen = None
         try:
             executable, argv, env, direct = self._prepare(attempt, scratch)
@@ -147,10 +152,11 @@ class JobRunner:
             if attempt.runtime is None:
                 raise _NoRuntimeError(container.no_runtime_error(run.image))
         batch_dir = self._batch_dir(run)
-        try:
-            os.mkdir(scratch)
-        except FileExistsError:  # left by an earlier agent with the same work dir
-            pass
+        if not self._scratch_spares.take(scratch):
+            try:
+                os.mkdir(scratch)
+            except FileExistsError:  # left by an earlier agent with the same work dir
+                pass
         if run.paths:
             base = scratch if attempt.runtime is None else container.SCRATCH_MOUNT
             command = staging.substitute(run.command, run.paths, base)
@@ -276,15 +282,22 @@ class JobRunner:
     def _remove_scratch(self, scratch: str) -> None:
         self._cleaner.remove(scratch)
 
+    def forget_log(self, log_path: str) -> None:
+        """An acked attempt's log: kept as a spare for a later attempt, else deleted."""
+        if not self._log_spares.keep(log_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(log_path)
+
 
 class _ScratchCleaner:
-    """Removes scratch directories on one background thread.
+    """Empties scratch directories on one background thread; empty ones become spares.
 
     rmdir cost ~170 us per job on the event loop, a fifth of the agent's own time per no-op
     job; a queue hand-off costs a microsecond.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spares: Spares) -> None:
+        self._spares = spares
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._pending = 0
         self._idle = threading.Condition()
@@ -307,7 +320,8 @@ class _ScratchCleaner:
             if path is None:
                 return
             try:
-                os.rmdir(path)
+                if not (_is_empty(path) and self._spares.keep(path)):
+                    os.rmdir(path)
             except FileNotFoundError:
                 pass
             except OSError:
@@ -316,6 +330,11 @@ class _ScratchCleaner:
                 self._pending -= 1
                 if self._pending == 0:
                     self._idle.notify_all()
+
+
+def _is_empty(path: str) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
 
 
 def _could_not_start(run: JobRun, error: str) -> JobResult:
