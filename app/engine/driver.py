@@ -34,7 +34,7 @@ from app.engine.billing.projects import cancel_over_limit
 from app.engine.billing.rates import Rate
 from app.engine.events import BatchChanged, EventBus, JobsChanged, LeaseChanged
 from app.engine.marker import read_marker
-from app.engine.scheduler.planner import DemandCache, place_private, plan_pool
+from app.engine.scheduler.planner import MIN_JOB_MCPU, DemandCache, place_private, plan_pool
 from app.engine.tasks import TaskManager, Trigger
 from app.engine.workers import sharing, takeover
 from app.engine.workers.connection import WorkerConnection
@@ -287,11 +287,15 @@ class Driver:
         that ends its parent, so a chain costs one commit per link and a burst of
         completions costs one commit in all.
         """
+        healthy = [i for i in self.instances.values() if i.healthy]
+        if not self._results and not self._starts and not _room_for_a_job(healthy):
+            # Nothing to store and nowhere to place: under a stream of short jobs a third of
+            # the passes were such empty transactions (the poke after each placing pass).
+            return
         results, self._results = self._results, []
         starts, self._starts = self._starts, []
         now = time.time()
         released = self._release(results, now)
-        healthy = [i for i in self.instances.values() if i.healthy]
         try:
 
             def transaction(conn: Connection) -> tuple[Changes, dict[str, list[Assignment]]]:
@@ -559,6 +563,11 @@ class Driver:
             self.bus.publish(
                 BatchChanged(batch_id, "complete" if complete else "running", complete)
             )
+
+
+def _room_for_a_job(instances: list[LiveInstance]) -> bool:
+    """Whether some instance has the cores of the smallest job free (else no pool places)."""
+    return any(i.free_mcpu >= MIN_JOB_MCPU for i in instances)
 
 
 def _with(pool: PoolConfig, changes: Mapping[str, Any]) -> PoolConfig:
