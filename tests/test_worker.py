@@ -258,7 +258,7 @@ async def test_cancel_of_a_queued_job(driver: Driver) -> None:
 
 
 async def test_each_attempt_gets_an_empty_scratch_dir_and_a_log_of_its_own(
-    driver: Driver,
+    worker: WorkerProcess, driver: Driver
 ) -> None:
     # Spent scratch dirs and logs are reused under new names (a rename is cheaper than a new
     # inode); nothing of one attempt may show in the next.
@@ -279,6 +279,13 @@ async def test_each_attempt_gets_an_empty_scratch_dir_and_a_log_of_its_own(
         results = await driver.results(*keys)
         assert [results[k].log for k in keys] == [f"{k[1]}\n" for k in keys]
         await driver.ack(*keys)
+    logs = worker.work_dir / "logs"
+    await poll(lambda: not any(log.name[0].isdigit() for log in logs.iterdir()))  # all acked
+    worker.proc.terminate()
+    assert await worker.wait_exit() == 0
+    # a stopped worker leaves no scratch dir or log of an acked attempt behind
+    assert list((worker.work_dir / "scratch").iterdir()) == []
+    assert list(logs.iterdir()) == []
 
 
 async def test_burst_of_completions_is_coalesced(driver: Driver) -> None:

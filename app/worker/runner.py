@@ -124,8 +124,10 @@ class JobRunner:
             self._kill_container(attempt)
 
     async def wait_cleanups(self) -> None:
-        """Wait until every scratch directory handed to the cleaner is gone."""
+        """Wait until every scratch directory handed to the cleaner is gone, spares too."""
         await asyncio.to_thread(self._cleaner.drain)
+        await asyncio.to_thread(self._scratch_spares.remove_all, os.rmdir)
+        await asyncio.to_thread(self._log_spares.remove_all, os.unlink)
         await self.remote.close()
 
     def _scratch_path(self, run: JobRun) -> str:

@@ -10,8 +10,10 @@ worker's CPU in ``recently_deleted``). A rename allocates nothing. A kept direct
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import os
+from collections.abc import Callable
 
 MAX_SPARES = 64  # a few times the attempts that run at once on a large worker
 
@@ -51,3 +53,9 @@ class Spares:
         except OSError:  # `path` is there and not empty: the spare stays, unused, on disk
             return False
         return True
+
+    def remove_all(self, remove: Callable[[str], None]) -> None:
+        """Remove every spare with ``remove`` (os.rmdir or os.unlink): the agent stops."""
+        while self._free:
+            with contextlib.suppress(OSError):
+                remove(self._free.pop())
