@@ -164,3 +164,15 @@ async def test_a_program_on_the_job_path_is_found(driver: Driver, tmp_path: Path
     simple, shell = await run_both(driver, "hello-prog", env={"PATH": path})
     assert simple.log == f"hello from {bin_dir}/hello-prog\n"
     assert user_view(simple) == user_view(shell)
+
+
+async def test_a_relative_path_is_relative_to_the_scratch_dir(
+    worker: WorkerProcess, driver: Driver
+) -> None:
+    batch_dir = worker.work_dir / "batches" / "1"
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    script(batch_dir, "where.sh", '#!/bin/sh\necho "$0 in $PWD"\n')
+    simple, shell = await run_both(driver, "../../batches/1/where.sh")
+    scratch = worker.work_dir / "scratch" / f"1-{simple.job_id}-1"
+    assert simple.log == f"../../batches/1/where.sh in {scratch}\n"
+    assert user_view(simple) == user_view(shell)
