@@ -297,9 +297,13 @@ class Driver:
         now = time.time()
         released = self._release(results, now)
         try:
+            ended = {r.ref.key() for _name, r in results}
+            # a result carries its start time: nine in ten starts of no-op jobs arrive in the
+            # same pass as their result, and need no statement of their own
+            unended = [s for s in starts if s.ref.key() not in ended]
 
             def transaction(conn: Connection) -> tuple[Changes, dict[str, list[Assignment]]]:
-                record_starts(conn, starts)
+                record_starts(conn, unended)
                 changes = apply_results(conn, [r for _name, r in results], now)
                 if changes.n_ready:
                     self._demand_stale = True  # new Ready jobs: re-read the queues' demand
