@@ -3,9 +3,12 @@
 Runs N independent no-op jobs (`true`, cpu 0.25) through `LocalRuntime` (what `labbatch run`
 uses) with the driver's process under cProfile, and the worker started as
 `python -m cProfile -o FILE -m app.worker ...`; prints each side's top functions by own time
-and by cumulative time, and the CPU seconds per job of each process.
+and by cumulative time, and the CPU seconds per job of each process. With ``--split`` nothing
+is profiled: it prints the CPU per job of the driver, of the worker itself and of the jobs'
+processes (from the kernel's accounting), median of ``--rounds`` batches in one run.
 
     python bench/profile_jobs.py [--jobs 2000] [--top 25] [--out bench/out/profile]
+    python bench/profile_jobs.py --split [--jobs 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import pstats
 import resource
 import stat
+import statistics
 import sys
 import tempfile
 import time
@@ -85,6 +89,62 @@ async def _profile(n_jobs: int, out_dir: Path) -> tuple[cProfile.Profile, float,
     return profile, cpu_s, wall_s
 
 
+def _worker_pids() -> list[int]:
+    """This process's children that are worker agents."""
+    pids = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"app.worker" in cmdline:
+                pids.append(int(pid))
+    return pids
+
+
+def _proc_cpu_s(pid: int) -> tuple[float, float]:
+    """(own CPU, reaped children's CPU) of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (utime + stime) / tick, (cutime + cstime) / tick
+
+
+async def _split(n_jobs: int, rounds: int) -> list[tuple[float, float, float, float]]:
+    """Per round: wall s, and CPU ms per job of the driver, the worker and the jobs."""
+    cores = os.cpu_count() or 1
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="labbatch-split-") as home:
+        os.environ["LABBATCH_HOME"] = home
+        db = await open_database(f"sqlite:///{home}/split.db")
+        runtime = LocalRuntime(db, bus=EventBus(), n_workers=1, worker_cores_mcpu=cores * 1000)
+        await runtime.start()
+        try:
+            await run_batch(runtime, independent(50))  # warm up: worker up, caches hot
+            [worker] = _worker_pids()
+            for _ in range(rounds):
+                driver0, (worker0, jobs0) = time.process_time(), _proc_cpu_s(worker)
+                _batch, wall_s = await run_batch(runtime, independent(n_jobs))
+                driver1, (worker1, jobs1) = time.process_time(), _proc_cpu_s(worker)
+                per_job = [1000 * d / n_jobs for d in (driver1 - driver0, worker1 - worker0)]
+                figures.append((wall_s, *per_job, 1000 * (jobs1 - jobs0) / n_jobs))
+        finally:
+            await runtime.stop()
+            await db.close()
+    return figures
+
+
+def _print_split(n_jobs: int, figures: list[tuple[float, float, float, float]]) -> None:
+    for wall_s, driver, worker, jobs in figures:
+        print(
+            f"{n_jobs} jobs in {wall_s:.2f} s: CPU per job driver {driver:.2f} ms, "
+            f"worker {worker:.2f} ms, the job's processes {jobs:.2f} ms"
+        )
+    med = [statistics.median(f[i] for f in figures) for i in range(4)]
+    print(
+        f"median: {med[0]:.2f} s; driver {med[1]:.2f} + worker {med[2]:.2f} = "
+        f"{med[1] + med[2]:.2f} ms per job; jobs {med[3]:.2f} ms"
+    )
+
+
 def _print_top(title: str, stats: pstats.Stats, top: int) -> None:
     print(f"\n=== {title}: by own time ===")
     stats.sort_stats("tottime").print_stats(top)
@@ -97,7 +157,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", default="bench/out/profile", help="where the .prof files go")
+    parser.add_argument("--split", action="store_true", help="no profile: CPU per process")
+    parser.add_argument("--rounds", type=int, default=3, help="batches with --split (3)")
     args = parser.parse_args()
+    if args.split:
+        _print_split(args.jobs, asyncio.run(_split(args.jobs, args.rounds)))
+        return
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)

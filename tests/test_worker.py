@@ -257,6 +257,37 @@ async def test_cancel_of_a_queued_job(driver: Driver) -> None:
     assert (await driver.result((1, 1, 1))).outcome is Outcome.CANCELLED
 
 
+async def test_each_attempt_gets_an_empty_scratch_dir_and_a_log_of_its_own(
+    worker: WorkerProcess, driver: Driver
+) -> None:
+    # Spent scratch dirs and logs are reused under new names (a rename is cheaper than a new
+    # inode); nothing of one attempt may show in the next.
+    for round_ in range(3):
+        keys = [(1, 10 * round_ + i, 1) for i in range(1, 9)]
+        await driver.schedule(
+            *(
+                job(k[1], f"ls -A; echo {'long line ' * (10 - k[1] % 10)}{k[1]}; touch a{k[1]}")
+                for k in keys
+            )
+        )
+        results = await driver.results(*keys)
+        for key in keys:
+            assert results[key].log == f"{'long line ' * (10 - key[1] % 10)}{key[1]}\n"
+        await driver.ack(*keys)
+        keys = [(2, 10 * round_ + i, 1) for i in range(1, 9)]
+        await driver.schedule(*(job(k[1], f"echo {k[1]}", batch_id=2) for k in keys))
+        results = await driver.results(*keys)
+        assert [results[k].log for k in keys] == [f"{k[1]}\n" for k in keys]
+        await driver.ack(*keys)
+    logs = worker.work_dir / "logs"
+    await poll(lambda: not any(log.name[0].isdigit() for log in logs.iterdir()))  # all acked
+    worker.proc.terminate()
+    assert await worker.wait_exit() == 0
+    # a stopped worker leaves no scratch dir or log of an acked attempt behind
+    assert list((worker.work_dir / "scratch").iterdir()) == []
+    assert list(logs.iterdir()) == []
+
+
 async def test_burst_of_completions_is_coalesced(driver: Driver) -> None:
     runs = [job(i, "true", cores_mcpu=10) for i in range(200)]
     await driver.schedule(*runs)

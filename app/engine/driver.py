@@ -35,7 +35,7 @@ from app.engine.billing.projects import cancel_over_limit
 from app.engine.billing.rates import Rate
 from app.engine.events import BatchChanged, EventBus, JobsChanged, LeaseChanged
 from app.engine.marker import read_marker
-from app.engine.scheduler.planner import DemandCache, place_private, plan_pool
+from app.engine.scheduler.planner import MIN_JOB_MCPU, DemandCache, place_private, plan_pool
 from app.engine.tasks import TaskManager, Trigger
 from app.engine.workers import sharing, takeover
 from app.engine.workers.connection import WorkerConnection
@@ -289,15 +289,23 @@ class Driver:
         that ends its parent, so a chain costs one commit per link and a burst of
         completions costs one commit in all.
         """
+        healthy = [i for i in self.instances.values() if i.healthy]
+        if not self._results and not self._starts and not _room_for_a_job(healthy):
+            # Nothing to store and nowhere to place: under a stream of short jobs a third of
+            # the passes were such empty transactions (the poke after each placing pass).
+            return
         results, self._results = self._results, []
         starts, self._starts = self._starts, []
         now = time.time()
         released = self._release(results, now)
-        healthy = [i for i in self.instances.values() if i.healthy]
         try:
+            ended = {r.ref.key() for _name, r in results}
+            # a result carries its start time: nine in ten starts of no-op jobs arrive in the
+            # same pass as their result, and need no statement of their own
+            unended = [s for s in starts if s.ref.key() not in ended]
 
             def transaction(conn: Connection) -> tuple[Changes, dict[str, list[Assignment]]]:
-                record_starts(conn, starts)
+                record_starts(conn, unended)
                 changes = apply_results(conn, [r for _name, r in results], now)
                 if changes.n_ready:
                     self._demand_stale = True  # new Ready jobs: re-read the queues' demand
@@ -417,9 +425,10 @@ class Driver:
         ]
         if not rows:
             return
-        _SET_RUNNING.executemany(conn, [{**r, "b_now": now} for r in rows])
-        marked = _marked_running(conn, rows)
-        if len(marked) < len(rows):
+        n_marked = _SET_RUNNING.executemany(conn, [{**r, "b_now": now} for r in rows])
+        # One row per job, each updated at most once: a full count means all were marked, and
+        # reading each one back is needed only for a shortfall.
+        if n_marked != len(rows) and len(marked := _marked_running(conn, rows)) < len(rows):
             for name, assignments in placed.items():
                 assignments[:] = [
                     a for a in assignments if (a.run.batch_id, a.run.job_id, name) in marked
@@ -567,6 +576,11 @@ class Driver:
             self.bus.publish(
                 BatchChanged(batch_id, "complete" if complete else "running", complete)
             )
+
+
+def _room_for_a_job(instances: list[LiveInstance]) -> bool:
+    """Whether some instance has the cores of the smallest job free (else no pool places)."""
+    return any(i.free_mcpu >= MIN_JOB_MCPU for i in instances)
 
 
 def _with(pool: PoolConfig, changes: Mapping[str, Any]) -> PoolConfig:

@@ -53,7 +53,7 @@ class LocalRuntime:
             db,
             clouds,
             bus=bus,
-            batch_dir=lambda batch_id: str(batches / str(batch_id)),
+            batch_dir=lambda batch_id: f"{batches}/{batch_id}",  # per job: no pathlib
             pool_overrides={DEFAULT_POOL: override} if override else None,
             owner=user,
             data_dir=data_dir(),

@@ -42,16 +42,18 @@ class Prepared:
             return []
         return self._rows(cursor.description, cursor.fetchall())
 
-    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run for each parameter set (no expanding lists here)."""
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int | None:
+        """Run for each parameter set (no expanding lists here); the rows changed in all, or
+        None where the database does not count them for a batch."""
         if not rows:
-            return
+            return 0
         if conn.dialect.name != "sqlite":
-            conn.execute(self.statement, [dict(r) for r in rows])
-            return
+            result = conn.execute(self.statement, [dict(r) for r in rows])
+            return result.rowcount if conn.dialect.supports_sane_multi_rowcount else None
         sql, order, defaults, _expanding = self._compiled(conn)
         values = [[r[n] if n in r else defaults[n] for n in order] for r in rows]
-        conn.connection.driver_connection.executemany(sql, values)  # type: ignore[union-attr]
+        cursor = conn.connection.driver_connection.executemany(sql, values)  # type: ignore[union-attr]
+        return cursor.rowcount if cursor.rowcount >= 0 else None
 
     def _compiled(
         self, conn: Connection

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -83,11 +81,10 @@ class JobTable:
         self._pump()
 
     def ack(self, refs: Iterable[AttemptRef]) -> None:
-        """Forget stored results and delete their logs."""
+        """Forget stored results and their logs."""
         for ref in refs:
             if self._finished.pop(ref.key(), None) is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.log_path(*ref.key()))
+                self._runner.forget_log(self.log_path(*ref.key()))
 
     def running(self) -> list[JobStart]:
         """JobStart of every running attempt."""

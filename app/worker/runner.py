@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
 import shlex
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -21,7 +23,9 @@ from app.worker.attempt import Attempt, KillReason, Verdict, judge_exit, read_lo
 from app.worker.config import WorkerConfig
 from app.worker.guard import JobGuard
 from app.worker.remote import RemoteFiles
-from app.worker.spawn import ExitWatch, kill_group, spawn
+from app.worker.simple import Exec, SimpleCommands
+from app.worker.spares import Spares
+from app.worker.spawn import ExitWatch, kill_group, reaped, spawn, spawn_in
 
 log = logging.getLogger("labbatch.worker")
 
@@ -45,8 +49,11 @@ class JobRunner:
         self._logs_root = str(config.logs_dir)
         self._batches_root = str(config.batches_dir)
         self._made_batch_dirs: set[str] = set()
-        self._cleaner = _ScratchCleaner()
+        self._scratch_spares = Spares(self._scratch_root)
+        self._log_spares = Spares(self._logs_root)
+        self._cleaner = _ScratchCleaner(self._scratch_spares)
         self._base_env = job_base_env()
+        self._simple = SimpleCommands()
         self._guard = JobGuard()
         self._staging: dict[tuple[int, int, int], staging.Stats] = {}  # attempts with files
         self._tasks: set[asyncio.Task[None]] = set()
@@ -68,19 +75,29 @@ class JobRunner:
     def _start_now(self, attempt: Attempt) -> JobResult | None:
         run = attempt.run
         scratch = self._scratch_path(run)
+        log_path = self.log_path(*attempt.key)
+        self._log_spares.take(log_path)  # else the spawn creates it
+        popen = None
         try:
-            executable, argv, env = self._prepare(attempt, scratch)
-            pid = spawn(executable, argv, env, log_path=self.log_path(*attempt.key))
+            executable, argv, env, direct = self._prepare(attempt, scratch)
+            if direct is not None:
+                popen = self._exec_simple(direct, scratch, log_path)
+            if popen is not None:
+                pid = popen.pid
+            else:
+                pid = spawn(executable, argv, env, log_path=log_path)
         except _NoRuntimeError as exc:
             return _could_not_start(run, str(exc))
         except OSError as exc:
             self._remove_scratch(scratch)
             return _could_not_start(run, f"could not start the job: {exc}")
         try:
-            attempt.watch = ExitWatch(self._loop, pid, lambda st: self._exited(attempt, st))
+            attempt.watch = ExitWatch(
+                self._loop, pid, lambda st: self._exited(attempt, st), popen=popen
+            )
         except OSError as exc:  # out of file descriptors for the pidfd
             kill_group(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            reaped(popen, os.waitpid(pid, 0)[1])
             self._remove_scratch(scratch)
             return _could_not_start(run, f"could not watch the job: {exc}")
         self._guard.started(pid)
@@ -107,25 +124,41 @@ class JobRunner:
             self._kill_container(attempt)
 
     async def wait_cleanups(self) -> None:
-        """Wait until every scratch directory handed to the cleaner is gone."""
+        """Wait until every scratch directory handed to the cleaner is gone, spares too."""
         await asyncio.to_thread(self._cleaner.drain)
+        await asyncio.to_thread(self._scratch_spares.remove_all, os.rmdir)
+        await asyncio.to_thread(self._log_spares.remove_all, os.unlink)
         await self.remote.close()
 
     def _scratch_path(self, run: JobRun) -> str:
         return f"{self._scratch_root}/{run.batch_id}-{run.job_id}-{run.attempt}"
 
-    def _prepare(self, attempt: Attempt, scratch: str) -> tuple[str, list[str], dict[str, str]]:
-        """Make the attempt's directories; return the executable, argv and env to spawn."""
+    @staticmethod
+    def _exec_simple(direct: Exec, scratch: str, log_path: str) -> subprocess.Popen[bytes] | None:
+        """Exec a simple command in its scratch dir; None if bash must run it after all."""
+        try:
+            return spawn_in(
+                direct.executable, direct.argv, direct.env, cwd=scratch, log_path=log_path
+            )
+        except OSError:  # e.g. a script without #!, which bash runs itself: let bash say what
+            return None
+
+    def _prepare(
+        self, attempt: Attempt, scratch: str
+    ) -> tuple[str, list[str], dict[str, str], Exec | None]:
+        """Make the attempt's directories; return the executable, argv and env to spawn, and
+        the exec of a simple command that needs no bash (tried first)."""
         run = attempt.run
         if run.image is not None:
             attempt.runtime = container.find_runtime()
             if attempt.runtime is None:
                 raise _NoRuntimeError(container.no_runtime_error(run.image))
         batch_dir = self._batch_dir(run)
-        try:
-            os.mkdir(scratch)
-        except FileExistsError:  # left by an earlier agent with the same work dir
-            pass
+        if not self._scratch_spares.take(scratch):
+            try:
+                os.mkdir(scratch)
+            except FileExistsError:  # left by an earlier agent with the same work dir
+                pass
         if run.paths:
             base = scratch if attempt.runtime is None else container.SCRATCH_MOUNT
             command = staging.substitute(run.command, run.paths, base)
@@ -134,17 +167,18 @@ class JobRunner:
             # LABBATCH_* last: a job's env cannot hide it from the sweep that finds its processes
             env = self._base_env | run.env | _labbatch_env(run, scratch, batch_dir)
             env.setdefault("TMPDIR", scratch)
+            direct = self._simple.prepare(run.command, run.env, env, scratch)
             # posix_spawn has no cwd: cd first, on the same line so $LINENO and messages match
             # plain `bash -c`; bash still execs the last command without an extra fork.
             script = f"cd -- {shlex.quote(scratch)} || exit 1; {run.command}"
-            return self._bash_path, ["bash", "-c", script], env  # $0 is "bash", as usual
+            return self._bash_path, ["bash", "-c", script], env, direct  # $0 is "bash"
         runtime = attempt.runtime
         inside = _labbatch_env(run, container.SCRATCH_MOUNT, container.BATCH_MOUNT) | run.env
         argv = container.container_argv(
             runtime, run, scratch_dir=scratch, batch_dir=batch_dir, job_env=inside
         )
         # the runtime client carries the marker too: a sweep finds it if its worker dies
-        return runtime, argv, self._base_env | {"LABBATCH_SCRATCH": scratch}
+        return runtime, argv, self._base_env | {"LABBATCH_SCRATCH": scratch}, None
 
     def _batch_dir(self, run: JobRun) -> str:
         batch_dir = run.batch_dir or f"{self._batches_root}/{run.batch_id}"
@@ -250,15 +284,22 @@ class JobRunner:
     def _remove_scratch(self, scratch: str) -> None:
         self._cleaner.remove(scratch)
 
+    def forget_log(self, log_path: str) -> None:
+        """An acked attempt's log: kept as a spare for a later attempt, else deleted."""
+        if not self._log_spares.keep(log_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(log_path)
+
 
 class _ScratchCleaner:
-    """Removes scratch directories on one background thread.
+    """Empties scratch directories on one background thread; empty ones become spares.
 
     rmdir cost ~170 us per job on the event loop, a fifth of the agent's own time per no-op
     job; a queue hand-off costs a microsecond.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spares: Spares) -> None:
+        self._spares = spares
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._pending = 0
         self._idle = threading.Condition()
@@ -281,7 +322,8 @@ class _ScratchCleaner:
             if path is None:
                 return
             try:
-                os.rmdir(path)
+                if not (_is_empty(path) and self._spares.keep(path)):
+                    os.rmdir(path)
             except FileNotFoundError:
                 pass
             except OSError:
@@ -290,6 +332,11 @@ class _ScratchCleaner:
                 self._pending -= 1
                 if self._pending == 0:
                     self._idle.notify_all()
+
+
+def _is_empty(path: str) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
 
 
 def _could_not_start(run: JobRun, error: str) -> JobResult:
