@@ -101,6 +101,13 @@ def test_a_one_job_run_on_sqlite_loads_only_what_it_uses(tmp_path) -> None:
         assert result["heavy"] == []
 
 
+def test_the_tables_are_core_tables_without_the_orm() -> None:
+    # ORM classes cost every command their mapping at import and an ORM pass per statement
+    code = "import sys, app.models.tables; print('sqlalchemy.orm' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
 def test_validate_loads_no_database_code(tmp_path) -> None:
     dag = tmp_path / "dag.yaml"
     dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
