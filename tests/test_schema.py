@@ -36,8 +36,19 @@ def _schema(conn: Connection) -> dict[str, Any]:
                 (u["name"], tuple(u["column_names"])) for u in insp.get_unique_constraints(table)
             ),
             "checks": sorted(str(c["sqltext"]) for c in insp.get_check_constraints(table)),
+            "partial": _partial_indexes(conn, table),
         }
     return schema
+
+
+def _partial_indexes(conn: Connection, table: str) -> dict[str, str]:
+    """Each partial index's WHERE clause, as the database states it."""
+    if conn.dialect.name == "postgresql":
+        query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"
+    else:
+        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+    rows = conn.execute(text(query), {"t": table}).all()
+    return {name: sql.split(" WHERE ", 1)[1] for name, sql in rows if sql and " WHERE " in sql}
 
 
 async def _open_and_close(url: str) -> None:
@@ -73,6 +84,13 @@ async def test_a_fresh_create_equals_the_migrated_schema(db_url: str) -> None:
     assert created.keys() == migrated.keys()
     for table in created:
         assert created[table] == migrated[table], table
+    # the scheduler's queues and the open attempts are partial indexes on either database
+    assert set(created["jobs"]["partial"]) == {
+        "ix_jobs_ready_queue",
+        "ix_jobs_running",
+        "ix_jobs_ready_always",
+    }
+    assert set(created["attempts"]["partial"]) == {"ix_attempts_open"}
 
 
 async def test_an_older_database_is_upgraded_through_the_migrations(tmp_path) -> None:

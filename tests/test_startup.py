@@ -17,6 +17,11 @@ READS_NEVER_LOAD = (
     *("app.models.db", "app.models.tables", "app.engine.batches.frontend", "app.engine.billing"),
     *("app.engine.driver", "app.engine.scheduler", "app.engine.workers", "app.views"),
 )
+# what a one-job `labbatch run` on a SQLite file does without (each import is start-up time)
+RUN_NEVER_LOADS = (
+    # partial indexes state PostgreSQL's WHERE only when the schema is created there
+    *("sqlalchemy.dialects.postgresql", "asyncpg", "alembic", "PySide6", "app.views"),
+)
 
 # Runs `labbatch ARGS` in a fresh interpreter, then prints which heavy packages it imported.
 WRAPPER = """
@@ -84,6 +89,23 @@ def test_run_starts_its_spare_worker_before_it_loads_the_engine(tmp_path) -> Non
     result = _run_cli("run", str(dag), "--workers", "0", heavy=READS_NEVER_LOAD)
     assert result["code"] == 2
     assert result["heavy"] == []
+
+
+def test_a_one_job_run_on_sqlite_loads_only_what_it_uses(tmp_path) -> None:
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    for _ in ("fresh database", "existing database"):
+        result = _run_cli("run", str(dag), "--db", db, heavy=RUN_NEVER_LOADS)
+        assert result["code"] == 0
+        assert result["heavy"] == []
+
+
+def test_the_tables_are_core_tables_without_the_orm() -> None:
+    # ORM classes cost every command their mapping at import and an ORM pass per statement
+    code = "import sys, app.models.tables; print('sqlalchemy.orm' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr
 
 
 def test_validate_loads_no_database_code(tmp_path) -> None:

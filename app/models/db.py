@@ -32,7 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from app.errors import ConfigError
 from app.models.paths import data_dir, owner_only
 from app.models.revisions import MIGRATIONS_DIR, head_revision
-from app.models.tables import Base, BillingProject, ChangeMarker, DriverLease, Pool
+from app.models.tables import (
+    Base,
+    BillingProject,
+    ChangeMarker,
+    DriverLease,
+    Pool,
+    add_postgresql_where,
+)
 
 log = logging.getLogger("labbatch.db")
 T = TypeVar("T")
@@ -217,6 +224,8 @@ def _prepare_schema(conn: Connection) -> None:
         if current == [head]:
             return
     elif not tables:
+        if conn.dialect.name == "postgresql":
+            add_postgresql_where(Base.metadata)
         Base.metadata.create_all(conn)
         _ALEMBIC_VERSION.create(conn)
         conn.execute(insert(_ALEMBIC_VERSION).values(version_num=head))

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Boolean, and_, bindparam, case, false, func, or_, select, true, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter
 
 from app.engine.batches.dag import batch_state
@@ -370,18 +369,18 @@ def cancel_batch_jobs(conn: Connection, batch_id: int, now: float, changes: Chan
 
 def _recount_pending(conn: Connection, batch_id: int, now: float, changes: Changes) -> None:
     """Recount the unfinished parents of the always_run jobs still Pending after a cancel."""
-    parent = aliased(Job)
+    parent = jobs_table.alias("parent")
     unfinished = (
         select(func.count())
         .select_from(JobParent)
         .join(
             parent,
-            and_(parent.batch_id == JobParent.batch_id, parent.job_id == JobParent.parent_id),
+            and_(parent.c.batch_id == JobParent.batch_id, parent.c.job_id == JobParent.parent_id),
         )
         .where(
             JobParent.batch_id == _jobs.c.batch_id,
             JobParent.job_id == _jobs.c.job_id,
-            parent.state.not_in([str(s) for s in COMPLETE_STATES]),
+            parent.c.state.not_in([str(s) for s in COMPLETE_STATES]),
         )
         .scalar_subquery()
     )

@@ -13,7 +13,15 @@ from sqlalchemy.engine import Connection
 from app.clouds.base import TLS_PIN_KEY
 from app.engine.batches.completion import Changes, JobEnd, chunks, end_attempts, end_jobs
 from app.engine.workers.connection import WorkerConnection
-from app.models.tables import Attempt, Instance, InstanceState, Job, JobState, jobs_table
+from app.models.tables import (
+    END_REASON_LENGTH,
+    Attempt,
+    Instance,
+    InstanceState,
+    Job,
+    JobState,
+    jobs_table,
+)
 from app.protocol import JobRun
 
 _jobs = jobs_table
@@ -211,8 +219,8 @@ def requeue_attempts(
     A job that has used all of its attempts ends Error instead. With ``charge=False`` the
     attempt does not count toward ``n_max_attempts`` (the driver stopped on purpose).
     """
-    # the column is short (40): the job's error keeps the whole reason
-    end_attempts(conn, refs, reason=reason[: Attempt.end_reason.type.length], end_time=now)
+    # the column is short: the job's error keeps the whole reason
+    end_attempts(conn, refs, reason=reason[:END_REASON_LENGTH], end_time=now)
     by_batch: dict[int, dict[int, int]] = defaultdict(dict)
     for b, j, a in refs:
         by_batch[b][j] = a
