@@ -135,7 +135,8 @@ class Fleet:
         self._hello[conn.id] = hello
         conn.start(self._on_message, self._on_closed)
         try:
-            await asyncio.wait_for(hello.wait(), HELLO_TIMEOUT_S)
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                await hello.wait()
         except TimeoutError:
             log.warning("worker %s did not say hello", inst.name)
             await conn.close()
@@ -637,9 +638,8 @@ class Fleet:
             if inst.conn is not None:
                 # a worker that stopped reading must not hold the driver's stop up
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        inst.conn.send(Shutdown(reason="driver stopping")), SEND_TIMEOUT_S
-                    )
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await inst.conn.send(Shutdown(reason="driver stopping"))
         # every made VM until the cloud confirms it; one it refuses stays for the next driver
         made = [i for i in instances if i.address is not None and not i.creating]
         await self.deleter.delete_all(
