@@ -141,6 +141,11 @@ class Fleet:
             log.warning("worker %s did not say hello", inst.name)
             await conn.close()
             return False
+        except asyncio.CancelledError:
+            # the driver stopped while the worker said hello: the connection is nobody's yet
+            # (fleet.stop closes only those of workers that said it), so close it here
+            await asyncio.shield(conn.close())
+            raise
         finally:
             self._hello.pop(conn.id, None)
         if (refused := self._refused.pop(conn.id, None)) is not None:
