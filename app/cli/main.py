@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
+from app.cli import common
 from app.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, loading_modules
 from app.cli.parsers import build_parser
 from app.errors import LabBatchError, UserError
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_desktop(db_url=args.gui_db, user=args.gui_user, log_file=log_path)
     log_path = _setup_logging(args.verbose)
+    common.AS_PROGRAM = argv is None
     with loading_modules():
         module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(
