@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,15 @@ def test_a_command_called_in_process_leaves_the_callers_garbage_collector_alone(
     assert main(["validate", str(EXAMPLES / "diamond.yaml")]) == 0, capsys.readouterr().err
     assert gc.get_freeze_count() == frozen
     assert gc.isenabled()
+
+
+def test_a_command_called_in_process_leaves_the_callers_logging_as_it_was(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Its handlers held this test's stderr capture (closed after the test: later records
+    # failed with "I/O operation on closed file") and its log file open, for good.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    assert main(["validate", str(EXAMPLES / "diamond.yaml")]) == 0, capsys.readouterr().err
+    assert root.handlers == handlers
+    assert root.level == level
