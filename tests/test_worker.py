@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -119,6 +121,24 @@ async def test_ready_line_and_health(worker: WorkerProcess) -> None:
     assert anonymous == guessed == {"version": PROTOCOL_VERSION}
     assert body == {"name": "test-worker", "version": PROTOCOL_VERSION, "n_running": 0}
     assert worker.token not in text
+
+
+async def test_sigusr1_writes_every_stack_to_the_log_and_the_worker_runs_on(
+    worker: WorkerProcess,
+) -> None:
+    # what a worker that stopped answering is stuck on, without stopping it
+    worker.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while "most recent call first" not in worker.stderr_text():
+        assert time.monotonic() < deadline, worker.stderr_text()
+        await asyncio.sleep(0.05)
+    assert "app/worker" in worker.stderr_text()
+    assert worker.proc.returncode is None
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(worker.base_url + HEALTH_PATH) as response,
+    ):
+        assert response.status == 200
 
 
 async def test_hello_on_connect(driver: Driver) -> None:

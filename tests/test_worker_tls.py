@@ -105,3 +105,31 @@ async def test_bad_tls_or_token_settings_stop_the_worker_with_a_message(
     assert proc.returncode == 2
     assert message in err.decode()
     assert b"READY" not in out
+
+
+async def test_a_worker_that_accepts_but_never_answers_fails_the_dial_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a VM whose port is open while its worker stalls: the TCP connect succeeds at once, the
+    # TLS handshake (or the WebSocket upgrade) never ends; the dial gives up as a whole
+    monkeypatch.setattr("app.engine.workers.connection.DIAL_TOTAL_TIMEOUT_S", 0.5)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for pin in (make_tls_identity("test-worker").sha256, None):
+            async with asyncio.timeout(10):
+                with pytest.raises(DialError, match="no answer within"):
+                    await WorkerConnection.dial(
+                        "test-worker", f"127.0.0.1:{port}", TOKEN, tls_sha256=pin
+                    )
+        assert len(accepted) == 2
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -22,14 +22,23 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
+# True once main() runs as the program (the `labbatch` process), not called by other code
+AS_PROGRAM = False
+
+
 @contextlib.contextmanager
 def loading_modules() -> Iterator[None]:
     """Load modules without the garbage collector, then freeze what they made.
 
     Loading makes no garbage worth collecting, yet the collector's passes over the growing
     heap cost about a tenth of a command's import time; frozen, the loaded modules' objects
-    are skipped by every later collection too.
+    are skipped by every later collection too. Only in the `labbatch` process: freezing a
+    caller's heap (a test's, with its engine running) keeps its garbage, unclosed sessions
+    and subprocess transports included, until the interpreter exits.
     """
+    if not AS_PROGRAM:
+        yield
+        return
     was_enabled = gc.isenabled()
     gc.disable()
     try:

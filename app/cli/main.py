@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
+from app.cli import common
 from app.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, loading_modules
 from app.cli.parsers import build_parser
 from app.errors import LabBatchError, UserError
@@ -106,19 +107,37 @@ def main(argv: list[str] | None = None) -> int:
         from app.views.app import run_desktop
 
         return run_desktop(db_url=args.gui_db, user=args.gui_user, log_file=log_path)
+    root = logging.getLogger()
+    callers_logging = list(root.handlers), root.level
     log_path = _setup_logging(args.verbose)
-    with loading_modules():
-        module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
-    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(
-        module, f"cmd_{args.command}"
-    )
-    # `labbatch --db URL COMMAND`: the options before the command count for the command too
-    args.db = args.db or args.gui_db
-    args.user = args.user or args.gui_user or default_user()
-    code = _run(handler, args, log_path)
+    common.AS_PROGRAM = argv is None
+    try:
+        with loading_modules():
+            module = importlib.import_module(f"app.cli.{COMMAND_MODULES[args.command]}")
+        handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(
+            module, f"cmd_{args.command}"
+        )
+        # `labbatch --db URL COMMAND`: the options before the command count for the command too
+        args.db = args.db or args.gui_db
+        args.user = args.user or args.gui_user or default_user()
+        code = _run(handler, args, log_path)
+    finally:
+        if argv is not None:
+            _restore_logging(*callers_logging)
     if argv is None:
         _end_process(code)
     return code
+
+
+def _restore_logging(handlers: list[logging.Handler], level: int) -> None:
+    """Called in-process, a command leaves the caller's logging as it found it: its handlers
+    held the caller's stderr of the moment (a test's capture, closed later) and the log file
+    open, and every later record of the caller went to both."""
+    root = logging.getLogger()
+    for added in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(added)
+        added.close()
+    root.setLevel(level)
 
 
 def _run(

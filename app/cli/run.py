@@ -163,7 +163,8 @@ async def wait_for_batch(
             if runtime is not None and runtime.driver.problem:
                 raise UserError(f"{runtime.driver.problem}; batch {batch_id} is left unfinished")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await changed.wait()
             changed.clear()
             await asyncio.sleep(0.1 if progress else 0)  # at most ~10 progress redraws a second
     finally:

@@ -22,8 +22,11 @@ class Trigger:
         self._event.set()
 
     async def wait(self, timeout_s: float | None) -> None:
+        # not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands in the turn a
+        # poke wakes it, and the loop then never stops (pyproject bans it; see test_tasks)
         try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
         except TimeoutError:
             pass
         self._event.clear()

@@ -77,7 +77,8 @@ class WorkerAgent:
         self._cancel_clocks()
         self.jobs.kill_all(KillReason.SHUTDOWN)
         try:
-            await asyncio.wait_for(self.jobs.wait_all_ended(), REAP_DEADLINE_S)
+            async with asyncio.timeout(REAP_DEADLINE_S):
+                await self.jobs.wait_all_ended()
         except TimeoutError:
             log.error("jobs still running %ss after SIGKILL", REAP_DEADLINE_S)
         await self._outbox.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 import os
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # `kill -USR1 PID` writes every thread's stack to the worker's log: what a worker that
+    # stopped answering is stuck on, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     bash_path = shutil.which("bash")
     if bash_path is None:
         print("labbatch worker: bash is not on PATH; jobs run with bash", file=sys.stderr)

@@ -47,9 +47,14 @@ async def test_the_table_shows_each_workers_cache_hits_and_bytes_saved(
     assert table.rows() == [["local", worker, "0 B", "0", "0", "0 B"]]
 
     # the engine learns what the worker's cache holds (its heartbeat) and what the job's
-    # attempt linked from it (its transfer figures)
+    # attempt linked from it (its transfer figures). The first beat after the hello always
+    # carries the cache (empty here): one landing after the figures below would wipe them
+    # (this failed under load, when the batch finished within a beat of the hello)
     assert service.runtime is not None
-    service.runtime.driver.instances[worker].cached_inputs = {
+    inst = service.runtime.driver.instances[worker]
+    beat_at = inst.last_heartbeat
+    await until(lambda: inst.last_heartbeat != beat_at, what="a heartbeat of the worker")
+    inst.cached_inputs = {
         "gs://lab/ref.fa": 200_000_000,
         "gs://lab/ref.fa.fai": 3_000,
     }

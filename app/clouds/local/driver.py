@@ -170,7 +170,8 @@ class LocalCloud:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                line = await asyncio.wait_for(proc.stdout.readline(), deadline - time.monotonic())
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    line = await proc.stdout.readline()
             except TimeoutError:
                 break
             if not line:
@@ -312,12 +313,14 @@ async def _stop_child(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            async with asyncio.timeout(STOP_GRACE_S):
+                await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             try:  # a driver that stops must not hang on a child it cannot reap
-                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+                async with asyncio.timeout(STOP_GRACE_S):
+                    await proc.wait()
             except TimeoutError:
                 log.error("local worker pid %d did not exit after SIGKILL", proc.pid)
 
@@ -337,7 +340,8 @@ async def _stop_pid(pid: int, started: int | None, name: str) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(exited.wait(), STOP_GRACE_S)
+            async with asyncio.timeout(STOP_GRACE_S):
+                await exited.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)

@@ -74,9 +74,8 @@ async def cloud_sizes(
 
     async def one(location: str, pool: str | None) -> CloudSize:
         try:
-            stat = await asyncio.wait_for(
-                storages.for_location(location, pool).stat(location), STAT_TIMEOUT_S
-            )
+            async with asyncio.timeout(STAT_TIMEOUT_S):
+                stat = await storages.for_location(location, pool).stat(location)
         except NotFoundError:
             return CloudSize(None)
         except LabBatchError as exc:

@@ -87,7 +87,8 @@ async def boot_log_tail(cloud: CloudDriver, name: str) -> list[str]:
     """The last lines of a VM's serial console / boot diagnostics, if the cloud offers them;
     never raises (it only explains a failure)."""
     try:
-        text = await asyncio.wait_for(cloud.boot_log(name), BOOT_LOG_TIMEOUT_S)
+        async with asyncio.timeout(BOOT_LOG_TIMEOUT_S):
+            text = await cloud.boot_log(name)
     except Exception as exc:
         log.info("could not read the boot log of %s: %s", name, exc)
         return []

@@ -13,7 +13,8 @@ from app.protocol import REPLACED_CLOSE_CODE, WS_PATH, Message, ProtocolError, b
 
 log = logging.getLogger("labbatch.connection")
 _ids = itertools.count(1)
-DIAL_TIMEOUT_S = 5.0
+DIAL_TIMEOUT_S = 5.0  # TCP connect
+DIAL_TOTAL_TIMEOUT_S = 10.0  # connect, TLS handshake and WebSocket upgrade together
 _CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
@@ -57,15 +58,18 @@ class WorkerConnection:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=DIAL_TIMEOUT_S)
         session = aiohttp.ClientSession(timeout=timeout)
         try:
-            ws = await session.ws_connect(
-                worker_url(address, WS_PATH, tls_sha256),
-                ssl=pinned(tls_sha256),
-                headers={"Authorization": bearer(token)},
-                heartbeat=None,
-                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                max_msg_size=64 * 1024 * 1024,
-                autoping=True,
-            )
+            # sock_connect bounds only the TCP connect: a worker that accepts and then stalls
+            # (a booting VM, a loaded machine) must not hold the dial, and its boot, forever
+            async with asyncio.timeout(DIAL_TOTAL_TIMEOUT_S):
+                ws = await session.ws_connect(
+                    worker_url(address, WS_PATH, tls_sha256),
+                    ssl=pinned(tls_sha256),
+                    headers={"Authorization": bearer(token)},
+                    heartbeat=None,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                    max_msg_size=64 * 1024 * 1024,
+                    autoping=True,
+                )
         except aiohttp.ServerFingerprintMismatch as exc:
             await session.close()
             raise DialError(
@@ -74,7 +78,8 @@ class WorkerConnection:
             ) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await session.close()
-            raise DialError(f"cannot reach worker {instance_name} at {address}: {exc}") from exc
+            reason = str(exc) or f"no answer within {DIAL_TOTAL_TIMEOUT_S:.0f}s"
+            raise DialError(f"cannot reach worker {instance_name} at {address}: {reason}") from exc
         except asyncio.CancelledError:  # the driver stopped while dialling
             await asyncio.shield(session.close())
             raise

@@ -86,7 +86,8 @@ class Deleter:
         await self._db.run(deleting)
         deletes = (self.delete(name, pool, handle) for name, pool, handle in vms)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*deletes), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*deletes)
 
     def keep(self, name: str, pool: str, handle: dict[str, Any] | None = None) -> None:
         """Take over a delete an earlier driver did not finish; tried at the next retry."""

@@ -135,11 +135,17 @@ class Fleet:
         self._hello[conn.id] = hello
         conn.start(self._on_message, self._on_closed)
         try:
-            await asyncio.wait_for(hello.wait(), HELLO_TIMEOUT_S)
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                await hello.wait()
         except TimeoutError:
             log.warning("worker %s did not say hello", inst.name)
             await conn.close()
             return False
+        except asyncio.CancelledError:
+            # the driver stopped while the worker said hello: the connection is nobody's yet
+            # (fleet.stop closes only those of workers that said it), so close it here
+            await asyncio.shield(conn.close())
+            raise
         finally:
             self._hello.pop(conn.id, None)
         if (refused := self._refused.pop(conn.id, None)) is not None:
@@ -637,9 +643,8 @@ class Fleet:
             if inst.conn is not None:
                 # a worker that stopped reading must not hold the driver's stop up
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        inst.conn.send(Shutdown(reason="driver stopping")), SEND_TIMEOUT_S
-                    )
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await inst.conn.send(Shutdown(reason="driver stopping"))
         # every made VM until the cloud confirms it; one it refuses stays for the next driver
         made = [i for i in instances if i.address is not None and not i.creating]
         await self.deleter.delete_all(
