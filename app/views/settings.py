@@ -58,7 +58,13 @@ class DesktopSettings:
 
 
 def qsettings() -> QSettings:
-    return QSettings(ORGANIZATION, APPLICATION)
+    """The settings store: an INI file in the user's config dir (~/.config/LabBatch on Linux).
+
+    The INI format is named, not left native, so QSettings.setPath (the tests' temp dir) applies.
+    """
+    return QSettings(
+        QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
+    )
 
 
 def _coerce(raw: object, default: object) -> object:

@@ -24,7 +24,7 @@ from app.models.db import open_database
 from app.views.app import Desktop
 from app.views.bridge import EngineBridge
 from app.views.main_window import TAB_DASHBOARD, TAB_POOLS, MainWindow
-from app.views.settings import DesktopSettings
+from app.views.settings import DesktopSettings, qsettings
 from app.views.submit import SubmitDialog, ValidationErrorsDialog
 from tests.views.conftest import EXAMPLES, answer_dialogs, until
 
@@ -111,7 +111,7 @@ async def test_status_bar_shows_database_driver_and_cores(
 
 
 async def test_settings_persist_and_size_the_local_pool(
-    window: MainWindow, service: EngineService
+    window: MainWindow, service: EngineService, tmp_path: Path
 ) -> None:
     wanted = DesktopSettings(
         user="ada",
@@ -122,6 +122,7 @@ async def test_settings_persist_and_size_the_local_pool(
     )
     window.apply_settings(wanted)
     assert DesktopSettings.load() == wanted
+    assert qsettings().fileName().startswith(str(tmp_path))  # never the tester's own settings
     assert window.notifier.enabled is False
 
     async def stored() -> tuple[int, int, Decimal | None]:
