@@ -143,6 +143,14 @@ def format_bytes(n: int) -> str:
     return str(n)
 
 
+def format_size(n_bytes: float) -> str:
+    """Show a size for people, in decimal units: '1.5 GB', '200 MB', '12 kB', '0 B'."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.3g} {unit}"
+    return f"{int(n_bytes)} B"
+
+
 def format_duration(seconds: float) -> str:
     """Show a duration briefly: '2.5s', '1m 30s', '1h 30m', '1d 2h'."""
     if seconds < 0:

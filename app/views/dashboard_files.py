@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine.service import WorkerCache
+from app.models.units import format_size
 from app.views.bridge import EngineBridge
 
 CACHE_COLUMNS = ("Pool", "Worker", "Cached", "Entries", "Hits", "Bytes saved")
@@ -31,13 +32,8 @@ UNKNOWN = "—"  # what a cache holds is known only where the driver runs
 
 
 def size_text(n_bytes: int | None) -> str:
-    """``1.5 GB``, ``200 MB``, ``12 kB``, ``0 B``; a dash when unknown."""
-    if n_bytes is None:
-        return UNKNOWN
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n_bytes >= size:
-            return f"{n_bytes / size:.3g} {unit}"
-    return f"{n_bytes} B"
+    """``1.5 GB``, ``200 MB``, ``0 B``; a dash when unknown."""
+    return UNKNOWN if n_bytes is None else format_size(n_bytes)
 
 
 class WorkerCachePanel(QGroupBox):

@@ -24,6 +24,7 @@ from app.errors import UserError
 from app.models.file_plan import JobFiles, input_copies, plan_files
 from app.models.files import BatchOutput, is_local
 from app.models.spec import BatchSpec, JobSpec
+from app.models.units import format_size
 from app.protocol import FileTransfer
 
 DEFAULT_RETENTION_S = 3 * 86400.0
@@ -138,23 +139,17 @@ def staging_text(staging: dict[str, float]) -> str:
     """One line for people: `files in 1.2 MB 0.01s, out 3 MB 0.02s (linked 4.2 MB)`."""
     moved = []
     if staging.get("linked_bytes"):
-        moved.append(f"linked {_mb(staging['linked_bytes'])}")
+        moved.append(f"linked {format_size(staging['linked_bytes'])}")
     if staging.get("copied_bytes"):
-        moved.append(f"copied {_mb(staging['copied_bytes'])}")
+        moved.append(f"copied {format_size(staging['copied_bytes'])}")
     if staging.get("cache_hits"):
         saved = staging.get("cache_bytes_saved")
         moved.append(
-            f"{int(staging['cache_hits'])} from cache" + (f", {_mb(saved)} saved" if saved else "")
+            f"{int(staging['cache_hits'])} from cache"
+            + (f", {format_size(saved)} saved" if saved else "")
         )
     tail = f" ({', '.join(moved)})" if moved else ""
     return (
-        f"files in {_mb(staging.get('in_bytes', 0))} {staging.get('in_s', 0):.2f}s, "
-        f"out {_mb(staging.get('out_bytes', 0))} {staging.get('out_s', 0):.2f}s{tail}"
+        f"files in {format_size(staging.get('in_bytes', 0))} {staging.get('in_s', 0):.2f}s, "
+        f"out {format_size(staging.get('out_bytes', 0))} {staging.get('out_s', 0):.2f}s{tail}"
     )
-
-
-def _mb(n_bytes: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n_bytes >= size:
-            return f"{n_bytes / size:.3g} {unit}"
-    return f"{int(n_bytes)} B"
