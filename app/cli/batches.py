@@ -5,36 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from app.cli.common import EXIT_OK, install_stop_signals, worker_cores_mcpu
+from app.cli.common import EXIT_OK, database, install_stop_signals, worker_cores_mcpu
 from app.engine.batches import frontend
 from app.engine.events import EventBus
 from app.errors import ConfigError
-from app.models.db import Database, open_database
 from app.models.spec import load_dag_file
-
-
-@asynccontextmanager
-async def _database(args: argparse.Namespace) -> AsyncIterator[Database]:
-    db = await open_database(args.db)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def cmd_submit(args: argparse.Namespace) -> int:
     spec = load_dag_file(args.file)
-    async with _database(args) as db:
+    async with database(args) as db:
         batch_id = await frontend.submit_batch(db, spec, user=args.user)
     print(batch_id)
     return EXIT_OK
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
+    async with database(args) as db:
         batch = await frontend.cancel_batch(db, args.batch, user=args.user)
     print(
         f"batch {batch.id} {batch.name!r}: cancelled "
@@ -46,7 +34,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 async def cmd_serve(args: argparse.Namespace) -> int:
     from app.engine.runtime import LocalRuntime
 
-    async with _database(args) as db:
+    async with database(args) as db:
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
         runtime = LocalRuntime(
@@ -75,7 +63,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_why(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
+    async with database(args) as db:
         from app.engine.scheduler.why import explain
 
         print(await explain(db, args.batch, args.job))
@@ -83,7 +71,7 @@ async def cmd_why(args: argparse.Namespace) -> int:
 
 
 async def cmd_retry(args: argparse.Namespace) -> int:
-    async with _database(args) as db:
+    async with database(args) as db:
         from app.engine.batches import rerun
 
         n = await rerun.retry_batch(db, args.batch, user=args.user, failed_only=args.failed)

@@ -8,13 +8,16 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ConfigError
 
 if TYPE_CHECKING:
+    import argparse
     import asyncio
+
+    from app.models.db import Database
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -24,6 +27,18 @@ EXIT_INTERRUPTED = 130
 
 # True once main() runs as the program (the `labbatch` process), not called by other code
 AS_PROGRAM = False
+
+
+@contextlib.asynccontextmanager
+async def database(args: argparse.Namespace) -> AsyncIterator[Database]:
+    """The database ``--db`` names (loaded here: `labbatch run` loads it late), closed after."""
+    from app.models.db import open_database
+
+    db = await open_database(args.db)
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 @contextlib.contextmanager

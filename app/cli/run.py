@@ -6,11 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from app.cli.common import EXIT_FAILED, EXIT_OK, loading_modules, worker_cores_mcpu
+from app.cli.common import EXIT_FAILED, EXIT_OK, database, loading_modules, worker_cores_mcpu
 from app.cli.report import report
 from app.errors import ConfigError, UserError
 from app.models.units import format_duration
@@ -24,17 +22,6 @@ if TYPE_CHECKING:
     from app.engine.runtime import LocalRuntime
     from app.models.db import Database
     from app.models.spec import BatchSpec
-
-
-@asynccontextmanager
-async def _database(args: argparse.Namespace) -> AsyncIterator[Database]:
-    from app.models.db import open_database
-
-    db = await open_database(args.db)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
@@ -58,7 +45,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             from app.models.spec import load_dag_file
 
         spec = load_dag_file(args.file)
-        async with _database(args) as db:
+        async with database(args) as db:
             runtime = LocalRuntime(
                 db,
                 bus=EventBus(),
