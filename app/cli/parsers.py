@@ -323,11 +323,19 @@ def add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def add_files_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add `labbatch files` and `labbatch get` to the subcommands."""
-    p = sub.add_parser("files", parents=[common], help="list a batch's output files")
+    p = sub.add_parser(
+        "files",
+        parents=[common],
+        help="list a batch's output files and their sizes (local or in a bucket)",
+    )
     p.add_argument("batch", type=int)
     p.add_argument("job", nargs="?", help="only this job's (id or name)")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("get", parents=[common], help="copy a job's output file out of scratch")
+    p = sub.add_parser(
+        "get",
+        parents=[common],
+        help="copy a job's output file here, from local scratch or a bucket",
+    )
     p.add_argument("batch", type=int)
     p.add_argument("output", metavar="JOB.OUTPUT", help="e.g. align.bam")
     p.add_argument("dest", nargs="?", help="a file or directory (default: here)")
