@@ -28,8 +28,7 @@ from tests.storage.emulators import (
     azurite,
     gcs_emulator,
 )
-from tests.storage.test_blob_storage import blob_storage, new_container
-from tests.storage.test_gcs_storage import _bucket, _storage
+from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
 from tests.test_cloud_pools import ALLOW, gce_pool
 
 __all__ = ["azurite", "gcs_emulator"]
@@ -78,8 +77,8 @@ def _object(location: str, root: str) -> str:
 async def test_gcs_files_show_sizes_and_get_copies_one_here(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     root = f"gs://{bucket}"
     pool = gce_pool("http://127.0.0.1:9")
     pool.config["storage"] = {"endpoint": gcs_emulator.endpoint}

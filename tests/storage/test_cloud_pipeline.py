@@ -24,8 +24,7 @@ from tests.storage.emulators import (
     azurite,
     gcs_emulator,
 )
-from tests.storage.test_blob_storage import blob_storage, new_container
-from tests.storage.test_gcs_storage import _bucket, _storage
+from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
 from tests.test_cloud_pools import ALLOW, fake_gce, gce_pool
 
 __all__ = ["azurite", "gcs_emulator"]
@@ -65,8 +64,8 @@ outputs:
 async def test_a_pipeline_reads_and_writes_a_bucket_on_gce_vms(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     reference = b">chr1\nACGTACGTTT\nGGGACGT\n"
     storage.client().bucket(bucket).blob("in/ref.fa").upload_from_string(reference)
     async with fake_gce(tmp_path) as (_gce, endpoint), engine(f"sqlite:///{tmp_path}/lb.db") as eng:

@@ -12,7 +12,7 @@ from app.engine.batches import frontend
 from app.engine.workers import pools
 from tests.engine_helpers import engine, until
 from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
+from tests.storage.helpers import gcs_storage, new_bucket
 from tests.test_cloud_pools import fake_gce, gce_pool, quick_watch
 
 __all__ = ["gcs_emulator"]
@@ -41,8 +41,8 @@ outputs:
 async def test_a_child_preempted_reruns_on_a_new_vm_from_the_bucket(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     async with fake_gce(tmp_path) as (gce, endpoint), engine(f"sqlite:///{tmp_path}/lb.db") as eng:
         pool = gce_pool(endpoint, spot=True)
         pool.config["storage"] = {"endpoint": gcs_emulator.endpoint}

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from app.worker.transfer import TransferError, Tuning, download, upload
 from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.helpers import gcs_storage, new_bucket
 from tests.storage.proxy import Proxy, fail_nth, nth, proxy_to
-from tests.storage.test_gcs_storage import _bucket, _storage
 from tests.storage.test_transfer import Ft
 
 __all__ = ["gcs_emulator"]
@@ -39,8 +39,8 @@ async def _upload_through(
     gcs: Gcs, proxy: Proxy, session: aiohttp.ClientSession, src: Path
 ) -> tuple[str, int]:
     """Upload ``src`` through the proxy; returns the object's location and the retries."""
-    storage = _storage(gcs)
-    where = f"gs://{_bucket(storage)}/out/big.bin"
+    storage = gcs_storage(gcs)
+    where = f"gs://{new_bucket(storage)}/out/big.bin"
     put = await storage.sign_put(where, 600)
     assert put.resumable_url is not None
     t = Ft(
@@ -54,7 +54,7 @@ async def _upload_through(
 
 def _stored(gcs: Gcs, where: str) -> bytes:
     bucket, _, name = where.removeprefix("gs://").partition("/")
-    data: bytes = _storage(gcs).client().bucket(bucket).blob(name).download_as_bytes()
+    data: bytes = gcs_storage(gcs).client().bucket(bucket).blob(name).download_as_bytes()
     return data
 
 
@@ -149,8 +149,8 @@ async def test_a_store_that_cannot_start_a_session_gets_one_put(
 async def test_a_download_cut_off_goes_on_from_the_byte_it_reached(
     gcs_emulator: Gcs, tmp_path: Path, size: int
 ) -> None:
-    storage = _storage(gcs_emulator)
-    where = f"gs://{_bucket(storage)}/in/ref.bin"
+    storage = gcs_storage(gcs_emulator)
+    where = f"gs://{new_bucket(storage)}/in/ref.bin"
     data = os.urandom(size)
     storage.client().bucket(where.split("/")[2]).blob("in/ref.bin").upload_from_string(data)
     stat = await storage.stat(where)
