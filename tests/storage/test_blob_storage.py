@@ -13,11 +13,8 @@ from app.errors import CloudError, NotFoundError
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
     Azurite,
-    azurite,
 )
 from tests.storage.helpers import blob_storage, new_container
-
-__all__ = ["azurite"]
 
 
 async def test_sas_urls_read_and_write_exactly_one_blob(azurite: Azurite) -> None:

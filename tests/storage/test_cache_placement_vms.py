@@ -16,12 +16,11 @@ from app.engine.worker_caches import read_worker_caches
 from app.engine.workers import pools
 from app.models.tables import InstanceState
 from tests.engine_helpers import Engine, engine, until
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
 from tests.test_cloud_pools import fake_gce, gce_pool
 from tests.test_files_cli import labbatch
 
-__all__ = ["gcs_emulator"]
 pytestmark = pytest.mark.timeout(150)
 
 BLOCKER = """

@@ -25,13 +25,10 @@ from tests.storage.emulators import (
     AZURITE_KEY,
     Azurite,
     Gcs,
-    azurite,
-    gcs_emulator,
 )
 from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
 from tests.test_cloud_pools import ALLOW, gce_pool
 
-__all__ = ["azurite", "gcs_emulator"]
 pytestmark = pytest.mark.timeout(120)
 
 PIPELINE = """

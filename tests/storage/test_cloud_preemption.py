@@ -11,11 +11,10 @@ import pytest
 from app.engine.batches import frontend
 from app.engine.workers import pools
 from tests.engine_helpers import engine, until
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
 from tests.test_cloud_pools import fake_gce, gce_pool, quick_watch
 
-__all__ = ["gcs_emulator"]
 pytestmark = pytest.mark.timeout(120)
 
 PIPELINE = """

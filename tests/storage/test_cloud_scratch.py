@@ -8,10 +8,8 @@ from pathlib import Path
 from app.engine.batches.cloud_scratch import remove_cloud_batch_files
 from app.engine.workers import pools
 from app.models.db import open_database
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gce_scratch_pool, gcs_storage, new_bucket
-
-__all__ = ["gcs_emulator"]
 
 
 async def test_a_deleted_batch_leaves_no_object_in_scratch(

@@ -21,8 +21,6 @@ from tests.storage.emulators import (
     AZURITE_KEY,
     Azurite,
     Gcs,
-    azurite,
-    gcs_emulator,
 )
 from tests.storage.helpers import (
     blob_storage,
@@ -32,7 +30,6 @@ from tests.storage.helpers import (
     new_container,
 )
 
-__all__ = ["azurite", "gcs_emulator"]
 pytestmark = pytest.mark.timeout(120)
 HOUR_S = 3600.0
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from app.engine.billing.egress import egress_warnings
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
-
-__all__ = ["gcs_emulator"]
 
 
 async def test_egress_warnings_for_other_regions_and_clouds(gcs_emulator: Gcs) -> None:

@@ -11,11 +11,9 @@ from google.auth.credentials import AnonymousCredentials
 
 from app.clouds.gcp.storage import GcsSettings, GcsStorage
 from app.errors import CloudError, NotFoundError
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
 from tests.storage.keys import SA_EMAIL, fake_iam, sign
-
-__all__ = ["gcs_emulator"]
 
 
 async def test_signed_urls_read_and_write_exactly_one_object(gcs_emulator: Gcs) -> None:

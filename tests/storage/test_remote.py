@@ -12,10 +12,9 @@ import aiohttp
 from app.worker.cache import FileCache
 from app.worker.remote import RemoteStats, fetch_inputs, save_outputs
 from app.worker.transfer import Tuning
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
 
-__all__ = ["gcs_emulator"]
 FAST = Tuning(chunk_bytes=1 << 20, backoff_s=0.01)
 
 

@@ -17,12 +17,11 @@ import pytest
 from aiohttp import web
 
 from app.worker.transfer import TransferError, Tuning, download, upload
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
 from tests.storage.proxy import Proxy, fail_nth, nth, proxy_to
 from tests.storage.test_transfer import Ft
 
-__all__ = ["gcs_emulator"]
 pytestmark = pytest.mark.timeout(60)
 CHUNK = 256 << 10
 TUNING = Tuning(

@@ -7,7 +7,7 @@ import pytest
 from app.engine.workers.pools import PoolConfig
 from app.engine.workers.scratch_check import check_scratch
 from app.errors import ConfigError
-from tests.storage.emulators import Azurite, Gcs, azurite, gcs_emulator
+from tests.storage.emulators import Azurite, Gcs
 from tests.storage.helpers import (
     blob_storage,
     gce_scratch_pool,
@@ -15,8 +15,6 @@ from tests.storage.helpers import (
     new_bucket,
     new_container,
 )
-
-__all__ = ["azurite", "gcs_emulator"]
 
 
 async def test_gce_scratch_exists_is_writable_and_near(gcs_emulator: Gcs) -> None:

@@ -9,10 +9,8 @@ from types import SimpleNamespace
 from app.clouds.storage import storage_problems
 from app.engine.batches.signing import PoolStorages, Signer
 from app.protocol import FileTransfer, JobRun
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
-
-__all__ = ["gcs_emulator"]
 
 
 def _run(*inputs: FileTransfer, outputs: tuple[FileTransfer, ...] = ()) -> JobRun:

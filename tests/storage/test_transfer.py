@@ -14,11 +14,10 @@ from aiohttp import web
 
 from app.clouds.base import SignedUrl
 from app.worker.transfer import TransferError, Tuning, download, upload
-from tests.storage.emulators import AZURITE_ACCOUNT, Azurite, Gcs, azurite, gcs_emulator
+from tests.storage.emulators import AZURITE_ACCOUNT, Azurite, Gcs
 from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
 from tests.storage.proxy import fail_once, proxy_to
 
-__all__ = ["azurite", "gcs_emulator"]
 FAST = Tuning(
     chunk_bytes=1 << 20,
     block_bytes=1 << 20,

@@ -7,11 +7,9 @@ import os
 from pathlib import Path
 
 from app.protocol import FileTransfer, Heartbeat, JobRun, Outcome
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
 from tests.worker_helpers import connect, job, start_worker
-
-__all__ = ["gcs_emulator"]
 
 
 async def test_jobs_read_and_write_the_bucket_and_the_second_read_is_a_cache_hit(
