@@ -5,54 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from app.clouds.registry import LazyCloud
 from app.engine.batches import frontend
 from app.engine.scheduler.why import explain
 from app.engine.workers import pools
 from app.engine.workers.pools import PoolConfig
 from app.models.tables import AttemptResource, Instance
 from tests.clouds.fake_azure import FakeAzure, serve
-from tests.clouds.fake_gce import FakeGce, serving
+from tests.clouds.fake_gce import FakeGce
 from tests.clouds.fake_vm import free_port
+from tests.clouds.pool_helpers import ALLOW, fake_gce, gce_pool, quick_watch
 from tests.engine_helpers import Engine, engine, until
 from tests.test_cli import labbatch
 
 pytestmark = pytest.mark.timeout(90)
-ALLOW = ["203.0.113.7/32"]
-
-
-@asynccontextmanager
-async def fake_gce(tmp_path: Path) -> AsyncIterator[tuple[FakeGce, str]]:
-    gce = FakeGce(boot_dir=tmp_path / "vms")
-    async with serving(gce) as endpoint:
-        yield gce, endpoint
-
-
-def gce_pool(endpoint: str, *, spot: bool = False, name: str = "gce") -> PoolConfig:
-    return PoolConfig(
-        name=name,
-        cloud="gcp",
-        machine_type="e2-standard-2",
-        worker_cores_mcpu=2000,
-        preemptible=spot,
-        max_instances=1,
-        max_live_instances=1,
-        config={
-            "project": "lab-project",
-            "zones": ["us-central1-a", "us-central1-b"],
-            "allow_from": ALLOW,
-            "worker_port": free_port(),
-            "api_endpoint": endpoint,
-        },
-    )
 
 
 async def instance_row(eng: Engine, name: str) -> Any:
@@ -72,13 +43,6 @@ async def billed_resources(eng: Engine, batch_id: int) -> dict[int, set[str]]:
         for attempt, resource in rows:
             billed.setdefault(attempt, set()).add(resource)
         return billed
-
-
-def quick_watch(eng: Engine, kind: str) -> None:
-    """Poll the cloud's VM states every 0.2 s instead of every 15-30 s."""
-    cloud = eng.runtime.driver.fleet.clouds[kind]
-    assert isinstance(cloud, LazyCloud)
-    cloud.cloud.poll_interval_s = 0.2  # type: ignore[attr-defined]
 
 
 async def test_a_job_runs_on_a_gce_vm_booted_by_its_startup_script(

@@ -19,9 +19,9 @@ from app.models.tables import Instance
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce, serving
 from tests.clouds.fake_vm import free_port
+from tests.clouds.pool_helpers import ALLOW, gce_pool, quick_watch
 from tests.engine_helpers import Engine, engine, until
 from tests.test_cli import labbatch
-from tests.test_cloud_pools import ALLOW, gce_pool, quick_watch
 
 pytestmark = pytest.mark.timeout(120)
 

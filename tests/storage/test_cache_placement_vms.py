@@ -15,10 +15,10 @@ from app.engine.batches import file_store, frontend
 from app.engine.worker_caches import read_worker_caches
 from app.engine.workers import pools
 from app.models.tables import InstanceState
+from tests.clouds.pool_helpers import fake_gce, gce_pool
 from tests.engine_helpers import Engine, engine, until
 from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
-from tests.test_cloud_pools import fake_gce, gce_pool
 from tests.test_files_cli import labbatch
 
 pytestmark = pytest.mark.timeout(150)

@@ -18,6 +18,7 @@ from app.engine.workers.pools import PoolConfig
 from app.models.db import open_database
 from app.models.spec import parse_dag_text
 from tests.clouds.fake_vm import free_port
+from tests.clouds.pool_helpers import ALLOW, gce_pool
 from tests.engine_helpers import USER
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
@@ -27,7 +28,6 @@ from tests.storage.emulators import (
     Gcs,
 )
 from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
-from tests.test_cloud_pools import ALLOW, gce_pool
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,6 +14,7 @@ from app.engine.workers import pools
 from app.engine.workers.pools import PoolConfig
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_vm import free_port
+from tests.clouds.pool_helpers import ALLOW, fake_gce, gce_pool
 from tests.engine_helpers import engine
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
@@ -23,7 +24,6 @@ from tests.storage.emulators import (
     Gcs,
 )
 from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
-from tests.test_cloud_pools import ALLOW, fake_gce, gce_pool
 
 pytestmark = pytest.mark.timeout(120)
 

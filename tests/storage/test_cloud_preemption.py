@@ -10,10 +10,10 @@ import pytest
 
 from app.engine.batches import frontend
 from app.engine.workers import pools
+from tests.clouds.pool_helpers import fake_gce, gce_pool, quick_watch
 from tests.engine_helpers import engine, until
 from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
-from tests.test_cloud_pools import fake_gce, gce_pool, quick_watch
 
 pytestmark = pytest.mark.timeout(120)
 

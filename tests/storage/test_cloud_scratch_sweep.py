@@ -155,8 +155,8 @@ async def test_azure_sweep_removes_a_deleted_batch_and_keeps_a_running_one(
 async def test_the_driver_sweeps_cloud_scratch_when_it_starts(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
+    from tests.clouds.pool_helpers import fake_gce, gce_pool
     from tests.engine_helpers import engine, until
-    from tests.test_cloud_pools import fake_gce, gce_pool
 
     storage = gcs_storage(gcs_emulator)
     bucket = new_bucket(storage)
