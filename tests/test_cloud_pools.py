@@ -14,12 +14,10 @@ from sqlalchemy import func, select
 from app.engine.batches import frontend
 from app.engine.scheduler.why import explain
 from app.engine.workers import pools
-from app.engine.workers.pools import PoolConfig
 from app.models.tables import AttemptResource, Instance
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce
-from tests.clouds.fake_vm import free_port
-from tests.clouds.pool_helpers import ALLOW, fake_gce, gce_pool, quick_watch
+from tests.clouds.pool_helpers import azure_pool, fake_gce, gce_pool, quick_watch
 from tests.engine_helpers import Engine, engine, until
 from tests.test_cli import labbatch
 
@@ -186,30 +184,7 @@ async def test_a_new_driver_deletes_the_vms_no_driver_knows(tmp_path: Path) -> N
 async def test_a_job_runs_on_an_azure_vm_booted_by_its_custom_data(tmp_path: Path) -> None:
     state = FakeAzure(vm_root=tmp_path / "vms")
     async with serve(state) as base_url, engine(f"sqlite:///{tmp_path}/lb.db") as eng:
-        created = await pools.create_pool(
-            eng.db,
-            PoolConfig(
-                name="az",
-                cloud="azure",
-                worker_cores_mcpu=4000,
-                max_instances=1,
-                max_live_instances=1,
-                config={
-                    "subscription_id": "sub-1",
-                    "resource_group": "rg-lab",
-                    "location": "westeurope",
-                    "vm_size": "Standard_D4s_v5",
-                    "subnet_id": (
-                        "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
-                        "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
-                    ),
-                    "allow_from": ALLOW,
-                    "ssh_public_key": "ssh-ed25519 AAAA lab",
-                    "worker_port": free_port(),
-                    "base_url": base_url,
-                },
-            ),
-        )
+        created = await pools.create_pool(eng.db, azure_pool(base_url))
         assert created.machine_type == "Standard_D4s_v5" and created.regions == ("westeurope",)
         batch_id = await eng.submit(
             "version: 1\njobs:\n  - {name: hi, pool: az, command: 'echo hello from azure'}\n"

@@ -17,8 +17,7 @@ from app.engine.workers import pools
 from app.engine.workers.pools import PoolConfig
 from app.models.db import open_database
 from app.models.spec import parse_dag_text
-from tests.clouds.fake_vm import free_port
-from tests.clouds.pool_helpers import ALLOW, gce_pool
+from tests.clouds.pool_helpers import azure_pool, gce_pool
 from tests.engine_helpers import USER
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
@@ -138,28 +137,11 @@ async def test_azure_files_show_sizes_and_get_copies_one_here(
     monkeypatch.setenv("AZURE_STORAGE_KEY", AZURITE_KEY)  # account-key access (Azurite)
     storage = blob_storage(azurite)
     root = new_container(storage)
-    config = {
-        "subscription_id": "sub-1",
-        "resource_group": "rg-lab",
-        "location": "westeurope",
-        "vm_size": "Standard_D4s_v5",
-        "subnet_id": (
-            "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
-            "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
-        ),
-        "allow_from": ALLOW,
-        "ssh_public_key": "ssh-ed25519 AAAA lab",
-        "worker_port": free_port(),
-        "base_url": "http://127.0.0.1:9",
-        "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION},
-    }
-    pool = PoolConfig(
-        name="az",
-        cloud="azure",
-        worker_cores_mcpu=4000,
-        max_instances=1,
-        max_live_instances=1,
-        config=config,
+    pool = azure_pool(
+        "http://127.0.0.1:9",
+        extra_config={
+            "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION}
+        },
         scratch=f"{root}/scratch",
     )
     db = f"sqlite:///{tmp_path}/lb.db"

@@ -11,10 +11,8 @@ import pytest
 
 from app.engine.batches import frontend
 from app.engine.workers import pools
-from app.engine.workers.pools import PoolConfig
 from tests.clouds.fake_azure import FakeAzure, serve
-from tests.clouds.fake_vm import free_port
-from tests.clouds.pool_helpers import ALLOW, fake_gce, gce_pool
+from tests.clouds.pool_helpers import azure_pool, fake_gce, gce_pool
 from tests.engine_helpers import engine
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
@@ -99,28 +97,12 @@ async def test_the_same_pipeline_on_azure_vms_against_azurite(
     container.upload_blob("in/ref.fa", reference)
     state = FakeAzure(vm_root=tmp_path / "vms")
     async with serve(state) as base_url, engine(f"sqlite:///{tmp_path}/lb.db") as eng:
-        config = {
-            "subscription_id": "sub-1",
-            "resource_group": "rg-lab",
-            "location": "westeurope",
-            "vm_size": "Standard_D4s_v5",
-            "subnet_id": (
-                "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
-                "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
-            ),
-            "allow_from": ALLOW,
-            "ssh_public_key": "ssh-ed25519 AAAA lab",
-            "worker_port": free_port(),
-            "base_url": base_url,
-            "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION},
-        }
-        pool = PoolConfig(
+        pool = azure_pool(
+            base_url,
+            extra_config={
+                "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION}
+            },
             name="gce",  # the pipeline's pool name; an Azure pool here
-            cloud="azure",
-            worker_cores_mcpu=4000,
-            max_instances=1,
-            max_live_instances=1,
-            config=config,
             scratch=f"{root}/scratch",
         )
         await pools.create_pool(eng.db, pool)
