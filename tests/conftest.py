@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from app.engine.secrets import forget_cached_key
+from tests.worker_helpers import Driver, WorkerProcess, connect, start_worker
 
 T = TypeVar("T")
 PG_HOST = os.environ.get("LABBATCH_TEST_PG_HOST", "127.0.0.1")
@@ -32,6 +33,22 @@ def lb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     forget_cached_key()
     yield home
     forget_cached_key()
+
+
+@pytest.fixture
+async def worker(tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    """A real worker process on a free port (a module may override it, e.g. with another env)."""
+    agent = await start_worker(tmp_path)
+    yield agent
+    await agent.stop()
+
+
+@pytest.fixture
+async def driver(worker: WorkerProcess) -> AsyncIterator[Driver]:
+    """A driver connection to ``worker``."""
+    client = await connect(worker)
+    yield client
+    await client.close()
 
 
 def run_in_thread(coro: Coroutine[Any, Any, T]) -> T:

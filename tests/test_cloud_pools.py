@@ -5,54 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from app.clouds.registry import LazyCloud
 from app.engine.batches import frontend
 from app.engine.scheduler.why import explain
 from app.engine.workers import pools
-from app.engine.workers.pools import PoolConfig
 from app.models.tables import AttemptResource, Instance
 from tests.clouds.fake_azure import FakeAzure, serve
-from tests.clouds.fake_gce import FakeGce, serving
-from tests.clouds.fake_vm import free_port
+from tests.clouds.fake_gce import FakeGce
+from tests.clouds.pool_helpers import azure_pool, fake_gce, gce_pool, quick_watch
 from tests.engine_helpers import Engine, engine, until
 from tests.test_cli import labbatch
 
 pytestmark = pytest.mark.timeout(90)
-ALLOW = ["203.0.113.7/32"]
-
-
-@asynccontextmanager
-async def fake_gce(tmp_path: Path) -> AsyncIterator[tuple[FakeGce, str]]:
-    gce = FakeGce(boot_dir=tmp_path / "vms")
-    async with serving(gce) as endpoint:
-        yield gce, endpoint
-
-
-def gce_pool(endpoint: str, *, spot: bool = False, name: str = "gce") -> PoolConfig:
-    return PoolConfig(
-        name=name,
-        cloud="gcp",
-        machine_type="e2-standard-2",
-        worker_cores_mcpu=2000,
-        preemptible=spot,
-        max_instances=1,
-        max_live_instances=1,
-        config={
-            "project": "lab-project",
-            "zones": ["us-central1-a", "us-central1-b"],
-            "allow_from": ALLOW,
-            "worker_port": free_port(),
-            "api_endpoint": endpoint,
-        },
-    )
 
 
 async def instance_row(eng: Engine, name: str) -> Any:
@@ -72,13 +41,6 @@ async def billed_resources(eng: Engine, batch_id: int) -> dict[int, set[str]]:
         for attempt, resource in rows:
             billed.setdefault(attempt, set()).add(resource)
         return billed
-
-
-def quick_watch(eng: Engine, kind: str) -> None:
-    """Poll the cloud's VM states every 0.2 s instead of every 15-30 s."""
-    cloud = eng.runtime.driver.fleet.clouds[kind]
-    assert isinstance(cloud, LazyCloud)
-    cloud.cloud.poll_interval_s = 0.2  # type: ignore[attr-defined]
 
 
 async def test_a_job_runs_on_a_gce_vm_booted_by_its_startup_script(
@@ -222,30 +184,7 @@ async def test_a_new_driver_deletes_the_vms_no_driver_knows(tmp_path: Path) -> N
 async def test_a_job_runs_on_an_azure_vm_booted_by_its_custom_data(tmp_path: Path) -> None:
     state = FakeAzure(vm_root=tmp_path / "vms")
     async with serve(state) as base_url, engine(f"sqlite:///{tmp_path}/lb.db") as eng:
-        created = await pools.create_pool(
-            eng.db,
-            PoolConfig(
-                name="az",
-                cloud="azure",
-                worker_cores_mcpu=4000,
-                max_instances=1,
-                max_live_instances=1,
-                config={
-                    "subscription_id": "sub-1",
-                    "resource_group": "rg-lab",
-                    "location": "westeurope",
-                    "vm_size": "Standard_D4s_v5",
-                    "subnet_id": (
-                        "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
-                        "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
-                    ),
-                    "allow_from": ALLOW,
-                    "ssh_public_key": "ssh-ed25519 AAAA lab",
-                    "worker_port": free_port(),
-                    "base_url": base_url,
-                },
-            ),
-        )
+        created = await pools.create_pool(eng.db, azure_pool(base_url))
         assert created.machine_type == "Standard_D4s_v5" and created.regions == ("westeurope",)
         batch_id = await eng.submit(
             "version: 1\njobs:\n  - {name: hi, pool: az, command: 'echo hello from azure'}\n"

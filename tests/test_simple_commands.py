@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from app.protocol import JobResult, Outcome
 from app.worker.simple import simple_words
-from tests.worker_helpers import Driver, WorkerProcess, connect, job, start_worker
-
-
-@pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[WorkerProcess]:
-    agent = await start_worker(tmp_path)
-    yield agent
-    await agent.stop()
-
-
-@pytest.fixture
-async def driver(worker: WorkerProcess) -> AsyncIterator[Driver]:
-    client = await connect(worker)
-    yield client
-    await client.close()
+from tests.worker_helpers import Driver, WorkerProcess, job
 
 
 @pytest.mark.parametrize(

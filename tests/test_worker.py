@@ -8,7 +8,6 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -46,20 +45,6 @@ from tests.worker_helpers import (
     read_pids,
     start_worker,
 )
-
-
-@pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[WorkerProcess]:
-    agent = await start_worker(tmp_path)
-    yield agent
-    await agent.stop()
-
-
-@pytest.fixture
-async def driver(worker: WorkerProcess) -> AsyncIterator[Driver]:
-    client = await connect(worker)
-    yield client
-    await client.close()
 
 
 def batch_dir(worker: WorkerProcess, batch_id: int = 1) -> Path:

@@ -41,13 +41,6 @@ async def worker(tmp_path: Path) -> AsyncIterator[WorkerProcess]:
     await started.stop()
 
 
-@pytest.fixture
-async def driver(worker: WorkerProcess) -> AsyncIterator[Driver]:
-    connected = await connect(worker)
-    yield connected
-    await connected.close()
-
-
 async def test_job_environment_is_minimal(driver: Driver) -> None:
     # a spec's env cannot move LABBATCH_SCRATCH, which the leftover sweep goes by
     await driver.schedule(job(1, "env -0", env={"MY_VAR": "x", "LABBATCH_SCRATCH": "/elsewhere"}))

@@ -14,14 +14,12 @@ from sqlalchemy import select
 
 from app.cli.main import main as labbatch_main
 from app.engine.workers import pools
-from app.engine.workers.pools import PoolConfig
 from app.models.tables import Instance
 from tests.clouds.fake_azure import FakeAzure, serve
 from tests.clouds.fake_gce import FakeGce, serving
-from tests.clouds.fake_vm import free_port
+from tests.clouds.pool_helpers import azure_pool, gce_pool, quick_watch
 from tests.engine_helpers import Engine, engine, until
 from tests.test_cli import labbatch
-from tests.test_cloud_pools import ALLOW, gce_pool, quick_watch
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -199,31 +197,6 @@ async def test_a_pool_whose_vms_never_boot_says_why_in_pool_show(
         shown = await pool_show(db_url, "gce", capsys)
         assert "last failure to start a worker" in shown and "boot deadline of 3s" in shown
         assert "--boot-deadline" in shown and "| SeaBIOS" in shown, shown
-
-
-def azure_pool(base_url: str, **changes: Any) -> PoolConfig:
-    pool = PoolConfig(
-        name="az",
-        cloud="azure",
-        worker_cores_mcpu=4000,
-        max_instances=1,
-        max_live_instances=1,
-        config={
-            "subscription_id": "sub-1",
-            "resource_group": "rg-lab",
-            "location": "westeurope",
-            "vm_size": "Standard_D4s_v5",
-            "subnet_id": (
-                "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
-                "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
-            ),
-            "allow_from": ALLOW,
-            "ssh_public_key": "ssh-ed25519 AAAA lab",
-            "worker_port": free_port(),
-            "base_url": base_url,
-        },
-    )
-    return replace(pool, **changes)
 
 
 async def test_an_azure_vm_that_never_boots_is_replaced_with_its_boot_log(

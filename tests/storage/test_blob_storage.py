@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 import yarl
 
-from app.clouds.azure.storage import BlobSettings, BlobStorage
+from app.clouds.azure.storage import BlobStorage
 from app.errors import CloudError, NotFoundError
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
-    AZURITE_API_VERSION,
-    AZURITE_KEY,
     Azurite,
-    azurite,
 )
-
-__all__ = ["azurite"]
-
-
-def blob_storage(server: Azurite) -> BlobStorage:
-    """The storage of an Azure pool whose account is Azurite's, signing with its account key."""
-    return BlobStorage(
-        BlobSettings(endpoint=server.account_url, api_version=AZURITE_API_VERSION),
-        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
-    )
-
-
-def new_container(storage: BlobStorage) -> str:
-    """A fresh container in Azurite; returns its az:// location."""
-    name = f"c{uuid.uuid4().hex[:12]}"
-    storage.service(AZURITE_ACCOUNT).create_container(name)
-    return f"az://{AZURITE_ACCOUNT}/{name}"
+from tests.storage.helpers import blob_storage, new_container
 
 
 async def test_sas_urls_read_and_write_exactly_one_blob(azurite: Azurite) -> None:

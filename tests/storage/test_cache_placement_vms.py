@@ -15,13 +15,12 @@ from app.engine.batches import file_store, frontend
 from app.engine.worker_caches import read_worker_caches
 from app.engine.workers import pools
 from app.models.tables import InstanceState
+from tests.clouds.pool_helpers import fake_gce, gce_pool
 from tests.engine_helpers import Engine, engine, until
-from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
-from tests.test_cloud_pools import fake_gce, gce_pool
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
 from tests.test_files_cli import labbatch
 
-__all__ = ["gcs_emulator"]
 pytestmark = pytest.mark.timeout(150)
 
 BLOCKER = """
@@ -49,8 +48,8 @@ async def _ran_on(eng: Engine, batch_id: int, job: str) -> str:
 async def test_the_second_reader_lands_on_the_vm_that_caches_its_input(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     reference = b">chr1\n" + b"ACGT" * 50_000 + b"\n"
     storage.client().bucket(bucket).blob("in/ref.fa").upload_from_string(reference)
     location = f"gs://{bucket}/in/ref.fa"

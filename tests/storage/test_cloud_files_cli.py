@@ -17,7 +17,7 @@ from app.engine.workers import pools
 from app.engine.workers.pools import PoolConfig
 from app.models.db import open_database
 from app.models.spec import parse_dag_text
-from tests.clouds.fake_vm import free_port
+from tests.clouds.pool_helpers import azure_pool, gce_pool
 from tests.engine_helpers import USER
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
@@ -25,14 +25,9 @@ from tests.storage.emulators import (
     AZURITE_KEY,
     Azurite,
     Gcs,
-    azurite,
-    gcs_emulator,
 )
-from tests.storage.test_blob_storage import blob_storage, new_container
-from tests.storage.test_gcs_storage import _bucket, _storage
-from tests.test_cloud_pools import ALLOW, gce_pool
+from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
 
-__all__ = ["azurite", "gcs_emulator"]
 pytestmark = pytest.mark.timeout(120)
 
 PIPELINE = """
@@ -78,8 +73,8 @@ def _object(location: str, root: str) -> str:
 async def test_gcs_files_show_sizes_and_get_copies_one_here(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     root = f"gs://{bucket}"
     pool = gce_pool("http://127.0.0.1:9")
     pool.config["storage"] = {"endpoint": gcs_emulator.endpoint}
@@ -142,28 +137,11 @@ async def test_azure_files_show_sizes_and_get_copies_one_here(
     monkeypatch.setenv("AZURE_STORAGE_KEY", AZURITE_KEY)  # account-key access (Azurite)
     storage = blob_storage(azurite)
     root = new_container(storage)
-    config = {
-        "subscription_id": "sub-1",
-        "resource_group": "rg-lab",
-        "location": "westeurope",
-        "vm_size": "Standard_D4s_v5",
-        "subnet_id": (
-            "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
-            "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
-        ),
-        "allow_from": ALLOW,
-        "ssh_public_key": "ssh-ed25519 AAAA lab",
-        "worker_port": free_port(),
-        "base_url": "http://127.0.0.1:9",
-        "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION},
-    }
-    pool = PoolConfig(
-        name="az",
-        cloud="azure",
-        worker_cores_mcpu=4000,
-        max_instances=1,
-        max_live_instances=1,
-        config=config,
+    pool = azure_pool(
+        "http://127.0.0.1:9",
+        extra_config={
+            "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION}
+        },
         scratch=f"{root}/scratch",
     )
     db = f"sqlite:///{tmp_path}/lb.db"

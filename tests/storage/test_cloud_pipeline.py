@@ -11,9 +11,8 @@ import pytest
 
 from app.engine.batches import frontend
 from app.engine.workers import pools
-from app.engine.workers.pools import PoolConfig
 from tests.clouds.fake_azure import FakeAzure, serve
-from tests.clouds.fake_vm import free_port
+from tests.clouds.pool_helpers import azure_pool, fake_gce, gce_pool
 from tests.engine_helpers import engine
 from tests.storage.emulators import (
     AZURITE_ACCOUNT,
@@ -21,14 +20,9 @@ from tests.storage.emulators import (
     AZURITE_KEY,
     Azurite,
     Gcs,
-    azurite,
-    gcs_emulator,
 )
-from tests.storage.test_blob_storage import blob_storage, new_container
-from tests.storage.test_gcs_storage import _bucket, _storage
-from tests.test_cloud_pools import ALLOW, fake_gce, gce_pool
+from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
 
-__all__ = ["azurite", "gcs_emulator"]
 pytestmark = pytest.mark.timeout(120)
 
 PIPELINE = """
@@ -65,8 +59,8 @@ outputs:
 async def test_a_pipeline_reads_and_writes_a_bucket_on_gce_vms(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     reference = b">chr1\nACGTACGTTT\nGGGACGT\n"
     storage.client().bucket(bucket).blob("in/ref.fa").upload_from_string(reference)
     async with fake_gce(tmp_path) as (_gce, endpoint), engine(f"sqlite:///{tmp_path}/lb.db") as eng:
@@ -103,28 +97,12 @@ async def test_the_same_pipeline_on_azure_vms_against_azurite(
     container.upload_blob("in/ref.fa", reference)
     state = FakeAzure(vm_root=tmp_path / "vms")
     async with serve(state) as base_url, engine(f"sqlite:///{tmp_path}/lb.db") as eng:
-        config = {
-            "subscription_id": "sub-1",
-            "resource_group": "rg-lab",
-            "location": "westeurope",
-            "vm_size": "Standard_D4s_v5",
-            "subnet_id": (
-                "/subscriptions/sub-1/resourceGroups/rg-lab/providers/"
-                "Microsoft.Network/virtualNetworks/vnet-lab/subnets/workers"
-            ),
-            "allow_from": ALLOW,
-            "ssh_public_key": "ssh-ed25519 AAAA lab",
-            "worker_port": free_port(),
-            "base_url": base_url,
-            "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION},
-        }
-        pool = PoolConfig(
+        pool = azure_pool(
+            base_url,
+            extra_config={
+                "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION}
+            },
             name="gce",  # the pipeline's pool name; an Azure pool here
-            cloud="azure",
-            worker_cores_mcpu=4000,
-            max_instances=1,
-            max_live_instances=1,
-            config=config,
             scratch=f"{root}/scratch",
         )
         await pools.create_pool(eng.db, pool)

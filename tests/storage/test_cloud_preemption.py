@@ -10,12 +10,11 @@ import pytest
 
 from app.engine.batches import frontend
 from app.engine.workers import pools
+from tests.clouds.pool_helpers import fake_gce, gce_pool, quick_watch
 from tests.engine_helpers import engine, until
-from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
-from tests.test_cloud_pools import fake_gce, gce_pool, quick_watch
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
 
-__all__ = ["gcs_emulator"]
 pytestmark = pytest.mark.timeout(120)
 
 PIPELINE = """
@@ -41,8 +40,8 @@ outputs:
 async def test_a_child_preempted_reruns_on_a_new_vm_from_the_bucket(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     async with fake_gce(tmp_path) as (gce, endpoint), engine(f"sqlite:///{tmp_path}/lb.db") as eng:
         pool = gce_pool(endpoint, spot=True)
         pool.config["storage"] = {"endpoint": gcs_emulator.endpoint}

@@ -21,14 +21,15 @@ from tests.storage.emulators import (
     AZURITE_KEY,
     Azurite,
     Gcs,
-    azurite,
-    gcs_emulator,
 )
-from tests.storage.test_blob_storage import blob_storage, new_container
-from tests.storage.test_gcs_storage import _bucket, _storage
-from tests.storage.test_scratch_check import _gce
+from tests.storage.helpers import (
+    blob_storage,
+    gce_scratch_pool,
+    gcs_storage,
+    new_bucket,
+    new_container,
+)
 
-__all__ = ["azurite", "gcs_emulator"]
 pytestmark = pytest.mark.timeout(120)
 HOUR_S = 3600.0
 
@@ -52,12 +53,12 @@ async def _batch(
 async def test_gcs_sweep_removes_deleted_and_expired_batches_a_bounded_pass_at_a_time(
     gcs_emulator: Gcs, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     now = time.time()
     db = await open_database(f"sqlite:///{tmp_path}/lb.db")
     try:
-        pool = replace(_gce(gcs_emulator, f"gs://{bucket}/lab"), retention_s=HOUR_S)
+        pool = replace(gce_scratch_pool(gcs_emulator, f"gs://{bucket}/lab"), retention_s=HOUR_S)
         await pools.create_pool(db, pool)
         # a second pool whose bucket went away: the sweep says so and goes on with the first
         await pools.create_pool(db, replace(pool, name="a-gone"))
@@ -154,11 +155,11 @@ async def test_azure_sweep_removes_a_deleted_batch_and_keeps_a_running_one(
 async def test_the_driver_sweeps_cloud_scratch_when_it_starts(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
+    from tests.clouds.pool_helpers import fake_gce, gce_pool
     from tests.engine_helpers import engine, until
-    from tests.test_cloud_pools import fake_gce, gce_pool
 
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     url = f"sqlite:///{tmp_path}/lb.db"
     async with fake_gce(tmp_path) as (_gce, endpoint), engine(url, start=False) as eng:
         pool = gce_pool(endpoint)

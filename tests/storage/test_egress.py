@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from app.engine.billing.egress import egress_warnings
-from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
-
-__all__ = ["gcs_emulator"]
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
 
 
 async def test_egress_warnings_for_other_regions_and_clouds(gcs_emulator: Gcs) -> None:
-    bucket = _bucket(_storage(gcs_emulator))  # the emulator's buckets live in "US"
+    bucket = new_bucket(gcs_storage(gcs_emulator))  # the emulator's buckets live in "US"
     config = {"project": "test", "storage": {"endpoint": gcs_emulator.endpoint}}
     files = [
         f"gs://{bucket}/in/ref.fa",

@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 import yarl
 from google.auth.credentials import AnonymousCredentials
-from google.oauth2 import service_account
 
 from app.clouds.gcp.storage import GcsSettings, GcsStorage
 from app.errors import CloudError, NotFoundError
-from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.keys import SA_EMAIL, fake_iam, service_account_info, sign
-
-__all__ = ["gcs_emulator"]
-
-
-def _storage(gcs: Gcs, **settings: str) -> GcsStorage:
-    sa = service_account.Credentials.from_service_account_info(service_account_info())
-    return GcsStorage(
-        GcsSettings(project="test", endpoint=gcs.endpoint, **settings), credentials=sa
-    )
-
-
-def _bucket(storage: GcsStorage) -> str:
-    name = f"b-{uuid.uuid4().hex[:12]}"
-    storage.client().create_bucket(name)
-    return name
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
+from tests.storage.keys import SA_EMAIL, fake_iam, sign
 
 
 async def test_signed_urls_read_and_write_exactly_one_object(gcs_emulator: Gcs) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     put = await storage.sign_put(f"gs://{bucket}/runs/a b.txt", ttl_s=600)
     get = await storage.sign_get(f"gs://{bucket}/runs/a b.txt", ttl_s=600)
     assert "X-Goog-Signature" in put.url and put.public == f"gs://{bucket}/runs/a b.txt"
@@ -86,14 +70,14 @@ async def test_credentials_that_cannot_sign_say_what_to_set(gcs_emulator: Gcs) -
     with pytest.raises(CloudError, match="signing_service_account"):
         await storage.sign_get("gs://bkt/obj", ttl_s=60)
     with pytest.raises(CloudError, match="names no object"):
-        await _storage(gcs_emulator).sign_get("gs://bkt/dir/", ttl_s=60)
+        await gcs_storage(gcs_emulator).sign_get("gs://bkt/dir/", ttl_s=60)
     with pytest.raises(CloudError, match="not a gs:// location"):
-        await _storage(gcs_emulator).sign_get("az://acct/cont/x", ttl_s=60)
+        await gcs_storage(gcs_emulator).sign_get("az://acct/cont/x", ttl_s=60)
 
 
 async def test_stat_of_a_missing_object_and_delete_prefix(gcs_emulator: Gcs) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     with pytest.raises(NotFoundError, match=f"gs://{bucket}/nope"):
         await storage.stat(f"gs://{bucket}/nope")
     b = storage.client().bucket(bucket)
@@ -107,8 +91,8 @@ async def test_stat_of_a_missing_object_and_delete_prefix(gcs_emulator: Gcs) -> 
 
 
 async def test_scratch_check_says_what_is_wrong(gcs_emulator: Gcs) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     ok = await storage.check_scratch(f"gs://{bucket}/scratch", region="us-central1")
     assert ok.ok and ok.warnings == () and ok.region == "us"
     far = await storage.check_scratch(f"gs://{bucket}/scratch", region="europe-west1")
@@ -123,7 +107,7 @@ async def test_scratch_check_says_what_is_wrong(gcs_emulator: Gcs) -> None:
 
 
 async def test_requester_pays_project_goes_into_every_signed_url(gcs_emulator: Gcs) -> None:
-    storage = _storage(gcs_emulator, user_project="lab-billing")
+    storage = gcs_storage(gcs_emulator, user_project="lab-billing")
     for signed in (
         await storage.sign_get("gs://pays-bucket/ref.fa", 60),
         await storage.sign_put("gs://pays-bucket/out.txt", 60),

@@ -12,10 +12,9 @@ import aiohttp
 from app.worker.cache import FileCache
 from app.worker.remote import RemoteStats, fetch_inputs, save_outputs
 from app.worker.transfer import Tuning
-from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
 
-__all__ = ["gcs_emulator"]
 FAST = Tuning(chunk_bytes=1 << 20, backoff_s=0.01)
 
 
@@ -35,8 +34,8 @@ class Ft:
 async def test_second_attempt_reading_an_input_hits_the_cache(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     data = os.urandom(3 * (1 << 20))
     storage.client().bucket(bucket).blob("ref/genome.fa").upload_from_string(data)
     ref = f"gs://{bucket}/ref/genome.fa"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -17,12 +19,11 @@ import pytest
 from aiohttp import web
 
 from app.worker.transfer import TransferError, Tuning, download, upload
-from tests.storage.emulators import Gcs, gcs_emulator
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
 from tests.storage.proxy import Proxy, fail_nth, nth, proxy_to
-from tests.storage.test_gcs_storage import _bucket, _storage
 from tests.storage.test_transfer import Ft
 
-__all__ = ["gcs_emulator"]
 pytestmark = pytest.mark.timeout(60)
 CHUNK = 256 << 10
 TUNING = Tuning(
@@ -35,12 +36,27 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _big_file(tmp_path: Path) -> Path:
+    """A file of SIZE random bytes to upload."""
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(SIZE))
+    return src
+
+
+@asynccontextmanager
+async def _resumable_proxy(gcs: Gcs) -> AsyncIterator[tuple[Proxy, aiohttp.ClientSession]]:
+    """The fault proxy in front of the emulator, starting resumable sessions, and a session."""
+    async with proxy_to(gcs.endpoint) as proxy, aiohttp.ClientSession() as session:
+        proxy.gcs_resumable = True
+        yield proxy, session
+
+
 async def _upload_through(
     gcs: Gcs, proxy: Proxy, session: aiohttp.ClientSession, src: Path
 ) -> tuple[str, int]:
     """Upload ``src`` through the proxy; returns the object's location and the retries."""
-    storage = _storage(gcs)
-    where = f"gs://{_bucket(storage)}/out/big.bin"
+    storage = gcs_storage(gcs)
+    where = f"gs://{new_bucket(storage)}/out/big.bin"
     put = await storage.sign_put(where, 600)
     assert put.resumable_url is not None
     t = Ft(
@@ -54,7 +70,7 @@ async def _upload_through(
 
 def _stored(gcs: Gcs, where: str) -> bytes:
     bucket, _, name = where.removeprefix("gs://").partition("/")
-    data: bytes = _storage(gcs).client().bucket(bucket).blob(name).download_as_bytes()
+    data: bytes = gcs_storage(gcs).client().bucket(bucket).blob(name).download_as_bytes()
     return data
 
 
@@ -70,10 +86,8 @@ def _chunk_puts(proxy: Proxy) -> list[str]:
 async def test_a_large_output_goes_up_in_chunks_of_a_resumable_session(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(SIZE))
-    async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
-        proxy.gcs_resumable = True
+    src = _big_file(tmp_path)
+    async with _resumable_proxy(gcs_emulator) as (proxy, session):
         where, retries = await _upload_through(gcs_emulator, proxy, session, src)
     assert retries == 0
     assert _chunk_puts(proxy) == [
@@ -86,10 +100,8 @@ async def test_a_large_output_goes_up_in_chunks_of_a_resumable_session(
 async def test_a_503_after_the_store_took_a_chunk_resumes_without_sending_it_again(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(SIZE))
-    async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
-        proxy.gcs_resumable = True
+    src = _big_file(tmp_path)
+    async with _resumable_proxy(gcs_emulator) as (proxy, session):
         proxy.lose_answers.append(nth("PUT", 3, containing="upload_id"))
         where, retries = await _upload_through(gcs_emulator, proxy, session, src)
     assert retries == 1
@@ -103,10 +115,8 @@ async def test_a_503_after_the_store_took_a_chunk_resumes_without_sending_it_aga
 async def test_a_503_mid_upload_resends_only_the_chunk_it_lost(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(SIZE))
-    async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
-        proxy.gcs_resumable = True
+    src = _big_file(tmp_path)
+    async with _resumable_proxy(gcs_emulator) as (proxy, session):
         proxy.faults.append(fail_nth("PUT", 503, 4, containing="upload_id"))
         where, retries = await _upload_through(gcs_emulator, proxy, session, src)
     assert retries == 1
@@ -120,10 +130,8 @@ async def test_a_503_mid_upload_resends_only_the_chunk_it_lost(
 async def test_a_session_that_keeps_failing_is_cancelled_and_named(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(SIZE))
-    async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
-        proxy.gcs_resumable = True
+    src = _big_file(tmp_path)
+    async with _resumable_proxy(gcs_emulator) as (proxy, session):
         proxy.faults.append(
             lambda m, p: web.Response(status=503) if m == "PUT" and "upload_id" in p else None
         )
@@ -136,8 +144,7 @@ async def test_a_session_that_keeps_failing_is_cancelled_and_named(
 async def test_a_store_that_cannot_start_a_session_gets_one_put(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(SIZE))
+    src = _big_file(tmp_path)
     async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
         where, _ = await _upload_through(gcs_emulator, proxy, session, src)
     assert [(m, status) for m, _, status in proxy.seen] == [("POST", 501), ("PUT", 200)]
@@ -149,8 +156,8 @@ async def test_a_store_that_cannot_start_a_session_gets_one_put(
 async def test_a_download_cut_off_goes_on_from_the_byte_it_reached(
     gcs_emulator: Gcs, tmp_path: Path, size: int
 ) -> None:
-    storage = _storage(gcs_emulator)
-    where = f"gs://{_bucket(storage)}/in/ref.bin"
+    storage = gcs_storage(gcs_emulator)
+    where = f"gs://{new_bucket(storage)}/in/ref.bin"
     data = os.urandom(size)
     storage.client().bucket(where.split("/")[2]).blob("in/ref.bin").upload_from_string(data)
     stat = await storage.stat(where)
@@ -175,8 +182,7 @@ async def test_a_download_cut_off_goes_on_from_the_byte_it_reached(
 async def test_a_final_answer_with_another_hash_fails_the_upload(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(SIZE))
+    src = _big_file(tmp_path)
     last = f"{5 * CHUNK}-{SIZE - 1}/{SIZE}"
 
     def wrong_hash(method: str, path: str) -> web.StreamResponse | None:
@@ -184,8 +190,7 @@ async def test_a_final_answer_with_another_hash_fails_the_upload(
             return web.json_response({"md5Hash": "AAAAAAAAAAAAAAAAAAAAAA=="}, status=200)
         return None
 
-    async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
-        proxy.gcs_resumable = True
+    async with _resumable_proxy(gcs_emulator) as (proxy, session):
         proxy.faults.append(wrong_hash)
         with pytest.raises(TransferError, match="failed the integrity check: the store has MD5"):
             await _upload_through(gcs_emulator, proxy, session, src)

@@ -7,41 +7,29 @@ import pytest
 from app.engine.workers.pools import PoolConfig
 from app.engine.workers.scratch_check import check_scratch
 from app.errors import ConfigError
-from tests.storage.emulators import Azurite, Gcs, azurite, gcs_emulator
-from tests.storage.test_blob_storage import blob_storage, new_container
-from tests.storage.test_gcs_storage import _bucket, _storage
-
-__all__ = ["azurite", "gcs_emulator"]
-
-
-def _gce(gcs: Gcs, scratch: str | None, zone: str = "us-central1-a") -> PoolConfig:
-    config = {
-        "project": "test",
-        "zones": [zone],
-        "allow_from": ["203.0.113.7/32"],
-        "storage": {"endpoint": gcs.endpoint},
-    }
-    return PoolConfig(
-        name="gce",
-        cloud="gcp",
-        machine_type="e2-standard-2",
-        worker_cores_mcpu=2000,
-        config=config,
-        scratch=scratch,
-    )
+from tests.storage.emulators import Azurite, Gcs
+from tests.storage.helpers import (
+    blob_storage,
+    gce_scratch_pool,
+    gcs_storage,
+    new_bucket,
+    new_container,
+)
 
 
 async def test_gce_scratch_exists_is_writable_and_near(gcs_emulator: Gcs) -> None:
-    bucket = _bucket(_storage(gcs_emulator))
-    near = await check_scratch(_gce(gcs_emulator, f"gs://{bucket}/scratch"))
+    bucket = new_bucket(gcs_storage(gcs_emulator))
+    near = await check_scratch(gce_scratch_pool(gcs_emulator, f"gs://{bucket}/scratch"))
     assert near is not None and near.ok and near.warnings == ()
-    far = await check_scratch(_gce(gcs_emulator, f"gs://{bucket}/scratch", "europe-west4-b"))
+    far = await check_scratch(
+        gce_scratch_pool(gcs_emulator, f"gs://{bucket}/scratch", "europe-west4-b")
+    )
     assert far is not None and "egress" in far.warnings[0]
     with pytest.raises(ConfigError, match="no bucket named no-such-bucket"):
-        await check_scratch(_gce(gcs_emulator, "gs://no-such-bucket/scratch"))
+        await check_scratch(gce_scratch_pool(gcs_emulator, "gs://no-such-bucket/scratch"))
     with pytest.raises(ConfigError, match="keeps its files in gs://"):
-        await check_scratch(_gce(gcs_emulator, "/home/me/scratch"))
-    assert await check_scratch(_gce(gcs_emulator, None)) is None
+        await check_scratch(gce_scratch_pool(gcs_emulator, "/home/me/scratch"))
+    assert await check_scratch(gce_scratch_pool(gcs_emulator, None)) is None
 
 
 async def test_azure_scratch_in_a_missing_container_is_refused(

@@ -9,10 +9,8 @@ from types import SimpleNamespace
 from app.clouds.storage import storage_problems
 from app.engine.batches.signing import PoolStorages, Signer
 from app.protocol import FileTransfer, JobRun
-from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
-
-__all__ = ["gcs_emulator"]
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
 
 
 def _run(*inputs: FileTransfer, outputs: tuple[FileTransfer, ...] = ()) -> JobRun:
@@ -20,8 +18,8 @@ def _run(*inputs: FileTransfer, outputs: tuple[FileTransfer, ...] = ()) -> JobRu
 
 
 async def test_cloud_locations_become_signed_urls_with_their_stat(gcs_emulator: Gcs) -> None:
-    bucket = _bucket(_storage(gcs_emulator))
-    _storage(gcs_emulator).client().bucket(bucket).blob("ref.fa").upload_from_string(b"ACGT")
+    bucket = new_bucket(gcs_storage(gcs_emulator))
+    gcs_storage(gcs_emulator).client().bucket(bucket).blob("ref.fa").upload_from_string(b"ACGT")
     pools = {
         "gce": SimpleNamespace(
             cloud="gcp", config={"project": "test", "storage": {"endpoint": gcs_emulator.endpoint}}

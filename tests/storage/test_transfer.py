@@ -14,12 +14,10 @@ from aiohttp import web
 
 from app.clouds.base import SignedUrl
 from app.worker.transfer import TransferError, Tuning, download, upload
-from tests.storage.emulators import AZURITE_ACCOUNT, Azurite, Gcs, azurite, gcs_emulator
+from tests.storage.emulators import AZURITE_ACCOUNT, Azurite, Gcs
+from tests.storage.helpers import blob_storage, gcs_storage, new_bucket, new_container
 from tests.storage.proxy import fail_once, proxy_to
-from tests.storage.test_blob_storage import blob_storage, new_container
-from tests.storage.test_gcs_storage import _bucket, _storage
 
-__all__ = ["azurite", "gcs_emulator"]
 FAST = Tuning(
     chunk_bytes=1 << 20,
     block_bytes=1 << 20,
@@ -61,8 +59,8 @@ def _assert_secret_free(text: str, signed: SignedUrl) -> None:
 async def test_gcs_round_trip_through_signed_urls(
     gcs_emulator: Gcs, tmp_path: Path, size: int
 ) -> None:
-    storage = _storage(gcs_emulator)
-    where = f"gs://{_bucket(storage)}/out/data.bin"
+    storage = gcs_storage(gcs_emulator)
+    where = f"gs://{new_bucket(storage)}/out/data.bin"
     src, back = tmp_path / "src.bin", tmp_path / "in" / "data.bin"
     digest = _file(src, size)
     async with aiohttp.ClientSession() as session:
@@ -98,8 +96,8 @@ async def test_azure_round_trip_through_sas_urls(
 
 
 async def test_a_transient_503_on_an_upload_is_retried(gcs_emulator: Gcs, tmp_path: Path) -> None:
-    storage = _storage(gcs_emulator)
-    where = f"gs://{_bucket(storage)}/out/x.bin"
+    storage = gcs_storage(gcs_emulator)
+    where = f"gs://{new_bucket(storage)}/out/x.bin"
     src = tmp_path / "x.bin"
     digest = _file(src, 4096)
     async with proxy_to(gcs_emulator.endpoint) as proxy, aiohttp.ClientSession() as session:
@@ -141,8 +139,8 @@ async def test_azure_block_retried_alone_and_persistent_failure_named(
 
 
 async def test_integrity_failure_is_detected(gcs_emulator: Gcs, tmp_path: Path) -> None:
-    storage = _storage(gcs_emulator)
-    where = f"gs://{_bucket(storage)}/in/ref.fa"
+    storage = gcs_storage(gcs_emulator)
+    where = f"gs://{new_bucket(storage)}/in/ref.fa"
     storage.client().bucket(where.split("/")[2]).blob("in/ref.fa").upload_from_string(b"ACGT" * 99)
     stat = await storage.stat(where)
     get = await storage.sign_get(where, 600)

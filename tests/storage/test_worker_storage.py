@@ -7,18 +7,16 @@ import os
 from pathlib import Path
 
 from app.protocol import FileTransfer, Heartbeat, JobRun, Outcome
-from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
+from tests.storage.emulators import Gcs
+from tests.storage.helpers import gcs_storage, new_bucket
 from tests.worker_helpers import connect, job, start_worker
-
-__all__ = ["gcs_emulator"]
 
 
 async def test_jobs_read_and_write_the_bucket_and_the_second_read_is_a_cache_hit(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     data = os.urandom(2 << 20)
     storage.client().bucket(bucket).blob("ref/genome.fa").upload_from_string(data)
     ref = f"gs://{bucket}/ref/genome.fa"
@@ -66,8 +64,8 @@ async def test_jobs_read_and_write_the_bucket_and_the_second_read_is_a_cache_hit
 async def test_heartbeats_tell_the_driver_which_inputs_the_cache_holds(
     gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    storage = _storage(gcs_emulator)
-    bucket = _bucket(storage)
+    storage = gcs_storage(gcs_emulator)
+    bucket = new_bucket(storage)
     storage.client().bucket(bucket).blob("ref.fa").upload_from_string(b"ACGT" * 1000)
     stat = await storage.stat(f"gs://{bucket}/ref.fa")
     get = await storage.sign_get(f"gs://{bucket}/ref.fa", 600)

@@ -11,7 +11,7 @@ import pytest
 from app.views.pool_dialog import ERROR_COLOR, WARNING_COLOR, NewPoolDialog
 from tests.clouds.fake_gce import FakeGce, serving
 from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
+from tests.storage.helpers import gcs_storage, new_bucket
 from tests.views.conftest import until
 from tests.views.test_pool_dialog import fill, new_pool_dialog, open_panel, refused, stored
 
@@ -30,7 +30,7 @@ def _gce(dialog: NewPoolDialog, gce_url: str, gcs: Gcs, zone: str) -> None:
 async def test_a_missing_bucket_is_refused_and_a_far_one_warned_about(
     lb_home: Path, gcs_emulator: Gcs
 ) -> None:
-    bucket = _bucket(_storage(gcs_emulator))  # the emulator's buckets live in "US"
+    bucket = new_bucket(gcs_storage(gcs_emulator))  # the emulator's buckets live in "US"
     async with serving(FakeGce()) as gce_url, open_panel() as (panel, service):
         dialog = new_pool_dialog(panel)
         assert dialog.scratch.isHidden()  # local pools keep files in the data dir
@@ -61,7 +61,7 @@ async def test_a_missing_bucket_is_refused_and_a_far_one_warned_about(
 
 
 async def test_a_near_bucket_creates_the_pool_at_once(lb_home: Path, gcs_emulator: Gcs) -> None:
-    bucket = _bucket(_storage(gcs_emulator))
+    bucket = new_bucket(gcs_storage(gcs_emulator))
     async with serving(FakeGce()) as gce_url, open_panel() as (panel, service):
         dialog = new_pool_dialog(panel)
         _gce(dialog, gce_url, gcs_emulator, "us-central1-a")

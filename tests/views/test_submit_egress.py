@@ -11,7 +11,7 @@ from app.engine.workers.pools import PoolConfig, create_pool
 from app.views.bridge import EngineBridge
 from app.views.submit import SubmitDialog, SubmitFlow
 from tests.storage.emulators import Gcs, gcs_emulator
-from tests.storage.test_gcs_storage import _bucket, _storage
+from tests.storage.helpers import gcs_storage, new_bucket
 from tests.views.conftest import answer_dialogs, until
 
 __all__ = ["gcs_emulator"]
@@ -35,7 +35,7 @@ def _dag(tmp_path: Path, reference: str) -> Path:
 async def test_a_bucket_in_another_region_than_the_pool_is_warned_about(
     bridge: EngineBridge, gcs_emulator: Gcs, tmp_path: Path
 ) -> None:
-    bucket = _bucket(_storage(gcs_emulator))  # the emulator's buckets live in "US"
+    bucket = new_bucket(gcs_storage(gcs_emulator))  # the emulator's buckets live in "US"
     config = {
         "project": "test",
         "zones": ["europe-west1-b"],
