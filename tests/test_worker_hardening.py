@@ -89,7 +89,8 @@ async def test_killed_worker_takes_its_jobs_along(worker: WorkerProcess, driver:
     await driver.schedule(job(1, f"sleep 60 & echo $$ > {pids_path}; echo $! >> {pids_path}; wait"))
     await poll(lambda: len(read_pids(pids_path)) == 2)
     worker.proc.send_signal(signal.SIGKILL)
-    await poll(lambda: all(process_gone(pid) for pid in read_pids(pids_path)), timeout_s=1.0)
+    # The guard acts on end-of-file at once; the deadline only absorbs a loaded CI machine.
+    await poll(lambda: all(process_gone(pid) for pid in read_pids(pids_path)), timeout_s=5.0)
 
 
 async def test_a_new_worker_kills_what_the_last_one_left(tmp_path: Path) -> None:
