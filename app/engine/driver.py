@@ -290,7 +290,7 @@ class Driver:
         completions costs one commit in all.
         """
         healthy = [i for i in self.instances.values() if i.healthy]
-        if not self._results and not self._starts and not _room_for_a_job(healthy):
+        if not self._results and not self._starts and not _room_for_a_job(healthy, time.time()):
             # Nothing to store and nowhere to place: under a stream of short jobs a third of
             # the passes were such empty transactions (the poke after each placing pass).
             return
@@ -349,6 +349,7 @@ class Driver:
             inst = self.instances.get(name)
             key = result.ref.key()
             if inst is not None:
+                inst.ran(result.start_time, result.end_time)
                 assignment = inst.release(key, now)
                 if assignment is not None:
                     released.append((inst, assignment))
@@ -578,9 +579,10 @@ class Driver:
             )
 
 
-def _room_for_a_job(instances: list[LiveInstance]) -> bool:
-    """Whether some instance has the cores of the smallest job free (else no pool places)."""
-    return any(i.free_mcpu >= MIN_JOB_MCPU for i in instances)
+def _room_for_a_job(instances: list[LiveInstance], now: float) -> bool:
+    """Whether some instance has the cores of the smallest job free, or may queue it (else no
+    pool places)."""
+    return any(i.free_mcpu + i.queue_mcpu(now) >= MIN_JOB_MCPU for i in instances)
 
 
 def _with(pool: PoolConfig, changes: Mapping[str, Any]) -> PoolConfig:

@@ -130,7 +130,12 @@ def plan_pool(
     """Fair share among the pool's users (or only ``only_user``'s jobs: see sharing.py),
     best fit on its healthy instances."""
     result = PoolPlan()
-    free_mcpu = sum(max(0, i.free_mcpu) for i in instances)
+    free = {i.name: max(0, i.free_mcpu) for i in instances}
+    if all(f < MIN_JOB_MCPU for f in free.values()):
+        # Every instance is full: those running a stream of short jobs may take more for
+        # their workers to queue (see QUEUE_FACTOR), so no core waits for the next pass.
+        free = {i.name: max(0, i.free_mcpu + i.queue_mcpu(now)) for i in instances}
+    free_mcpu = sum(free.values())
     if free_mcpu < MIN_JOB_MCPU:
         return result
     ready = demand.current(conn, pool.name, refresh=refresh, now=now)
@@ -175,7 +180,7 @@ def plan_pool(
         ]
         queues[user] = UserQueue(users[user][0], users[user][1], cut_head(jobs, budget))
     capacities = [
-        Capacity(i.name, max(0, i.free_mcpu), _place_of(pool, i), cores_mcpu=i.cores_mcpu)
+        Capacity(i.name, free[i.name], _place_of(pool, i), cores_mcpu=i.cores_mcpu)
         for i in instances
     ]
     plan = plan_pass(queues, capacities, deficits)
@@ -186,7 +191,7 @@ def plan_pool(
         row = rows[key]
         demand.placed(row.user, row.cores_mcpu)
         result.placed[instance_name].append(
-            Assignment(build_run(details[key], row.last_attempt + 1), row.user)
+            Assignment(build_run(details[key], row.last_attempt + 1), row.user, placed_at=now)
         )
     result.pending.update(plan.pending)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,18 @@ from app.protocol import JobRun
 
 _jobs = jobs_table
 
+# Under a stream of short jobs a worker's cores sat idle for the driver's round trip between
+# one job's end and the next one's start (store the result, place, send). While an instance's
+# recent attempts all ran under SHORT_ATTEMPT_S, and none of what it holds was placed more than
+# QUEUE_MAX_AGE_S ago, the driver may place up to QUEUE_FACTOR times its cores beyond them, and
+# only once every instance of the pool is full; its worker queues them in order and starts each
+# the moment a core frees. The bound on the harm: a queue of at most that much may wait behind
+# jobs that turned out long, for as long as QUEUE_MAX_AGE_S let them pile up.
+SHORT_ATTEMPT_S = 0.25
+SHORT_STREAK = 8  # attempts in a row under SHORT_ATTEMPT_S before the instance may queue
+QUEUE_FACTOR = 4
+QUEUE_MAX_AGE_S = 1.0
+
 
 @dataclass(slots=True)
 class Assignment:
@@ -35,6 +48,7 @@ class Assignment:
     run: JobRun
     user: str
     sent_on: int | None = None
+    placed_at: float = field(default_factory=time.time)
 
 
 @dataclass(eq=False)
@@ -64,6 +78,7 @@ class LiveInstance:
     reserved_user: str | None = None
     served: bool = False
     assigned: dict[tuple[int, int, int], Assignment] = field(default_factory=dict)
+    short_streak: int = 0  # attempts in a row that ran under SHORT_ATTEMPT_S
 
     @property
     def used_mcpu(self) -> int:
@@ -72,6 +87,20 @@ class LiveInstance:
     @property
     def free_mcpu(self) -> int:
         return self.cores_mcpu - self.used_mcpu
+
+    def queue_mcpu(self, now: float) -> int:
+        """Cores the driver may place beyond this instance's own, for its worker to queue."""
+        if self.short_streak < SHORT_STREAK:
+            return 0
+        oldest = next(iter(self.assigned.values()), None)  # dicts keep placing order
+        if oldest is not None and now - oldest.placed_at > QUEUE_MAX_AGE_S:
+            return 0
+        return QUEUE_FACTOR * self.cores_mcpu
+
+    def ran(self, start_time: float | None, end_time: float) -> None:
+        """An attempt of this instance ended: keep the streak of short ones."""
+        short = start_time is not None and end_time - start_time < SHORT_ATTEMPT_S
+        self.short_streak = self.short_streak + 1 if short else 0
 
     @property
     def live(self) -> bool:
