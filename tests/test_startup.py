@@ -21,6 +21,8 @@ READS_NEVER_LOAD = (
 RUN_NEVER_LOADS = (
     # partial indexes state PostgreSQL's WHERE only when the schema is created there
     *("sqlalchemy.dialects.postgresql", "asyncpg", "alembic", "PySide6", "app.views"),
+    # the driver speaks WebSocket to its workers itself: aiohttp reads two CA bundles at import
+    "aiohttp",
 )
 
 # Runs `labbatch ARGS` in a fresh interpreter, then prints which heavy packages it imported.

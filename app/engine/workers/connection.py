@@ -6,16 +6,25 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import aiohttp
-
+from app.engine.workers.websocket import (
+    OP_CLOSE,
+    OP_TEXT,
+    FingerprintMismatchError,
+    HandshakeError,
+    WebSocket,
+)
 from app.protocol import REPLACED_CLOSE_CODE, WS_PATH, Message, ProtocolError, bearer, decode
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("labbatch.connection")
 _ids = itertools.count(1)
 DIAL_TIMEOUT_S = 5.0  # TCP connect
 DIAL_TOTAL_TIMEOUT_S = 10.0  # connect, TLS handshake and WebSocket upgrade together
-_CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 def worker_url(address: str, path: str, tls_sha256: str | None) -> str:
@@ -26,7 +35,10 @@ def worker_url(address: str, path: str, tls_sha256: str | None) -> str:
 
 def pinned(tls_sha256: str | None) -> aiohttp.Fingerprint | bool:
     """What aiohttp checks of the worker's certificate: exactly the one the driver made for
-    it (no CA can vouch for a VM's fresh address), or nothing without TLS."""
+    it (no CA can vouch for a VM's fresh address), or nothing without TLS. For the HTTP calls
+    (logs, health probes) that go through aiohttp; the driver's WebSocket pins on its own."""
+    import aiohttp  # not on `labbatch run`'s path: its import reads two CA bundles
+
     return aiohttp.Fingerprint(bytes.fromhex(tls_sha256)) if tls_sha256 else True
 
 
@@ -37,16 +49,10 @@ class DialError(Exception):
 class WorkerConnection:
     """One open WebSocket to a worker; frames go to ``on_message``, the end to ``on_closed``."""
 
-    def __init__(
-        self,
-        instance_name: str,
-        ws: aiohttp.ClientWebSocketResponse,
-        session: aiohttp.ClientSession,
-    ) -> None:
+    def __init__(self, instance_name: str, ws: WebSocket) -> None:
         self.id = next(_ids)
         self.instance_name = instance_name
         self._ws = ws
-        self._session = session
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
@@ -54,36 +60,29 @@ class WorkerConnection:
         cls, instance_name: str, address: str, token: str, *, tls_sha256: str | None = None
     ) -> WorkerConnection:
         """Open the WebSocket; with ``tls_sha256`` over TLS, accepting only that certificate."""
-        # a worker that does not answer must not hang the driver: bound the connect
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=DIAL_TIMEOUT_S)
-        session = aiohttp.ClientSession(timeout=timeout)
         try:
-            # sock_connect bounds only the TCP connect: a worker that accepts and then stalls
+            # DIAL_TIMEOUT_S bounds only the TCP connect: a worker that accepts and then stalls
             # (a booting VM, a loaded machine) must not hold the dial, and its boot, forever
             async with asyncio.timeout(DIAL_TOTAL_TIMEOUT_S):
-                ws = await session.ws_connect(
-                    worker_url(address, WS_PATH, tls_sha256),
-                    ssl=pinned(tls_sha256),
-                    headers={"Authorization": bearer(token)},
-                    heartbeat=None,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                    max_msg_size=64 * 1024 * 1024,
-                    autoping=True,
+                ws = await WebSocket.connect(
+                    address,
+                    WS_PATH,
+                    {"Authorization": bearer(token)},
+                    tls_sha256=tls_sha256,
+                    connect_timeout_s=DIAL_TIMEOUT_S,
+                    max_size=MAX_MESSAGE_BYTES,
                 )
-        except aiohttp.ServerFingerprintMismatch as exc:
-            await session.close()
+        except FingerprintMismatchError as exc:
             raise DialError(
                 f"worker {instance_name} at {address} presented another certificate than the "
                 "one LabBatch made for it; not connecting"
             ) from exc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            await session.close()
+        except (HandshakeError, OSError, EOFError, TimeoutError, ValueError) as exc:
             reason = str(exc) or f"no answer within {DIAL_TOTAL_TIMEOUT_S:.0f}s"
+            if isinstance(exc, EOFError):
+                reason = "it closed the connection during the upgrade"
             raise DialError(f"cannot reach worker {instance_name} at {address}: {reason}") from exc
-        except asyncio.CancelledError:  # the driver stopped while dialling
-            await asyncio.shield(session.close())
-            raise
-        return cls(instance_name, ws, session)
+        return cls(instance_name, ws)
 
     def start(
         self,
@@ -99,25 +98,28 @@ class WorkerConnection:
         on_closed: Callable[[WorkerConnection], None],
     ) -> None:
         try:
-            while (frame := await self._ws.receive()).type not in _CLOSING:
-                if frame.type != aiohttp.WSMsgType.TEXT:
+            while True:
+                opcode, data = await self._ws.receive()
+                if opcode != OP_TEXT:
+                    if opcode < 0 or opcode == OP_CLOSE:
+                        break
                     continue
                 try:
-                    message = decode(frame.data)
-                except ProtocolError as exc:
+                    message = decode(data.decode())
+                except (ProtocolError, UnicodeDecodeError) as exc:
                     log.warning("worker %s sent a bad frame: %s", self.instance_name, exc)
                     continue
                 on_message(self, message)
-            if frame.type == aiohttp.WSMsgType.CLOSE and frame.data == REPLACED_CLOSE_CODE:
+            if self._ws.close_code == REPLACED_CLOSE_CODE:
                 log.warning(
                     "worker %s closed this driver's connection: another process holding its "
                     "token connected to it",
                     self.instance_name,
                 )
-        except (aiohttp.ClientError, OSError, asyncio.CancelledError):
+        except (OSError, asyncio.CancelledError):
             pass
         finally:
-            await self._session.close()
+            await self._ws.close(timeout_s=0)
             on_closed(self)
 
     @property
@@ -129,13 +131,15 @@ class WorkerConnection:
         if self._ws.closed:
             return False
         try:
-            await self._ws.send_str(message.to_json())
+            await self._ws.send_text(message.to_json())
             return True
-        except (aiohttp.ClientError, OSError, ConnectionError, RuntimeError):
+        except (OSError, RuntimeError):  # ConnectionError is an OSError
             return False
 
     async def close(self) -> None:
-        await self._ws.close()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
-        await self._session.close()
+        """Close (waiting up to 2 s for the worker's reply) and stop the reader."""
+        if self._reader is None:
+            await self._ws.close(timeout_s=0)
+            return
+        await self._ws.close(reader=True)
+        await asyncio.gather(self._reader, return_exceptions=True)

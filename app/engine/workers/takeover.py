@@ -13,8 +13,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-
 from app.engine.secrets import KEY_ENV, key_check
 from app.engine.workers.connection import pinned, worker_url
 from app.engine.workers.instances import live_instances, tls_pin
@@ -57,6 +55,8 @@ async def check_keys(db: Database, pools: Sequence[str]) -> None:
 
 async def _answers(address: str, tls_sha256: str | None) -> bool:
     """Whether a LabBatch worker answers at ``address`` (its health page needs no token)."""
+    import aiohttp  # only when another driver's workers are found: its import is heavy
+
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
     url = worker_url(address, HEALTH_PATH, tls_sha256)
     try:
