@@ -23,6 +23,8 @@ RUN_NEVER_LOADS = (
     *("sqlalchemy.dialects.postgresql", "asyncpg", "alembic", "PySide6", "app.views"),
     # the driver speaks WebSocket to its workers itself: aiohttp reads two CA bundles at import
     "aiohttp",
+    # SQLite runs on plain sqlite3 threads: no asyncio adapter, and so no ORM either
+    *("sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite"),
 )
 
 # Runs `labbatch ARGS` in a fresh interpreter, then prints which heavy packages it imported.

@@ -7,11 +7,11 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from sqlalchemy import (
     Column,
@@ -25,9 +25,11 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:  # loaded only for PostgreSQL (asyncpg): SQLite needs no asyncio adapter
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import ConfigError
 from app.models.paths import data_dir, owner_only
@@ -120,17 +122,154 @@ def _configure_sqlite(engine: Engine, *, begin: str) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get(SQLITE_BEGIN, begin))
 
 
+class ThreadConnection:
+    """SQLite: the part of SQLAlchemy's AsyncConnection this project uses, over a plain
+    sqlite3 connection whose calls run on reader threads. sqlalchemy.ext.asyncio (and its ORM)
+    and aiosqlite, a sixth of a command's start-up, then stay unloaded."""
+
+    def __init__(self, engine: Engine, executor: ThreadPoolExecutor) -> None:
+        self._engine = engine
+        self._executor = executor
+        self._conn: Connection | None = None
+        self._last: Future[Any] | None = None  # the newest call handed to a thread
+
+    def _call(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        # One call at a time per connection, in order, even when a caller was cancelled
+        # while its call still ran: the next one waits for it on its thread.
+        before = self._last
+
+        def in_order() -> T:
+            if before is not None:
+                wait([before])
+            return work()
+
+        self._last = future = self._executor.submit(in_order)
+        return asyncio.wrap_future(future)
+
+    @property
+    def sync(self) -> Connection:
+        assert self._conn is not None, "not connected"
+        return self._conn
+
+    async def open(self) -> ThreadConnection:
+        opening = self._call(self._engine.connect)
+        try:
+            self._conn = await opening
+        except asyncio.CancelledError:  # the thread may still open it: close it then
+            assert self._last is not None
+            self._last.add_done_callback(_close_opened)
+            raise
+        return self
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._call(conn.close)
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._engine.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Result[Any]:
+        """Run a statement; its rows come back fetched (as AsyncConnection buffers them)."""
+        conn = self.sync
+
+        def work() -> Result[Any]:
+            result = conn.execute(statement, parameters)
+            return result.freeze()() if result.returns_rows else result
+
+        return await self._call(work)
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        return (await self.execute(statement, parameters)).scalar()
+
+    async def run_sync(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        conn = self.sync
+        return await self._call(lambda: work(conn, *args, **kwargs))
+
+    async def execution_options(self, **options: Any) -> ThreadConnection:
+        conn = self.sync
+        await self._call(lambda: conn.execution_options(**options))
+        return self
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[ThreadConnection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        conn = self.sync
+        transaction = await self._call(conn.begin)
+        try:
+            yield self
+        except BaseException:
+            await self._call(transaction.rollback)
+            raise
+        await self._call(transaction.commit)
+
+    async def commit(self) -> None:
+        await self._call(self.sync.commit)
+
+    async def rollback(self) -> None:
+        await self._call(self.sync.rollback)
+
+
+def _close_opened(future: Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+class ThreadEngine:
+    """SQLite: connect/begin/dispose as AsyncEngine offers them, on reader threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.sync_engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="labbatch-db-read")
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.sync_engine.dialect
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[ThreadConnection]:
+        conn = await ThreadConnection(self.sync_engine, self._executor).open()
+        try:
+            yield conn
+        finally:
+            await asyncio.shield(conn.close())
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[ThreadConnection]:
+        async with self.connect() as conn, conn.begin():
+            yield conn
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` on a connection of its own, opened and closed on one thread."""
+
+        def whole() -> T:
+            with self.sync_engine.connect() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, whole)
+
+    async def dispose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.sync_engine.dispose)
+        self._executor.shutdown(wait=True)
+
+
+AnyEngine = Union["AsyncEngine", ThreadEngine]
+AnyConnection = Union["AsyncConnection", ThreadConnection]
+
+
 @dataclass
 class Database:
-    """An open database: the async engine and how to describe it.
+    """An open database: its engine and how to describe it.
 
     ``run`` executes a synchronous function in one transaction. On SQLite it runs on a
     private writer thread with the plain sqlite3 driver (one thread hop per transaction,
-    instead of one per statement); on PostgreSQL it runs through asyncpg with ``run_sync``.
-    Engine logic is therefore written once, as plain SQLAlchemy Core over a Connection.
+    instead of one per statement), and reads run on reader threads (ThreadEngine); on
+    PostgreSQL it runs through asyncpg with ``run_sync``. Engine logic is therefore written
+    once, as plain SQLAlchemy Core over a Connection.
     """
 
-    engine: AsyncEngine
+    engine: AnyEngine
     url: str
     sync_engine: Engine | None = None
     _writer: ThreadPoolExecutor | None = None
@@ -147,6 +286,8 @@ class Database:
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work(conn)`` on a read connection, off the writer (the driver's) thread."""
+        if isinstance(self.engine, ThreadEngine):
+            return await self.engine.read(work)
         async with self.engine.connect() as conn:
             return await conn.run_sync(work)
 
@@ -177,7 +318,7 @@ class Database:
         return describe_url(self.url)
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def begin(self) -> AsyncIterator[AnyConnection]:
         """A connection in one transaction (with SQLite's write lock), committed on success."""
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
@@ -185,7 +326,7 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
+    async def connect(self) -> AsyncIterator[AnyConnection]:
         """A connection for reads."""
         async with self.engine.connect() as conn:
             yield conn
@@ -244,7 +385,7 @@ def run_migrations(conn: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
-async def _seed(conn: AsyncConnection) -> None:
+async def _seed(conn: AnyConnection) -> None:
     now = time.time()
     if (await conn.execute(select(BillingProject.name).limit(1))).first() is None:
         await conn.execute(
@@ -288,26 +429,34 @@ async def _seed(conn: AsyncConnection) -> None:
 async def open_database(url: str | None = None, *, migrate: bool = True) -> Database:
     """Open (and by default upgrade) the database named by ``url``, LABBATCH_DB or the default."""
     resolved = resolve_url(url)
-    engine = create_async_engine(resolved, pool_pre_ping=False)
-    db = Database(engine=engine, url=resolved)
-    if engine.dialect.name == "sqlite":
-        # Reads (the async engine) begin deferred: a read abandoned halfway must not hold the
-        # write lock. The writer begins IMMEDIATE: a deferred transaction that reads and then
-        # writes fails with SQLITE_BUSY at once when another process writes; taking the write
-        # lock up front makes it wait (busy_timeout) instead.
+    engine: AnyEngine
+    if make_url(resolved).get_backend_name() == "sqlite":
+        # Reads begin deferred: a read abandoned halfway must not hold the write lock. The
+        # writer begins IMMEDIATE: a deferred transaction that reads and then writes fails
+        # with SQLITE_BUSY at once when another process writes; taking the write lock up
+        # front makes it wait (busy_timeout) instead.
+        sync_url = make_url(resolved).set(drivername="sqlite")
+        # A connection's calls hop reader threads (one at a time). The pool never makes a
+        # thread wait for a connection: that thread may be the one another holder needs.
+        threads = {"check_same_thread": False}
+        engine = ThreadEngine(create_engine(sync_url, connect_args=threads, max_overflow=-1))
         _configure_sqlite(engine.sync_engine, begin="BEGIN")
-        db.sync_engine = create_engine(make_url(resolved).set(drivername="sqlite"))
+        db = Database(engine=engine, url=resolved)
+        db.sync_engine = create_engine(sync_url)
         _configure_sqlite(db.sync_engine, begin="BEGIN IMMEDIATE")
         db._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labbatch-db")
+    else:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(resolved, pool_pre_ping=False)
+        db = Database(engine=engine, url=resolved)
     try:
         if migrate:
-            async with engine.connect() as conn:
-                conn = await conn.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
-                async with conn.begin():
-                    await conn.run_sync(_prepare_schema)
-                    await _seed(conn)
+            async with db.begin() as conn:
+                await conn.run_sync(_prepare_schema)
+                await _seed(conn)
     except (OperationalError, DBAPIError, OSError) as exc:
-        await engine.dispose()
+        await db.close()
         raise ConfigError(
             f"cannot open the database {describe_url(resolved)}: {_short(exc)}"
         ) from exc
