@@ -101,6 +101,15 @@ def test_a_one_job_run_on_sqlite_loads_only_what_it_uses(tmp_path) -> None:
         assert result["heavy"] == []
 
 
+def test_a_json_dag_is_run_without_yaml(tmp_path) -> None:
+    dag = tmp_path / "dag.json"
+    dag.write_text('{"version": 1, "name": "one", "jobs": [{"name": "a", "command": "true"}]}')
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    result = _run_cli("run", str(dag), "--db", db, heavy=("yaml", *RUN_NEVER_LOADS))
+    assert result["code"] == 0
+    assert result["heavy"] == []
+
+
 def test_the_tables_are_core_tables_without_the_orm() -> None:
     # ORM classes cost every command their mapping at import and an ORM pass per statement
     code = "import sys, app.models.tables; print('sqlalchemy.orm' in sys.modules)"
