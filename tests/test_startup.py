@@ -105,6 +105,15 @@ def test_a_one_job_run_on_sqlite_loads_only_what_it_uses(tmp_path) -> None:
         assert result["heavy"] == []
 
 
+def test_a_json_dag_is_run_without_yaml(tmp_path) -> None:
+    dag = tmp_path / "dag.json"
+    dag.write_text('{"version": 1, "name": "one", "jobs": [{"name": "a", "command": "true"}]}')
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    result = _run_cli("run", str(dag), "--db", db, heavy=("yaml", *RUN_NEVER_LOADS))
+    assert result["code"] == 0
+    assert result["heavy"] == []
+
+
 def test_the_tables_are_core_tables_without_the_orm() -> None:
     # ORM classes cost every command their mapping at import and an ORM pass per statement
     code = "import sys, app.models.tables; print('sqlalchemy.orm' in sys.modules)"
@@ -118,6 +127,23 @@ def test_validate_loads_no_database_code(tmp_path) -> None:
     result = _run_cli("validate", str(dag))
     assert result["code"] == 0
     assert [m for m in result["heavy"] if not m.startswith("asyncio")] == []  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "dag.yaml", "--workers", "2", "--json", "--db", "sqlite:///x.db"],
+        ["run", "script.py", "--", "--flag", "value"],
+        ["pool", "create", "burst", "--max", "3", "--spot"],
+        ["cost", "--by", "day"],
+        ["get", "1", "align.bam"],
+    ],
+)
+def test_a_command_line_parses_the_same_with_only_its_commands_parser(argv) -> None:
+    # `labbatch CMD ...` builds only CMD's parser (the others cost ~20 ms of start-up)
+    every = parsers.build_parser().parse_known_args(argv)
+    alone = parsers.build_parser(argv[0]).parse_known_args(argv)
+    assert (vars(alone[0]), alone[1]) == (vars(every[0]), every[1])
 
 
 def test_the_parsers_copies_of_engine_values_agree() -> None:

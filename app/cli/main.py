@@ -91,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     ends the process itself once it is done and everything is flushed: the interpreter's
     teardown of SQLAlchemy, aiohttp and friends cost a third of `labbatch status`'s CPU.
     """
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    # a command line that starts with its command needs no other command's parser
+    leading = arguments[0] if arguments and arguments[0] in COMMAND_MODULES else None
+    parser = build_parser(leading)
+    args, extra = parser.parse_known_args(arguments)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:  # `labbatch run SCRIPT.py [OPTIONS] [--] ARGS`: the script's own arguments

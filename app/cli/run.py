@@ -88,17 +88,22 @@ async def _drive(
         batch = await wait_for_batch(
             db, runtime.driver.bus, batch_id, progress=sys.stderr.isatty(), runtime=runtime
         )
-    except asyncio.CancelledError:
-        print(
-            f"\nlabbatch: interrupted: batch {batch_id} is left unfinished; "
-            f"`labbatch serve` carries it on, `labbatch cancel {batch_id}` stops it",
-            file=sys.stderr,
-        )
-        raise
-    finally:
+    except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError):
+            print(
+                f"\nlabbatch: interrupted: batch {batch_id} is left unfinished; "
+                f"`labbatch serve` carries it on, `labbatch cancel {batch_id}` stops it",
+                file=sys.stderr,
+            )
         await runtime.stop()
-    jobs = await frontend.list_jobs(db, batch_id)
-    staging = await file_store.attempt_staging(db, batch_id)
+        raise
+    # The report's reads overlap the stop, which mostly waits for the worker to exit.
+    stopping = asyncio.ensure_future(runtime.stop())
+    try:
+        jobs = await frontend.list_jobs(db, batch_id)
+        staging = await file_store.attempt_staging(db, batch_id)
+    finally:
+        await stopping
     report(batch, jobs, as_json=args.json, staging=staging)
     return EXIT_OK if batch.state == "success" else EXIT_FAILED
 
@@ -127,10 +132,13 @@ async def wait_for_batch(
     from app.engine.events import BatchChanged
 
     changed = asyncio.Event()
+    completed = asyncio.Event()  # ends the pause between redraws: the end is shown at once
 
     def on_event(event: object) -> None:
         if isinstance(event, BatchChanged) and event.batch_id == batch_id:
             changed.set()
+            if event.complete:
+                completed.set()
 
     unsubscribe = bus.subscribe(on_event)
     last_line = ""
@@ -153,7 +161,12 @@ async def wait_for_batch(
                 async with asyncio.timeout(1.0):
                     await changed.wait()
             changed.clear()
-            await asyncio.sleep(0.1 if progress else 0)  # at most ~10 progress redraws a second
+            if progress:  # at most ~10 redraws a second
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await completed.wait()
+            else:
+                await asyncio.sleep(0)
     finally:
         unsubscribe()
 

@@ -22,7 +22,8 @@ import yaml
 
 from app.errors import UserError
 from app.models.dag_parts import Edge, Position
-from app.models.dag_yaml import DataPath, TextSyntaxError, load_json, load_yaml, yaml_lines
+from app.models.dag_text import DataPath, TextSyntaxError, load_json
+from app.models.dag_yaml import load_yaml, yaml_lines
 from app.models.job_fields import BATCH_PARSERS, FORMAT_VERSION, JOB_PARSERS, describe
 from app.models.spec import DagFileError, Problem, read_dag_text
 

@@ -1,13 +1,12 @@
-"""The text of a DAG file: loading YAML or JSON into plain data, and finding the line of a path.
+"""YAML text as plain data, and the line of a data path in YAML (or JSON) text.
 
-Nothing here knows the DAG format; `app.models.spec` turns a `TextSyntaxError` into a problem.
+Imported only for a YAML file, or to locate problems (`dag_text` loads JSON without PyYAML).
 YAML is built from PyYAML's parser events, because its composer and constructor make loading
 five times slower; the full safe loader is used only for the features left to it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -26,56 +25,17 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
+from app.models.dag_text import DataPath, TextSyntaxError, over_limit
 from app.models.limits import (
     MAX_NESTING,
     MAX_STRING_CHARS,
     OverLimit,
-    json_int,
-    json_object,
-    too_deep,
     too_long_number,
     whole_number_problem,
-    yaml_limit_problem,
 )
-
-# The steps from the root of loaded data to one value, like ("jobs", 3, "cpu").
-DataPath = tuple[str | int, ...]
+from app.models.yaml_limits import yaml_limit_problem
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class TextSyntaxError(ValueError):
-    """Text that is not valid YAML or JSON; `line` is 1-based when known."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-
-
-def load_json(text: str) -> object:
-    """Load JSON text; raise TextSyntaxError (also for text over the limits)."""
-    try:
-        data = json.loads(text, object_pairs_hook=json_object, parse_int=json_int)
-        if too_deep(data):
-            raise OverLimit
-        return data
-    except json.JSONDecodeError as exc:
-        raise TextSyntaxError(f"invalid JSON: {exc.msg}", exc.lineno) from exc
-    except (OverLimit, RecursionError, ValueError) as exc:
-        raise _over_limit(text, exc) from None
-
-
-def _over_limit(text: str, exc: BaseException) -> TextSyntaxError:
-    """Say which limit the text breaks, and where (JSON is YAML too)."""
-    problem = yaml_limit_problem(text)
-    if problem is not None:
-        return TextSyntaxError(problem.message, problem.line)
-    if isinstance(exc, RecursionError):
-        return TextSyntaxError(f"nested more than {MAX_NESTING} levels deep")
-    if isinstance(exc, OverLimit):
-        return TextSyntaxError("a key is given twice, or a number is too long or too large")
-    return TextSyntaxError(f"invalid text: {exc}")
 
 
 def load_yaml(text: str) -> object:
@@ -92,7 +52,7 @@ def load_yaml(text: str) -> object:
     except TextSyntaxError:
         raise
     except (OverLimit, RecursionError) as exc:
-        raise _over_limit(text, exc) from None
+        raise over_limit(text, exc) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = ": ".join(part for part in (exc.context, exc.problem) if part)

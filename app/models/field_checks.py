@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.models.dag_yaml import DataPath
+from app.models.dag_text import DataPath
 
 MAX_JOB_NAME_CHARS = 100
 JOB_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.models.dag_yaml import DataPath
+from app.models.dag_text import DataPath
 from app.models.field_checks import (
     ENV_NAME_RE,
     JOB_NAME_RE,

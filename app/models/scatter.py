@@ -30,7 +30,7 @@ from app.models.field_checks import (
 from app.models.limits import MAX_ATTRIBUTE_VALUE_CHARS, MAX_VALUES_FILE_BYTES, read_regular_text
 
 if TYPE_CHECKING:
-    from app.models.dag_yaml import DataPath
+    from app.models.dag_text import DataPath
     from app.models.spec import JobSpec
 
 MAX_SCATTER_JOBS = 100_000  # per scatter job

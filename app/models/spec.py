@@ -6,7 +6,7 @@ problems is the text read again to find the line of each one. Messages number jo
 (`#3` is the third job of the file).
 
 This module holds the results, the public functions and the checks across jobs (names,
-dependencies, order); `job_fields` parses each field and `dag_yaml` reads the text.
+dependencies, order); `job_fields` parses each field and `dag_text` reads the text.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from app.errors import InvalidInputError
-from app.models.dag_yaml import DataPath, TextSyntaxError, load_json, load_yaml, yaml_lines
+from app.models.dag_text import DataPath, TextSyntaxError, load_text, text_lines
 from app.models.file_layout import check_layout
 from app.models.files import BatchInput, BatchOutput, OutputShape, read_files
 from app.models.job_fields import (
@@ -476,10 +476,10 @@ def parse_dag_text(
     """Parse and validate the text of a DAG file; `fmt` is "yaml" or "json"."""
     if fmt not in ("yaml", "json"):
         raise ValueError(f"unknown DAG file format {fmt!r}: use 'yaml' or 'json'")
-    lines = functools.partial(yaml_lines, text)  # JSON is YAML too
+    lines = functools.partial(text_lines, text)  # JSON is YAML too
     with _cyclic_gc_paused():
         try:
-            data = load_json(text) if fmt == "json" else load_yaml(text)
+            data = load_text(text, fmt)
         except TextSyntaxError as exc:
             raise DagFileError([Problem(source, exc.message, exc.line)]) from exc
         return parse_dag(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import PurePath
 
-from app.models.dag_yaml import load_json, load_yaml
+from app.models.dag_text import load_json
+from app.models.dag_yaml import load_yaml
 from app.models.importers.dot import import_dot, parse_dot_text
 from app.models.importers.graphml import import_graphml
 from app.models.importers.hail_script import DEFAULT_SCRIPT_TIMEOUT_S, import_script

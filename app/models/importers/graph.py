@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from app.models.dag_yaml import DataPath, TextSyntaxError, load_yaml
+from app.models.dag_text import DataPath, TextSyntaxError
+from app.models.dag_yaml import load_yaml
 from app.models.importers.result import (
     ImportedDag,
     finish_import,

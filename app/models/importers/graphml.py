@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from app.models.dag_yaml import DataPath
+from app.models.dag_text import DataPath
 from app.models.importers.graph import GraphEdge, GraphNode, dag_from_graph
 from app.models.importers.result import ImportedDag
 from app.models.spec import DagFileError, Problem

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from app.models.dag_yaml import DataPath
+from app.models.dag_text import DataPath
 from app.models.importers.result import ImportedDag, finish_import
 from app.models.spec import DagFileError, Problem
 

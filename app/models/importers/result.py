@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from app.models.dag_yaml import DataPath
+from app.models.dag_text import DataPath
 from app.models.job_fields import MAX_JOB_NAME_CHARS
 from app.models.spec import BatchSpec, DagFileError, LineLocator, Problem, parse_dag
 from app.models.spec_data import spec_to_dict
