@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,19 @@ async def test_a_relative_path_is_relative_to_the_scratch_dir(
     scratch = worker.work_dir / "scratch" / f"1-{simple.job_id}-1"
     assert simple.log == f"../../batches/1/where.sh in {scratch}\n"
     assert user_view(simple) == user_view(shell)
+
+
+async def test_a_simple_command_leads_its_own_session_with_default_signals(
+    driver: Driver,
+) -> None:
+    simple, shell = await run_both(driver, "cat /proc/self/status")
+    for result in (simple, shell):
+        status = dict(line.split(":\t", 1) for line in result.log.splitlines() if ":\t" in line)
+        assert status["Pid"] == status["NSpgid"] == status["NSsid"]  # a session of its own
+        ignored = int(status["SigIgn"], 16)
+        assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+        assert int(status["SigBlk"], 16) == 0
+    simple, shell = await run_both(driver, "readlink /proc/self/fd/0 /proc/self/fd/2")
+    for result in (simple, shell):  # stdin /dev/null, stderr (as stdout) the attempt's log
+        assert result.log.startswith("/dev/null\n")
+        assert result.log.endswith(f"/logs/1-{result.job_id}-1.log\n")
