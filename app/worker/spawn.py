@@ -24,6 +24,8 @@ _STDERR_TO_STDOUT = (os.POSIX_SPAWN_DUP2, 1, 2)
 _EXIT_255 = 255 << 8
 # Python ignores SIGPIPE and SIGXFSZ; a job must start with the defaults, as in a shell.
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 
 
 def spawn(executable: str, argv: list[str], env: Mapping[str, str], *, log_path: str) -> int:
@@ -57,7 +59,10 @@ def spawn_in(
     its ``fork_exec`` (vfork, chdir, setsid, dup2s, exec), and its pipe on which a child
     that cannot chdir or exec writes why before it exits.
     """
-    env_list = [_env_entry(name, value) for name, value in env.items()]
+    if "=" in "".join(env):
+        raise ValueError("illegal environment variable name")
+    # NAME=value as os.fsencode encodes it, without a Python call per variable
+    env_list = [f"{name}={value}".encode(_FS_ENCODING, _FS_ERRORS) for name, value in env.items()]
     log_fd = os.open(log_path, _LOG_FLAGS | os.O_CLOEXEC, 0o644)
     try:
         error_read, error_write = _error_pipe()
@@ -113,17 +118,6 @@ def _devnull() -> int:
 _FORK_EXEC_TAIL: tuple[Any, ...] = (-1, None, None, None, -1, None)
 if sys.version_info < (3, 14):
     _FORK_EXEC_TAIL += (True,)
-
-
-_FS_ENCODING = sys.getfilesystemencoding()
-_FS_ERRORS = sys.getfilesystemencodeerrors()
-
-
-def _env_entry(name: str, value: str) -> bytes:
-    """``NAME=value`` as ``os.fsencode`` would encode it (a Python call per variable less)."""
-    if "=" in name:
-        raise ValueError("illegal environment variable name")
-    return f"{name}={value}".encode(_FS_ENCODING, _FS_ERRORS)
 
 
 def _error_pipe() -> tuple[int, int]:
