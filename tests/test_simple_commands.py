@@ -11,6 +11,7 @@ import pytest
 
 from app.protocol import JobResult, Outcome
 from app.worker.simple import simple_words
+from app.worker.spawn import spawn_in
 from tests.worker_helpers import Driver, WorkerProcess, job
 
 
@@ -178,3 +179,18 @@ async def test_a_simple_command_leads_its_own_session_with_default_signals(
     for result in (simple, shell):  # stdin /dev/null, stderr (as stdout) the attempt's log
         assert result.log.startswith("/dev/null\n")
         assert result.log.endswith(f"/logs/1-{result.job_id}-1.log\n")
+
+
+def test_a_program_that_cannot_start_raises_os_error_naming_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "job.log")
+    with pytest.raises(FileNotFoundError) as missing_program:
+        spawn_in("/no/such/program", ["program"], {}, cwd=str(tmp_path), log_path=log)
+    assert missing_program.value.filename == "/no/such/program"
+    gone = str(tmp_path / "gone")
+    with pytest.raises(FileNotFoundError) as missing_dir:
+        spawn_in("/bin/true", ["true"], {}, cwd=gone, log_path=log)
+    assert missing_dir.value.filename == gone
+    with pytest.raises(ValueError, match="illegal environment variable name"):
+        spawn_in("/bin/true", ["true"], {"A=B": "1"}, cwd=str(tmp_path), log_path=log)
