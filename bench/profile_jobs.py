@@ -7,7 +7,7 @@ and by cumulative time, and the CPU seconds per job of each process. With ``--sp
 is profiled: it prints the CPU per job of the driver, of the worker itself and of the jobs'
 processes (from the kernel's accounting), median of ``--rounds`` batches in one run.
 
-    python bench/profile_jobs.py [--jobs 2000] [--top 25] [--out bench/out/profile]
+    python bench/profile_jobs.py [--jobs 2000] [--top 25] [--out bench/out/profile] [--cpu-timer]
     python bench/profile_jobs.py --split [--jobs 2000] [--rounds 3]
 """
 
@@ -49,29 +49,38 @@ def _profiled_run_here(self: Database, work):  # type: ignore[no-untyped-def]
 _plain_run_here = Database._run_here
 
 
-def _profiling_python(out_dir: Path) -> str:
-    """A stand-in for the Python that starts workers: the same, under cProfile."""
+def _profiling_python(out_dir: Path, *, cpu_timer: bool) -> str:
+    """A stand-in for the Python that starts workers: the same, under cProfile.
+
+    With ``cpu_timer`` the profile counts the main thread's CPU time, not wall time: a call
+    that waits (a pipe write that wakes another process, Popen's read of its exec-error pipe)
+    then costs only what the worker itself spends in it.
+    """
     wrapper = out_dir / "python-profiled"
     # main() under cProfile, not `-m app.worker`: that entry ends its process with os._exit,
     # before cProfile could write the profile. "$@" is `-m app.worker ARGS`: drop the first two.
     prof = str(out_dir / "worker.prof")
+    timer = "time.thread_time" if cpu_timer else "time.perf_counter"
     code = (
-        "import cProfile, sys; from app.worker.main import main; "
-        f"sys.argv = ['app.worker', *sys.argv[3:]]; cProfile.run('main()', {prof!r})"
+        "import cProfile, sys, time; from app.worker.main import main; "
+        f"sys.argv = ['app.worker', *sys.argv[3:]]; p = cProfile.Profile({timer}); "
+        f"p.runcall(main); p.dump_stats({prof!r})"
     )
     wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{code}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return str(wrapper)
 
 
-async def _profile(n_jobs: int, out_dir: Path) -> tuple[cProfile.Profile, float, float]:
+async def _profile(
+    n_jobs: int, out_dir: Path, *, cpu_timer: bool
+) -> tuple[cProfile.Profile, float, float]:
     """Run the batch; the driver's profile, its CPU seconds and the wall seconds."""
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="labbatch-profile-") as home:
         os.environ["LABBATCH_HOME"] = home
         db = await open_database(f"sqlite:///{home}/profile.db")
         runtime = LocalRuntime(db, bus=EventBus(), n_workers=1, worker_cores_mcpu=cores * 1000)
-        runtime.cloud.python = _profiling_python(out_dir)
+        runtime.cloud.python = _profiling_python(out_dir, cpu_timer=cpu_timer)
         await runtime.start()
         try:
             await run_batch(runtime, independent(50))  # warm up: worker up, caches hot
@@ -158,6 +167,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", default="bench/out/profile", help="where the .prof files go")
     parser.add_argument("--split", action="store_true", help="no profile: CPU per process")
+    parser.add_argument(
+        "--cpu-timer", action="store_true", help="profile the worker's CPU time, not wall time"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="batches with --split (3)")
     args = parser.parse_args()
     if args.split:
@@ -166,7 +178,9 @@ def main() -> None:
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    profile, driver_cpu_s, wall_s = asyncio.run(_profile(args.jobs, out_dir))
+    profile, driver_cpu_s, wall_s = asyncio.run(
+        _profile(args.jobs, out_dir, cpu_timer=args.cpu_timer)
+    )
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     # the worker's whole life (start, warm-up and the measured batch) and its jobs' processes
     child_cpu_s = (children.ru_utime - children0.ru_utime) + (

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from app.protocol import JobResult, Outcome
 from app.worker.simple import simple_words
+from app.worker.spawn import spawn_in
 from tests.worker_helpers import Driver, WorkerProcess, job
 
 
@@ -161,3 +163,34 @@ async def test_a_relative_path_is_relative_to_the_scratch_dir(
     scratch = worker.work_dir / "scratch" / f"1-{simple.job_id}-1"
     assert simple.log == f"../../batches/1/where.sh in {scratch}\n"
     assert user_view(simple) == user_view(shell)
+
+
+async def test_a_simple_command_leads_its_own_session_with_default_signals(
+    driver: Driver,
+) -> None:
+    simple, shell = await run_both(driver, "cat /proc/self/status")
+    for result in (simple, shell):
+        status = dict(line.split(":\t", 1) for line in result.log.splitlines() if ":\t" in line)
+        assert status["Pid"] == status["NSpgid"] == status["NSsid"]  # a session of its own
+        ignored = int(status["SigIgn"], 16)
+        assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+        assert int(status["SigBlk"], 16) == 0
+    simple, shell = await run_both(driver, "readlink /proc/self/fd/0 /proc/self/fd/2")
+    for result in (simple, shell):  # stdin /dev/null, stderr (as stdout) the attempt's log
+        assert result.log.startswith("/dev/null\n")
+        assert result.log.endswith(f"/logs/1-{result.job_id}-1.log\n")
+
+
+def test_a_program_that_cannot_start_raises_os_error_naming_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "job.log")
+    with pytest.raises(FileNotFoundError) as missing_program:
+        spawn_in("/no/such/program", ["program"], {}, cwd=str(tmp_path), log_path=log)
+    assert missing_program.value.filename == "/no/such/program"
+    gone = str(tmp_path / "gone")
+    with pytest.raises(FileNotFoundError) as missing_dir:
+        spawn_in("/bin/true", ["true"], {}, cwd=gone, log_path=log)
+    assert missing_dir.value.filename == gone
+    with pytest.raises(ValueError, match="illegal environment variable name"):
+        spawn_in("/bin/true", ["true"], {"A=B": "1"}, cwd=str(tmp_path), log_path=log)
