@@ -10,25 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 
-from app.models.limits import (
-    MAX_NESTING,
-    DataPath,
-    OverLimit,
-    json_int,
-    json_object,
-    too_deep,
-)
+from app.models.limits import DataPath, OverLimit, json_int, json_object, too_deep
+from app.models.text_errors import TextSyntaxError, over_limit
 
 __all__ = ["DataPath", "TextSyntaxError", "load_json", "load_text", "text_lines"]
-
-
-class TextSyntaxError(ValueError):
-    """Text that is not valid YAML or JSON; `line` is 1-based when known."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
 
 
 def load_text(text: str, fmt: str) -> object:
@@ -51,20 +36,6 @@ def load_json(text: str) -> object:
         raise TextSyntaxError(f"invalid JSON: {exc.msg}", exc.lineno) from exc
     except (OverLimit, RecursionError, ValueError) as exc:
         raise over_limit(text, exc) from None
-
-
-def over_limit(text: str, exc: BaseException) -> TextSyntaxError:
-    """Say which limit the text breaks, and where (JSON is YAML too)."""
-    from app.models.yaml_limits import yaml_limit_problem
-
-    problem = yaml_limit_problem(text)
-    if problem is not None:
-        return TextSyntaxError(problem.message, problem.line)
-    if isinstance(exc, RecursionError):
-        return TextSyntaxError(f"nested more than {MAX_NESTING} levels deep")
-    if isinstance(exc, OverLimit):
-        return TextSyntaxError("a key is given twice, or a number is too long or too large")
-    return TextSyntaxError(f"invalid text: {exc}")
 
 
 def text_lines(text: str, wanted: Collection[DataPath]) -> dict[DataPath, int]:

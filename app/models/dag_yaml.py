@@ -25,14 +25,15 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
-from app.models.dag_text import DataPath, TextSyntaxError, over_limit
 from app.models.limits import (
     MAX_NESTING,
     MAX_STRING_CHARS,
+    DataPath,
     OverLimit,
     too_long_number,
     whole_number_problem,
 )
+from app.models.text_errors import TextSyntaxError, over_limit
 from app.models.yaml_limits import yaml_limit_problem
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
