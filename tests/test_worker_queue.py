@@ -131,3 +131,31 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
         now += step
         most = max(most, now)
     return most
+
+
+async def test_the_dashboard_never_shows_more_cores_in_use_than_a_worker_has(tmp_path: Any) -> None:
+    # Jobs queued ahead on a worker are Running in the table without holding a core.
+    from sqlalchemy import update
+
+    from app.engine.metrics import read_sample
+    from app.engine.workers.instances import insert_instance
+    from app.models.tables import Instance, Job, JobState
+
+    url = f"sqlite:///{tmp_path / 'labbatch.db'}"
+    async with engine(url, start=False) as eng:
+        jobs = "\n".join(f"  - {{name: j{i}, command: 'true', cpu: 0.25}}" for i in range(10))
+        batch_id = await eng.submit(f"version: 1\nname: stream\njobs:\n{jobs}\n")
+
+        def place_all(conn: Any) -> None:
+            insert_instance(conn, name="w", pool="local", cores_mcpu=1000, standing=True, now=0)
+            conn.execute(update(Instance).values(state=str(InstanceState.ACTIVE)))
+            conn.execute(
+                update(Job)
+                .where(Job.batch_id == batch_id)
+                .values(state=JobState.RUNNING, instance_name="w")
+            )
+
+        await eng.db.run(place_all)
+        sample = await eng.db.read(lambda conn: read_sample(conn, costs=False))
+    assert sample.cores_in_use_mcpu == 1000  # ten jobs of 0.25 held by one core: four run
+    assert sample.cores_free_mcpu == 0
