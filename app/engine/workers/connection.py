@@ -119,7 +119,7 @@ class WorkerConnection:
         except (OSError, asyncio.CancelledError):
             pass
         finally:
-            await self._ws.close(timeout_s=0)
+            self._ws.abort()
             on_closed(self)
 
     @property
@@ -138,8 +138,8 @@ class WorkerConnection:
 
     async def close(self) -> None:
         """Close (waiting up to 2 s for the worker's reply) and stop the reader."""
-        if self._reader is None:
-            await self._ws.close(timeout_s=0)
+        if self._reader is None:  # never started: the close reads the worker's reply itself
+            await self._ws.close()
             return
         await self._ws.close(reader=True)
         await asyncio.gather(self._reader, return_exceptions=True)

@@ -42,7 +42,6 @@ class WebSocket:
         self._max_size = max_size
         self._close_sent = False
         self._gone = asyncio.Event()  # the reader saw the end
-        self._reading = False  # a task waits in receive()
         self.close_code: int | None = None
 
     @property
@@ -93,14 +92,11 @@ class WebSocket:
         gone. Pings are answered here."""
         if self._gone.is_set():
             return CLOSED, b""
-        self._reading = True
         try:
             return await self._next_message()
         except (OSError, EOFError, asyncio.LimitOverrunError, ValueError):
             self._end()
             return CLOSED, b""
-        finally:
-            self._reading = False
 
     async def _next_message(self) -> tuple[int, bytes]:
         parts: list[bytes] = []
@@ -110,7 +106,9 @@ class WebSocket:
             if opcode == OP_PING:
                 await self._send_frame(OP_PONG, data)
             elif opcode == OP_CLOSE:
-                self.close_code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
+                self.close_code = (
+                    struct.unpack("!H", data[:2])[0] if len(data) >= 2 else CLOSE_NO_STATUS
+                )
                 if not self._close_sent:
                     await self._send_close(self.close_code)
                 self._end()
@@ -170,12 +168,16 @@ class WebSocket:
         await self._send_close(CLOSE_NORMAL)
         try:
             async with asyncio.timeout(timeout_s):
-                if reader or self._reading:
+                if reader:
                     await self._gone.wait()
                 while not self._gone.is_set():  # nobody reads: take what is left, to its end
                     await self.receive()
         except TimeoutError:
             pass
+        self._end()
+
+    def abort(self) -> None:
+        """Drop the connection at once, saying nothing (the reader saw its end)."""
         self._end()
 
     def _end(self) -> None:
