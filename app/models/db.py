@@ -180,9 +180,6 @@ class ThreadConnection:
 
         return await self._call(work)
 
-    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
-        return (await self.execute(statement, parameters)).scalar()
-
     async def run_sync(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         conn = self.sync
         return await self._call(lambda: work(conn, *args, **kwargs))
@@ -203,12 +200,6 @@ class ThreadConnection:
             await self._call(transaction.rollback)
             raise
         await self._call(transaction.commit)
-
-    async def commit(self) -> None:
-        await self._call(self.sync.commit)
-
-    async def rollback(self) -> None:
-        await self._call(self.sync.rollback)
 
 
 def _close_opened(future: Future[Any]) -> None:
