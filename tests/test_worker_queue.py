@@ -159,3 +159,40 @@ async def test_the_dashboard_never_shows_more_cores_in_use_than_a_worker_has(tmp
         sample = await eng.db.read(lambda conn: read_sample(conn, costs=False))
     assert sample.cores_in_use_mcpu == 1000  # ten jobs of 0.25 held by one core: four run
     assert sample.cores_free_mcpu == 0
+
+
+async def test_jobs_queued_behind_long_ones_are_cancelled_before_they_start(tmp_path: Any) -> None:
+    # a streak of short jobs opens the queue, then long ones fill the cores and the queue
+    from app.engine.batches import frontend
+    from tests.engine_helpers import USER, until
+
+    url = f"sqlite:///{tmp_path / 'labbatch.db'}"
+    async with engine(url, cores=1) as eng:  # four slots of 0.25 cores
+        short = [f"  - {{name: s{i}, command: 'true', cpu: 0.25}}" for i in range(SHORT_STREAK + 4)]
+        after = [f"s{i}" for i in range(SHORT_STREAK + 4)]
+        long = [
+            f"  - {{name: l{i}, command: 'sleep 30', cpu: 0.25, depends_on: {after}}}"
+            for i in range(12)
+        ]
+        batch_id = await eng.submit("version: 1\nname: mixed\njobs:\n" + "\n".join(short + long))
+
+        async def held_beyond_cores() -> bool:
+            jobs = await eng.jobs(batch_id)
+            return sum(j.state == "Running" for j in jobs.values()) > 4
+
+        await until(held_beyond_cores, what="more long jobs placed than the worker has cores")
+        await frontend.cancel_batch(eng.db, batch_id, user=USER)
+        batch = await eng.wait(batch_id, timeout_s=15)
+        jobs = await eng.jobs(batch_id)
+        async with eng.db.connect() as conn:
+            never_started = (
+                await conn.execute(
+                    select(attempts_table.c.job_id).where(
+                        attempts_table.c.batch_id == batch_id,
+                        attempts_table.c.start_time.is_(None),
+                    )
+                )
+            ).all()
+    assert batch.state == "cancelled"
+    assert {jobs[f"l{i}"].state for i in range(12)} == {"Cancelled"}
+    assert never_started  # those waiting in the worker's queue ended without running
