@@ -21,6 +21,7 @@ from app.engine.workers.websocket import (
     HandshakeError,
     WebSocket,
 )
+from tests.http_helpers import serve_app
 
 Handler = Callable[[web.WebSocketResponse, web.Request], Awaitable[None]]
 
@@ -37,14 +38,8 @@ async def server(handler: Handler, *, token: str = "t0k3n") -> AsyncIterator[str
 
     app = web.Application()
     app.router.add_get("/ws", connect)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as base_url:
+        yield base_url.removeprefix("http://")
 
 
 async def dial(address: str, token: str = "t0k3n", max_size: int = 1 << 26) -> WebSocket:

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.clouds.fake_vm import FakeVm
+from tests.http_helpers import serve_app
 
 VM_PATH = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
@@ -502,14 +503,8 @@ def _not_found(kind: str, name: str) -> web.Response:
 async def serve(state: FakeAzure) -> AsyncIterator[str]:
     """Run the fake on a free port of 127.0.0.1; yields its base URL. Stopping it powers off
     every fake VM."""
-    runner = web.AppRunner(state.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
+    async with serve_app(state.app()) as base_url:
         try:
-            await state.stop_vms()
+            yield base_url
         finally:
-            await runner.cleanup()
+            await state.stop_vms()

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.clouds.fake_vm import FakeVm
+from tests.http_helpers import serve_app
 
 BASE = "/compute/v1/projects/{project}/zones/{zone}"
 GLOBAL = "/compute/v1/projects/{project}/global"
@@ -543,13 +544,8 @@ class FakeGce:
 @asynccontextmanager
 async def serving(gce: FakeGce) -> AsyncIterator[str]:
     """Serve ``gce`` on 127.0.0.1 on the running loop; yields its http endpoint."""
-    runner = web.AppRunner(gce.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await gce.stop_vms()
-        await runner.cleanup()
+    async with serve_app(gce.app()) as endpoint:
+        try:
+            yield endpoint
+        finally:
+            await gce.stop_vms()

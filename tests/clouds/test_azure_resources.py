@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from azure.core.credentials import AccessToken
 from azure.identity import CredentialUnavailableError
 
@@ -17,6 +16,7 @@ from app.clouds.azure.credentials import AllowHttp
 from app.clouds.azure.errors import UnknownVmSizeError
 from app.errors import CloudError
 from tests.clouds.fake_azure import FakeAzure
+from tests.http_helpers import serve_app
 
 SUB, RG, LOCATION = "sub-1", "rg-lab", "westeurope"
 NETWORK = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network"
@@ -43,13 +43,8 @@ class FakeCredential:
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeAzure, str]]:
     state = FakeAzure()
-    runner = web.AppRunner(state.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield state, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serve_app(state.app()) as base_url:
+        yield state, base_url
 
 
 def make_resources(base_url: str, credential: Any = None) -> AzureResources:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 
@@ -13,6 +12,7 @@ from app.clouds.gcp import DEFAULT_IMAGE, GceResources, MachineType, VmSpec
 from app.clouds.gcp.errors import translate
 from app.errors import CloudError
 from tests.clouds.fake_gce import FakeGce
+from tests.http_helpers import serve_app
 
 pytestmark = pytest.mark.timeout(30)
 PROJECT = "lab-project"
@@ -23,13 +23,8 @@ ZONE = "us-central1-a"
 async def fake() -> AsyncIterator[tuple[FakeGce, str]]:
     """The fake API served on the test's loop; yields it and its http endpoint."""
     gce = FakeGce()
-    runner = web.AppRunner(gce.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield gce, f"http://{host}:{port}"
-    await runner.cleanup()
+    async with serve_app(gce.app()) as endpoint:
+        yield gce, endpoint
 
 
 @pytest.fixture

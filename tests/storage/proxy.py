@@ -21,6 +21,8 @@ import aiohttp
 import yarl
 from aiohttp import web
 
+from tests.http_helpers import serve_app
+
 # A fault looks at (method, path with query) and answers instead of the emulator, or None.
 Fault = Callable[[str, str], "web.StreamResponse | None"]
 
@@ -153,13 +155,9 @@ async def proxy_to(upstream: str) -> AsyncIterator[Proxy]:
 
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = runner.addresses[0][1]
     try:
-        yield state
+        async with serve_app(app, access_log=None) as base_url:
+            state.port = int(base_url.rsplit(":", 1)[1])
+            yield state
     finally:
-        await runner.cleanup()
         await client.close()
