@@ -7,6 +7,7 @@ import pytest
 from app.engine.workers.pools import PoolConfig
 from app.engine.workers.scratch_check import check_scratch
 from app.errors import ConfigError
+from tests.clouds.pool_helpers import azure_pool
 from tests.storage.emulators import Azurite, Gcs
 from tests.storage.helpers import (
     blob_storage,
@@ -41,24 +42,9 @@ async def test_azure_scratch_in_a_missing_container_is_refused(
     root = new_container(blob_storage(azurite))
 
     def pool(scratch: str) -> PoolConfig:
-        config = {
-            "subscription_id": "00000000-0000-0000-0000-000000000000",
-            "resource_group": "rg",
-            "location": "westeurope",
-            "subnet_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
-            "/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default",
-            "allow_from": ["203.0.113.7/32"],
-            "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB test",
-            "storage": {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION},
-        }
-        return PoolConfig(
-            name="az",
-            cloud="azure",
-            machine_type="Standard_D2s_v3",
-            worker_cores_mcpu=2000,
-            config=config,
-            scratch=scratch,
-        )
+        storage = {"endpoint": azurite.account_url, "api_version": AZURITE_API_VERSION}
+        # the ARM endpoint is never called: the check talks to storage only
+        return azure_pool("http://127.0.0.1:9", extra_config={"storage": storage}, scratch=scratch)
 
     ok = await check_scratch(pool(f"{root}/scratch"))
     assert ok is not None and ok.ok
