@@ -95,23 +95,25 @@ def test_run_starts_its_spare_worker_before_it_loads_the_engine(tmp_path) -> Non
     assert result["heavy"] == []
 
 
-def test_a_one_job_run_on_sqlite_loads_only_what_it_uses(tmp_path) -> None:
-    dag = tmp_path / "dag.yaml"
-    dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")
+@pytest.mark.parametrize(
+    ("name", "text", "never"),
+    [
+        ("dag.yaml", "version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n", ()),
+        # a JSON file is read without PyYAML
+        ("dag.json", '{"version": 1, "name": "one", "jobs": [{"name": "a", "command": "true"}]}',
+         ("yaml",)),
+    ],
+)  # fmt: skip
+def test_a_one_job_run_on_sqlite_loads_only_what_it_uses(
+    tmp_path, name: str, text: str, never: tuple[str, ...]
+) -> None:
+    dag = tmp_path / name
+    dag.write_text(text)
     db = f"sqlite:///{tmp_path / 'x.db'}"
     for _ in ("fresh database", "existing database"):
-        result = _run_cli("run", str(dag), "--db", db, heavy=RUN_NEVER_LOADS)
+        result = _run_cli("run", str(dag), "--db", db, heavy=(*never, *RUN_NEVER_LOADS))
         assert result["code"] == 0
         assert result["heavy"] == []
-
-
-def test_a_json_dag_is_run_without_yaml(tmp_path) -> None:
-    dag = tmp_path / "dag.json"
-    dag.write_text('{"version": 1, "name": "one", "jobs": [{"name": "a", "command": "true"}]}')
-    db = f"sqlite:///{tmp_path / 'x.db'}"
-    result = _run_cli("run", str(dag), "--db", db, heavy=("yaml", *RUN_NEVER_LOADS))
-    assert result["code"] == 0
-    assert result["heavy"] == []
 
 
 def test_the_tables_are_core_tables_without_the_orm() -> None:
