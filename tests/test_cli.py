@@ -227,6 +227,25 @@ def test_driver_killed_mid_batch_resumes_without_rerunning(
     wait_for(lambda: worker_pids(lb_home) == [], timeout_s=10, what="workers to exit")
 
 
+def test_run_takes_over_when_the_driver_it_waits_for_was_killed(
+    db: str, lb_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `labbatch run` started just after another driver was killed finds its lease still live;
+    # once the lease lapses, the run drives its batch itself instead of waiting forever
+    monkeypatch.setenv("LABBATCH_LEASE_TTL_S", "1.5")
+    ran = tmp_path / "ran.txt"
+    first = start("run", str(chain_dag(tmp_path, ran, n=20, sleep_s=0.3)), "--db", db)
+    wait_for(lambda: ran.exists(), what="the first run's first job")
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+
+    second = labbatch("run", str(EXAMPLES / "diamond.yaml"), "--db", db, timeout=90)
+    assert second.returncode == 0, second.stderr
+    assert "the driver runs in another process" in second.stderr
+    assert "this process drives batch 2 now" in second.stderr
+    assert status(2, db)["state"] == "success"
+
+
 def test_run_shows_progress_on_a_terminal(db: str) -> None:
     """On a terminal `run` redraws `done / total`; piped, it prints only the summary."""
     main_fd, tty_fd = pty.openpty()

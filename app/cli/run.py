@@ -157,6 +157,14 @@ async def wait_for_batch(
                 return batch
             if runtime is not None and runtime.driver.problem:
                 raise UserError(f"{runtime.driver.problem}; batch {batch_id} is left unfinished")
+            if runtime is not None and not runtime.driver.has_lease and await runtime.start():
+                # the other driver is gone (killed, its machine asleep): its lease lapsed
+                runtime.notify_changed()
+                print(
+                    f"labbatch: the other driver stopped renewing its lease; this process "
+                    f"drives batch {batch_id} now",
+                    file=sys.stderr,
+                )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await changed.wait()
