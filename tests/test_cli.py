@@ -119,6 +119,26 @@ def test_run_examples_exit_codes_and_json(db: str, lb_home: Path) -> None:
     assert worker_pids(lb_home) == []
 
 
+def test_a_large_batch_lists_only_the_jobs_that_did_not_succeed(db: str, tmp_path: Path) -> None:
+    """Over 50 jobs, the report is the summary line and the jobs worth a look, not a table."""
+    jobs = [{"name": f"ok-{i}", "command": "true", "cpu": 0.25} for i in range(60)]
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps({"version": 1, "name": "fine", "jobs": jobs}))
+    done = labbatch("run", str(fine), "--db", db)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 1
+    assert "success" in done.stdout and "60 jobs: 60 succeeded" in done.stdout
+
+    jobs.append({"name": "broken", "command": "exit 3", "cpu": 0.25})
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps({"version": 1, "name": "mixed", "jobs": jobs}))
+    failed = labbatch("run", str(mixed), "--db", db)
+    assert failed.returncode == 1
+    lines = failed.stdout.strip().splitlines()
+    assert "60 succeeded, 1 failed" in lines[0]
+    assert len(lines) == 2 and "broken" in lines[1] and "exit 3" in lines[1]
+
+
 def test_invalid_file_exits_2_names_everything_and_stores_nothing(db: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from app.cli.common import EXIT_FAILED, EXIT_OK, database, loading_modules, worker_cores_mcpu
-from app.cli.report import report
+from app.cli.report import JOB_TABLE_LIMIT, report
 from app.errors import ConfigError, UserError
 from app.models.units import format_duration
 
@@ -100,8 +100,11 @@ async def _drive(
     # The report's reads overlap the stop, which mostly waits for the worker to exit.
     stopping = asyncio.ensure_future(runtime.stop())
     try:
-        jobs = await frontend.list_jobs(db, batch_id)
-        staging = await file_store.attempt_staging(db, batch_id)
+        if args.json or batch.n_jobs <= JOB_TABLE_LIMIT or batch.n_succeeded < batch.n_jobs:
+            jobs = await frontend.list_jobs(db, batch_id)
+            staging = await file_store.attempt_staging(db, batch_id)
+        else:  # a large batch that all succeeded: the table would list no job
+            jobs, staging = [], {}
     finally:
         await stopping
     report(batch, jobs, as_json=args.json, staging=staging)

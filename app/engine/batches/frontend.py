@@ -207,6 +207,8 @@ def _insert_update(
     return update_id
 
 
+# In the table's column order, every column given: bulk_insert then hands the rows over as
+# they are, with no reordering pass per row.
 JOB_COLUMNS = (
     "batch_id",
     "job_id",
@@ -220,6 +222,7 @@ JOB_COLUMNS = (
     "n_max_attempts",
     "n_attempts",
     "last_attempt",
+    "n_preemptions",
     "cores_mcpu",
     "memory_bytes",
     "storage_bytes",
@@ -274,8 +277,9 @@ def _job_row(
         st.cancelled,
         job.always_run,
         job.n_max_attempts,
-        0,
-        0,
+        0,  # n_attempts
+        0,  # last_attempt
+        0,  # n_preemptions
         job.cores_mcpu,
         job.memory_bytes,
         job.storage_bytes,
