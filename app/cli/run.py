@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from app.models.spec import BatchSpec
 
 
+# How long the batch waits to be stored until the driver has sized its pools (milliseconds,
+# unless a cloud pool's delete is retried): longer, and the batch goes in regardless.
+FIRST_SIZING_WAIT_S = 1.0
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     if args.file.endswith(".py"):  # a hailtop.batch-style script: its b.run() runs the batch
         return await asyncio.to_thread(_run_script, args)
@@ -67,15 +72,18 @@ async def _drive(
     """Store the batch while the driver starts, wait for it, report it."""
     from app.engine.batches import file_store, frontend
 
-    # the driver starts (and boots the first worker) while the batch is stored
-    started = asyncio.ensure_future(runtime.start())
+    # The driver starts and its first worker is on its way before the batch is stored: the
+    # batch's insert holds the database's one writer, which the worker's creation also needs,
+    # and that worker (the spare) then connects while the jobs go in.
     try:
+        started = await runtime.start()
+        if started:
+            await runtime.first_sizing(timeout_s=FIRST_SIZING_WAIT_S)
         batch_id = await frontend.submit_batch(db, spec, user=args.user)
     except BaseException:
-        await asyncio.gather(started, return_exceptions=True)
         await runtime.stop()
         raise
-    if not await started:
+    if not started:
         await runtime.cloud.drop_spare()  # the other process runs the jobs on its own workers
         holder = await runtime.lease_holder()
         print(

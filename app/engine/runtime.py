@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from app.clouds import registry
@@ -66,6 +68,13 @@ class LocalRuntime:
     async def start(self, *, wait_for_lease: bool = False) -> bool:
         """Start the driver if this process can take the lease."""
         return await self.driver.start(wait_for_lease=wait_for_lease)
+
+    async def first_sizing(self, *, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until the started driver has sized its pools once, so
+        that the workers they need are being created."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.driver.fleet.sized.wait()
 
     async def stop(self) -> None:
         await self.driver.stop()

@@ -112,6 +112,8 @@ class Fleet:
         self._held: dict[str, int] = {}  # pool -> the user's scale target being held
         self.only_user: dict[str, str] = {}  # pool -> the one user whose jobs it runs
         self._stopping = False
+        # set once the first watch() has sized every pool (its creations are under way)
+        self.sized = asyncio.Event()
         self.deleter = Deleter(db, self._cloud_of, on_deleted=self._on_deleted)
         for cloud in clouds.values():
             cloud.on_lost(self._on_lost)
@@ -294,14 +296,17 @@ class Fleet:
     async def watch(self) -> None:
         """Reconnect dropped workers, retire dead and idle ones, size each pool, and try
         again the deletes that failed."""
-        await self.deleter.retry_due()
-        now = time.time()
-        for inst in list(self.instances.values()):
-            if inst.state == InstanceState.ACTIVE:
-                await self._check_health(inst, now)
-        for pool in self.pools.values():
-            if pool.cloud in self.clouds:
-                await self._size(pool, now)
+        try:
+            await self.deleter.retry_due()
+            now = time.time()
+            for inst in list(self.instances.values()):
+                if inst.state == InstanceState.ACTIVE:
+                    await self._check_health(inst, now)
+            for pool in self.pools.values():
+                if pool.cloud in self.clouds:
+                    await self._size(pool, now)
+        finally:
+            self.sized.set()
 
     async def _check_health(self, inst: LiveInstance, now: float) -> None:
         if inst.conn is not None and now - inst.last_heartbeat > HEARTBEAT_STALE_S:
