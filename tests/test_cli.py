@@ -251,8 +251,9 @@ def test_run_takes_over_when_the_driver_it_waits_for_was_killed(
     db: str, lb_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `labbatch run` started just after another driver was killed finds its lease still live;
-    # once the lease lapses, the run drives its batch itself instead of waiting forever
-    monkeypatch.setenv("LABBATCH_LEASE_TTL_S", "1.5")
+    # once the lease lapses, the run drives its batch itself instead of waiting forever. The
+    # lease outlives the second run's start-up even on a loaded machine (seconds there).
+    monkeypatch.setenv("LABBATCH_LEASE_TTL_S", "4")
     ran = tmp_path / "ran.txt"
     first = start("run", str(chain_dag(tmp_path, ran, n=20, sleep_s=0.3)), "--db", db)
     wait_for(lambda: ran.exists(), what="the first run's first job")

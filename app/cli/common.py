@@ -38,7 +38,12 @@ async def database(args: argparse.Namespace) -> AsyncIterator[Database]:
     try:
         yield db
     finally:
-        await db.close()
+        # The `labbatch` process ends right after its command (os._exit): every transaction
+        # is committed by now, and closing SQLite would only checkpoint its WAL into the main
+        # file, which the next process (or SQLite's auto-checkpoint) does as well. PostgreSQL
+        # is told goodbye: the server logs a client that just vanishes.
+        if not (AS_PROGRAM and db.is_sqlite):
+            await db.close()
 
 
 @contextlib.contextmanager

@@ -282,6 +282,11 @@ class Database:
         async with self.engine.connect() as conn:
             return await conn.run_sync(work)
 
+    @property
+    def is_sqlite(self) -> bool:
+        """SQLite through the writer thread and reader threads (else PostgreSQL)."""
+        return self.sync_engine is not None
+
     def _run_here(self, work: Callable[[Connection], T]) -> T:
         # The writer thread keeps one connection open: a pool checkout per transaction
         # cost as much as the transaction's own statements.
