@@ -18,6 +18,9 @@ from app.worker.spawn import start_guard
 log = logging.getLogger("labbatch.worker")
 
 GUARD_SCRIPT = Path(__file__).with_name("guard_main.py")
+# Held lines go out at least this often: a pass that starts many jobs (a large worker taking a
+# full Schedule) leaves none unguarded for longer than a few spawns.
+MAX_HELD_LINES = 16
 
 
 class JobGuard:
@@ -30,24 +33,22 @@ class JobGuard:
         finally:
             os.close(read_fd)
         self._pending = bytearray()
+        self._n_pending = 0
         self._holds = 0
 
     def started(self, pgid: int) -> None:
         """A job's group now runs: kill it if this worker dies."""
-        self._pending += b"+%d\n" % pgid
-        if not self._holds:
-            self._flush()
+        self._send(b"+%d\n" % pgid)
 
     def ended(self, pgid: int) -> None:
         """A job's group was reaped: forget it."""
-        self._pending += b"-%d\n" % pgid
-        if not self._holds:
-            self._flush()
+        self._send(b"-%d\n" % pgid)
 
     def hold(self) -> None:
         """Keep what ``started`` and ``ended`` say until the matching ``release``.
 
-        Only around synchronous code: a group started meanwhile is unguarded until then.
+        Only around synchronous code: a group started meanwhile is unguarded until then, or
+        until ``MAX_HELD_LINES`` lines wait.
         """
         self._holds += 1
 
@@ -57,9 +58,16 @@ class JobGuard:
         if not self._holds and self._pending:
             self._flush()
 
+    def _send(self, line: bytes) -> None:
+        self._pending += line
+        self._n_pending += 1
+        if not self._holds or self._n_pending >= MAX_HELD_LINES:
+            self._flush()
+
     def _flush(self) -> None:
         data = self._pending
         self._pending = bytearray()
+        self._n_pending = 0
         if self._write_fd < 0:
             return
         try:
