@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from app.protocol import LOG_PATH, Outcome, bearer
+from app.protocol import LOG_PATH, JobRun, Outcome, bearer
 from tests.worker_helpers import (
     Driver,
     WorkerProcess,
@@ -91,6 +91,27 @@ async def test_killed_worker_takes_its_jobs_along(worker: WorkerProcess, driver:
     worker.proc.send_signal(signal.SIGKILL)
     # The guard acts on end-of-file at once; the deadline only absorbs a loaded CI machine.
     await poll(lambda: all(process_gone(pid) for pid in read_pids(pids_path)), timeout_s=5.0)
+
+
+async def test_killed_worker_takes_along_jobs_started_together(
+    worker: WorkerProcess, driver: Driver
+) -> None:
+    # The guard hears of the jobs started in one pass (here: one Schedule, then the exit of
+    # job 3, which starts job 4) in one write: each of them still dies with the worker.
+    def sleeper(job_id: int, cores_mcpu: int) -> JobRun:
+        pids_path = worker.work_dir.parent / f"pids-{job_id}"
+        command = f"sleep 60 & echo $$ > {pids_path}; echo $! >> {pids_path}; wait"
+        return job(job_id, command, cores_mcpu=cores_mcpu)
+
+    # 2 cores: jobs 1 to 3 start at once, job 4 as soon as job 3 has ended
+    await driver.schedule(sleeper(1, 500), sleeper(2, 500), job(3, "true", cores_mcpu=1000))
+    await driver.schedule(sleeper(4, 1000))
+    assert (await driver.result((1, 3, 1))).outcome is Outcome.SUCCESS
+    paths = [worker.work_dir.parent / f"pids-{job_id}" for job_id in (1, 2, 4)]
+    await poll(lambda: all(len(read_pids(path)) == 2 for path in paths))
+    worker.proc.send_signal(signal.SIGKILL)
+    pids = [pid for path in paths for pid in read_pids(path)]
+    await poll(lambda: all(process_gone(pid) for pid in pids), timeout_s=5.0)
 
 
 async def test_a_new_worker_kills_what_the_last_one_left(tmp_path: Path) -> None:

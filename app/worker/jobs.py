@@ -136,12 +136,14 @@ class JobTable:
         if self._pumping:
             return
         self._pumping = True
+        self._runner.hold()  # the guard hears of every group started here in one write
         try:
             while granted := self._budget.pop_granted():
                 for key in granted:
                     self._start(self._queued.pop(key))
         finally:
             self._pumping = False
+            self._runner.release()
 
     def _start(self, attempt: Attempt) -> None:
         result = self._runner.start(attempt)

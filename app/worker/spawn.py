@@ -16,7 +16,7 @@ import sys
 import weakref
 from _posixsubprocess import fork_exec as _fork_exec
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _STDIN_DEVNULL = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
@@ -181,6 +181,19 @@ class ExitWatch:
         self._on_exit(status)
 
 
+class Holder(Protocol):
+    """Something that batches work between ``hold`` and ``release`` (the job guard's lines)."""
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+def hold_during_exits(loop: asyncio.AbstractEventLoop, holder: Holder) -> None:
+    """Hold ``holder`` while the exits seen in one wake-up of ``loop`` are reported."""
+    _exits_of(loop).holders.append(holder)
+
+
 class _ExitPoller:
     """The pidfds of one event loop's watches in an epoll of their own, one reader of the loop.
 
@@ -191,6 +204,7 @@ class _ExitPoller:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._epoll = select.epoll()  # close-on-exec
         self._watches: dict[int, ExitWatch] = {}
+        self.holders: list[Holder] = []
         loop.add_reader(self._epoll.fileno(), self._ready)
 
     def add(self, fd: int, watch: ExitWatch) -> None:
@@ -204,10 +218,16 @@ class _ExitPoller:
         del self._watches[fd]
 
     def _ready(self) -> None:
-        for fd, _events in self._epoll.poll(0, 64):  # the rest: at the next loop pass
-            watch = self._watches.get(fd)
-            if watch is not None:
-                watch.exited()
+        for holder in self.holders:
+            holder.hold()
+        try:
+            for fd, _events in self._epoll.poll(0, 64):  # the rest: at the next loop pass
+                watch = self._watches.get(fd)
+                if watch is not None:
+                    watch.exited()
+        finally:
+            for holder in self.holders:
+                holder.release()
 
 
 _EXIT_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ExitPoller] = (
