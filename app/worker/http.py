@@ -15,7 +15,7 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 log = logging.getLogger("labbatch.worker")
@@ -24,6 +24,8 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 MAX_HEADERS = 100
 HEAD_TIMEOUT_S = 10.0  # a client that connects and says nothing is dropped after this
 WRITE_TIMEOUT_S = 60.0  # a client that does not read its answer is dropped after this
+CLOSE_WAIT_S = 2.0  # how long close() waits for handlers to see their connection dropped
+LINGER_S = 1.0  # how long a refused request's unread rest is taken in (see _refuse)
 TEXT = "text/plain; charset=utf-8"
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 method and header names
 _REASONS = {
@@ -60,7 +62,7 @@ class Request:
     remote: str | None  # the peer's address, for logs
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    answered: bool = field(default=False)
+    answered: bool = False  # set once a response (or the 101) has been written
 
     async def respond(
         self,
@@ -158,7 +160,7 @@ class HttpServer:
         self._handler = handler
         self._head_timeout_s = head_timeout_s
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def start(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None) -> int:
         """Listen on ``host:port`` (over TLS with ``ssl_context``); the port listened on."""
@@ -171,16 +173,22 @@ class HttpServer:
         """Stop listening and drop every open connection."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        # Dropping a connection ends its task's reads and writes; its handler returns.
+        for writer in self._connections.values():
+            writer.transport.abort()
+        tasks = list(self._connections)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
+            for task in pending:  # a handler busy elsewhere (a log read in a thread)
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         sock = writer.get_extra_info("socket")
         if sock is not None:  # notice a driver whose machine vanished, as aiohttp did
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -192,8 +200,12 @@ class HttpServer:
             log.debug("connection dropped: %r", exc)  # the client's doing: no traceback
         except Exception:
             log.exception("internal error answering a request")
+        except asyncio.CancelledError:
+            # only close() cancels this task, and nothing awaits its outcome; ending it
+            # cancelled would make asyncio log an "unhandled exception" for each connection
+            pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             if answered:
                 writer.close()
             else:  # what is left unsent may never be read: do not wait for it
@@ -205,7 +217,7 @@ class HttpServer:
                 request = await read_request(reader, writer)
         except HttpError as exc:
             log.debug("bad request: %s", exc)
-            await write_response(writer, exc.status, exc.text, headers=exc.headers)
+            await _refuse(reader, writer, exc)
             return
         try:
             await self._handler(request)
@@ -219,3 +231,22 @@ class HttpServer:
             raise
         if not request.answered:
             raise RuntimeError(f"no answer to {request.method} {request.path}")
+
+
+async def _refuse(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, error: HttpError
+) -> None:
+    """Answer a request that could not be read, then take in what the client still sends.
+
+    Closing a socket with unread input makes the kernel send a reset, which can destroy the
+    answer before the client has read it (an oversized head is never read to its end).
+    """
+    await write_response(writer, error.status, error.text, headers=error.headers)
+    if writer.can_write_eof():
+        writer.write_eof()
+    try:
+        async with asyncio.timeout(LINGER_S):
+            while await reader.read(MAX_HEAD_BYTES):
+                pass
+    except TimeoutError:
+        pass

@@ -27,6 +27,7 @@ CLOSE_BAD_DATA, CLOSE_TOO_BIG = 1007, 1009
 # only keeps a broken driver from filling the memory.
 MAX_MESSAGE_BYTES = 256 << 20
 CLOSE_TIMEOUT_S = 10.0  # how long close() waits for the driver's reply (aiohttp's default)
+LINGER_S = 1.0  # how long a connection failed for a bad frame takes in what is still coming
 
 
 class _ProtocolViolation(Exception):
@@ -99,8 +100,7 @@ class WebSocket:
                     return message
         except _ProtocolViolation as exc:
             log.warning("closing the driver connection: %s", exc)
-            await self._send_close(exc.code, str(exc).encode()[:123])
-            self._end()  # after the close frame has gone out
+            await self._fail(exc.code, str(exc))
         except (OSError, EOFError, RuntimeError):  # reset, or gone before a whole frame
             self._end(abort=True)
         finally:
@@ -202,6 +202,20 @@ class WebSocket:
                         await self.receive()
             except TimeoutError:
                 log.info("the driver did not answer the close within %gs", CLOSE_TIMEOUT_S)
+        self._end()
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Send the close frame, then take in (and drop) what the peer still sends, briefly:
+        closing a socket with unread input resets it, which can lose the close frame."""
+        await self._send_close(code, reason.encode()[:123])
+        if self._writer.can_write_eof() and not self._writer.is_closing():
+            self._writer.write_eof()
+        try:
+            async with asyncio.timeout(LINGER_S):
+                while await self._reader.read(1 << 16):
+                    pass
+        except (TimeoutError, OSError):
+            pass
         self._end()
 
     def _end(self, *, abort: bool = False) -> None:
