@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from app.engine.workers.websocket import CLOSED, OP_CLOSE, OP_TEXT
 from app.engine.workers.websocket import WebSocket as DriverWebSocket
+from app.protocol import HEALTH_PATH, LOG_PATH, WS_PATH, Outcome, bearer
 from app.worker.http import Handler, HttpError, HttpServer, Request
 from app.worker.websocket import WebSocket
+from tests.worker_helpers import Driver, WorkerProcess, connect, job, start_worker
 
 TOKEN = "t0k3n"
 # the example key of RFC 6455 (section 1.3) and the answer it must get
@@ -321,3 +326,69 @@ async def test_a_close_from_the_server_reaches_the_drivers_client_and_sends_then
         assert client.close_code == 4001
         with pytest.raises(ConnectionError):
             await server_end.send_str("anyone?")
+
+
+# --- the agent's routes, on a real worker process ------------------------------------------
+
+
+async def raw(worker: WorkerProcess, data: bytes) -> bytes:
+    return await exchange(worker.port, data)
+
+
+async def test_the_agent_answers_unknown_paths_other_methods_and_bad_requests(
+    worker: WorkerProcess,
+) -> None:
+    auth = {"Authorization": bearer(worker.token)}
+    log_url = worker.base_url + LOG_PATH.format(batch_id=1, job_id=1, attempt=1)
+    async with aiohttp.ClientSession(headers=auth) as session:
+        async with session.get(worker.base_url + "/nowhere") as response:
+            assert response.status == 404
+        async with session.post(worker.base_url + HEALTH_PATH) as response:
+            assert (response.status, response.headers["Allow"]) == (405, "GET")
+        for ids in ("x/1/1", "1/1/1/1", "1/-/1"):
+            async with session.get(worker.base_url + f"/api/v1/log/{ids}") as response:
+                assert response.status == 404, ids
+        async with session.get(log_url, params={"offset": "ten"}) as response:
+            assert (response.status, await response.text()) == (
+                400,
+                "offset must be a byte count\n",
+            )
+        async with session.get(worker.base_url + WS_PATH) as response:  # the token, no upgrade
+            assert response.status == 400
+    assert (await raw(worker, b"GARBAGE\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+    big = b"GET / HTTP/1.1\r\nX: " + b"y" * (70 * 1024) + b"\r\n\r\n"
+    assert (await raw(worker, big)).startswith(b"HTTP/1.1 431 ")
+    async with aiohttp.ClientSession() as session, session.get(worker.base_url + HEALTH_PATH) as r:
+        assert r.status == 200  # none of that hurt it
+    assert "Traceback" not in worker.stderr_text()
+
+
+async def test_a_whole_log_is_text_and_a_followed_one_bytes(
+    worker: WorkerProcess, driver: Driver
+) -> None:
+    await driver.schedule(job(1, r"printf 'caf\xc3\xa9 \xff\n'"))
+    assert (await driver.result((1, 1, 1))).outcome is Outcome.SUCCESS
+    url = worker.base_url + LOG_PATH.format(batch_id=1, job_id=1, attempt=1)
+    async with aiohttp.ClientSession(headers={"Authorization": bearer(worker.token)}) as session:
+        async with session.get(url) as response:
+            assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+            assert await response.text() == "café \ufffd\n"
+        async with session.get(url, params={"offset": "3"}) as response:
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            assert await response.read() == b"\xc3\xa9 \xff\n"  # a character split: as it is
+
+
+async def test_a_serving_agent_never_loads_aiohttp(tmp_path: Path) -> None:
+    # every import the agent makes goes to its log (-X importtime), through a whole job
+    agent = await start_worker(tmp_path, env=os.environ | {"PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        driver = await connect(agent)
+        await driver.schedule(job(1, "echo hi"))
+        assert (await driver.result((1, 1, 1))).log == "hi\n"
+        await driver.close()
+    finally:
+        await agent.stop()
+    imported = [line.rsplit("|", 1)[1].strip() for line in agent.stderr_text().splitlines()
+                if line.startswith("import time:") and "|" in line]  # fmt: skip
+    assert "app.worker.server" in imported
+    assert [m for m in imported if m.split(".")[0] in ("aiohttp", "yarl", "multidict")] == []
