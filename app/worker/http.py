@@ -196,7 +196,7 @@ class HttpServer:
         try:
             await self._answer(reader, writer)
             answered = True
-        except (OSError, EOFError, TimeoutError) as exc:
+        except (OSError, EOFError, TimeoutError) as exc:  # reading or writing the socket
             log.debug("connection dropped: %r", exc)  # the client's doing: no traceback
         except Exception:
             log.exception("internal error answering a request")
@@ -221,16 +221,17 @@ class HttpServer:
             return
         try:
             await self._handler(request)
+            if not request.answered:
+                raise RuntimeError("the handler returned without an answer")
         except HttpError as exc:
             if not request.answered:
                 await request.respond(exc.status, exc.text, headers=exc.headers)
-            return
-        except Exception:
+        except (ConnectionError, EOFError, TimeoutError, ssl.SSLError):
+            raise  # the client went, stalled or broke its TLS: dropped without a word
+        except Exception:  # ours (a log we cannot read, a bug): say so, and log where
+            log.exception("internal error answering %s %s", request.method, request.path)
             if not request.answered:
                 await request.respond(500, "internal error\n")
-            raise
-        if not request.answered:
-            raise RuntimeError(f"no answer to {request.method} {request.path}")
 
 
 async def _refuse(

@@ -37,7 +37,7 @@ class _ProtocolViolation(Exception):
 
 
 class WebSocket:
-    """One driver connection. One task iterates over it; ``send_str`` and ``close`` may be
+    """One driver connection. One task calls ``receive``; ``send_str`` and ``close`` may be
     called from any task (each frame is one write, so frames never interleave)."""
 
     def __init__(
@@ -114,7 +114,8 @@ class WebSocket:
         while True:
             fin, opcode, data = await self._read_frame(sum(map(len, parts)))
             if opcode == OP_PING:
-                await self._send_frame(OP_PONG, data)
+                if not self._close_sent:  # nothing may follow a close frame
+                    await self._send_frame(OP_PONG, data)
             elif opcode == OP_PONG:
                 pass
             elif opcode == OP_CLOSE:
