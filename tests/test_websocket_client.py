@@ -1,4 +1,5 @@
-"""The driver's own WebSocket client against aiohttp's server, which the worker runs.
+"""The driver's own WebSocket client against aiohttp's server, an independent implementation
+(tests/test_worker_http.py pairs it with the worker's own server).
 
 What the driver relies on: messages of any size arrive whole (a schedule frame for hundreds of
 jobs runs to megabytes), pings are answered, fragmented messages are joined, the server's close

@@ -12,12 +12,11 @@ import signal
 import ssl
 import sys
 
-from aiohttp import web
-
 from app.worker.agent import WorkerAgent
 from app.worker.config import MissingTokenError, WorkerConfig, parse_args, take_token
+from app.worker.http import HttpServer
 from app.worker.leftovers import kill_leftovers
-from app.worker.server import build_app
+from app.worker.server import AgentRoutes
 
 log = logging.getLogger("labbatch.worker")
 
@@ -74,8 +73,9 @@ def wait_to_be_taken() -> tuple[list[str], str] | None:
     """A spare agent: loaded, it waits for one line on stdin, ``{"argv": [...], "token": T}``.
 
     `labbatch run` starts a spare first thing, so that the agent's own start-up (Python and
-    aiohttp) overlaps the command's; the driver hands it its options and token once it wants a
-    worker. The token comes through the pipe, never the environment. End of input: not needed.
+    its imports) overlaps the command's; the driver hands it its options and token once it
+    wants a worker. The token comes through the pipe, never the environment. End of input: not
+    needed.
     """
     line = sys.stdin.buffer.readline()
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -113,12 +113,9 @@ async def _serve(
     config: WorkerConfig, token: str, *, bash_path: str, ssl_context: ssl.SSLContext | None
 ) -> None:
     agent = WorkerAgent(config, bash_path=bash_path)
-    runner = web.AppRunner(build_app(agent, token), access_log=None, handle_signals=False)
-    await runner.setup()
+    server = HttpServer(AgentRoutes(agent, token))
     try:
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
-        await site.start()
-        port = runner.addresses[0][1]
+        port = await server.start(config.host, config.port, ssl_context=ssl_context)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, agent.request_stop, f"got {signum.name}")
@@ -133,4 +130,4 @@ async def _serve(
         print(READY_LINE.format(port=port), flush=True)
         await agent.run_until_stopped()
     finally:
-        await runner.cleanup()
+        await server.close()
