@@ -21,7 +21,7 @@ from tests.storage.emulators import Gcs
 from tests.storage.helpers import gcs_storage, new_bucket
 from tests.test_files_cli import labbatch
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = pytest.mark.timeout(240)
 
 BLOCKER = """
 version: 1
@@ -64,7 +64,8 @@ async def test_the_second_reader_lands_on_the_vm_that_caches_its_input(
             up = [i for i in driver.instances.values() if i.state is InstanceState.ACTIVE]
             return len(up) == 2 and all(i.conn is not None for i in up)
 
-        await until(both_up, timeout_s=60, what="two VMs to boot")
+        # two VM boots (worker start-ups) take seconds alone, far longer in a loaded full suite
+        await until(both_up, timeout_s=120, what="two VMs to boot")
 
         # one core of one VM (x) is held; a two-core reader can only run on the other (y)
         blocker = await eng.submit(BLOCKER)
