@@ -123,31 +123,6 @@ def test_the_tables_are_core_tables_without_the_orm() -> None:
     assert proc.stdout.strip() == "False", proc.stderr
 
 
-# What `python -m app.worker --spare DIR` loads, then its answer to "not needed" (end of input).
-WORKER_WRAPPER = """
-import json, sys
-import app.worker.__main__
-from app.worker.main import main
-code = main(["--spare", sys.argv[1]])
-import app.worker.server, app.worker.runner  # and what it serves and runs jobs with
-http = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "yarl", "multidict"))
-print(json.dumps({"code": code, "http": http}))
-"""
-
-
-def test_the_worker_and_its_spare_load_no_http_library(tmp_path) -> None:
-    # aiohttp was two thirds of the worker's imports, which `labbatch run`'s first job waits
-    # for; only a job that stages cloud files loads it
-    proc = subprocess.run(
-        [sys.executable, "-c", WORKER_WRAPPER, str(tmp_path)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"code": 0, "http": []}, proc.stderr
-
-
 def test_validate_loads_no_database_code(tmp_path) -> None:
     dag = tmp_path / "dag.yaml"
     dag.write_text("version: 1\nname: one\njobs:\n  - name: a\n    command: 'true'\n")

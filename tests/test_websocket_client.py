@@ -1,5 +1,4 @@
-"""The driver's own WebSocket client against aiohttp's server, an independent implementation
-(tests/test_worker_http.py pairs it with the worker's own server).
+"""The driver's own WebSocket client against aiohttp's server, which the worker runs.
 
 What the driver relies on: messages of any size arrive whole (a schedule frame for hundreds of
 jobs runs to megabytes), pings are answered, fragmented messages are joined, the server's close

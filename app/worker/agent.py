@@ -6,6 +6,8 @@ import asyncio
 import logging
 import time
 
+from aiohttp import web
+
 from app.protocol import (
     PROTOCOL_VERSION,
     REPLACED_CLOSE_CODE,
@@ -24,7 +26,6 @@ from app.worker.attempt import SHUTDOWN_ERROR, KillReason
 from app.worker.config import WorkerConfig
 from app.worker.jobs import JobTable
 from app.worker.outbox import Outbox
-from app.worker.websocket import WebSocket
 
 log = logging.getLogger("labbatch.worker")
 
@@ -40,7 +41,7 @@ class WorkerAgent:
         self.config = config
         self.jobs = JobTable(config, bash_path=bash_path, listener=self)
         self._outbox = Outbox()
-        self._ws: WebSocket | None = None
+        self._ws: web.WebSocketResponse | None = None
         self._loop = asyncio.get_running_loop()
         self._stop_reason: str | None = None
         self._driver_stops = False  # the driver asked, and has put the jobs back already
@@ -49,7 +50,7 @@ class WorkerAgent:
         self._idle_since = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._orphan_timer: asyncio.TimerHandle | None = None
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[bool]] = set()
         self._cached_sent: dict[str, int] | None = None  # cache keys the driver has heard of
 
     def start(self) -> None:
@@ -88,7 +89,7 @@ class WorkerAgent:
         if self._ws is not None:
             await self._ws.close(code=1001, message=b"worker exiting")
 
-    async def attach(self, ws: WebSocket, *, remote: str | None = None) -> None:
+    async def attach(self, ws: web.WebSocketResponse, *, remote: str | None = None) -> None:
         """Make ``ws`` the driver connection (closing any older one) and send it Hello.
 
         A second authenticated connection replaces the first rather than being refused: the
@@ -112,7 +113,7 @@ class WorkerAgent:
         await ws.send_str(self._hello().to_json())
         self._outbox.open(ws)
 
-    def detach(self, ws: WebSocket) -> None:
+    def detach(self, ws: web.WebSocketResponse) -> None:
         """The driver connection ``ws`` closed."""
         self._outbox.detach(ws)
         if self._ws is ws:

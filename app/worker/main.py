@@ -12,11 +12,12 @@ import signal
 import ssl
 import sys
 
+from aiohttp import web
+
 from app.worker.agent import WorkerAgent
 from app.worker.config import MissingTokenError, WorkerConfig, parse_args, take_token
-from app.worker.http import HttpServer
 from app.worker.leftovers import kill_leftovers
-from app.worker.server import AgentRoutes
+from app.worker.server import build_app
 
 log = logging.getLogger("labbatch.worker")
 
@@ -73,9 +74,8 @@ def wait_to_be_taken() -> tuple[list[str], str] | None:
     """A spare agent: loaded, it waits for one line on stdin, ``{"argv": [...], "token": T}``.
 
     `labbatch run` starts a spare first thing, so that the agent's own start-up (Python and
-    its imports) overlaps the command's; the driver hands it its options and token once it
-    wants a worker. The token comes through the pipe, never the environment. End of input: not
-    needed.
+    aiohttp) overlaps the command's; the driver hands it its options and token once it wants a
+    worker. The token comes through the pipe, never the environment. End of input: not needed.
     """
     line = sys.stdin.buffer.readline()
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -113,9 +113,12 @@ async def _serve(
     config: WorkerConfig, token: str, *, bash_path: str, ssl_context: ssl.SSLContext | None
 ) -> None:
     agent = WorkerAgent(config, bash_path=bash_path)
-    server = HttpServer(AgentRoutes(agent, token))
+    runner = web.AppRunner(build_app(agent, token), access_log=None, handle_signals=False)
+    await runner.setup()
     try:
-        port = await server.start(config.host, config.port, ssl_context=ssl_context)
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
+        await site.start()
+        port = runner.addresses[0][1]
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, agent.request_stop, f"got {signum.name}")
@@ -130,4 +133,4 @@ async def _serve(
         print(READY_LINE.format(port=port), flush=True)
         await agent.run_until_stopped()
     finally:
-        await server.close()
+        await runner.cleanup()

@@ -7,8 +7,9 @@ import dataclasses
 import json
 import logging
 
+from aiohttp import web
+
 from app.protocol import MAX_LOG_BYTES, Completed, JobResult, JobStart, Message, Started
-from app.worker.websocket import WebSocket
 
 log = logging.getLogger("labbatch.worker")
 
@@ -30,7 +31,7 @@ class Outbox:
         self._ended: list[JobResult] = []
         self._other: list[Message] = []
         # The driver socket, set while its Hello is being sent; frames flow once it is open.
-        self._ws: WebSocket | None = None
+        self._ws: web.WebSocketResponse | None = None
         self._open = False
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -62,18 +63,18 @@ class Outbox:
             self._other.append(message)
             self._wake.set()
 
-    def begin_attach(self, ws: WebSocket) -> None:
+    def begin_attach(self, ws: web.WebSocketResponse) -> None:
         """Buffer for ``ws`` afresh: the Hello about to be built covers everything before."""
         self._clear()
         self._ws, self._open = ws, False
 
-    def open(self, ws: WebSocket) -> None:
+    def open(self, ws: web.WebSocketResponse) -> None:
         """``ws`` got its Hello: send what was buffered since, and everything after."""
         if self._ws is ws:
             self._open = True
             self._wake.set()
 
-    def detach(self, ws: WebSocket) -> None:
+    def detach(self, ws: web.WebSocketResponse) -> None:
         """Stop buffering and sending for ``ws`` if it is the current socket."""
         if self._ws is ws:
             self._ws, self._open = None, False

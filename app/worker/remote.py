@@ -1,8 +1,7 @@
 """Stage an attempt's remote files: inputs through the cache, outputs up, in parallel.
 
 What the worker's staging calls for ``https://`` transfers (signed URLs): it returns the counts
-the attempt reports (bytes, seconds, cache hits and bytes the cache saved). Staging imports it
-only when a job has such files (it loads aiohttp); the session and cache live in remote_files.
+the attempt reports (bytes, seconds, cache hits and bytes the cache saved).
 """
 
 from __future__ import annotations
@@ -41,6 +40,40 @@ class RemoteStats:
     cache_hits: int = 0
     cache_bytes_saved: int = 0
     retries: int = 0
+
+
+class RemoteFiles:
+    """The worker's HTTP session and input cache, made at the first remote transfer."""
+
+    def __init__(self, cache_dir: Path, cache_share: float) -> None:
+        self._cache_dir = cache_dir
+        self._cache_share = cache_share
+        self._session: aiohttp.ClientSession | None = None
+        self._cache: FileCache | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session (timeouts per read, not per transfer: files may be large)."""
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        return self._session
+
+    @property
+    def cache(self) -> FileCache | None:
+        """The input cache, or None when the worker runs without one."""
+        if self._cache is None and self._cache_share > 0:
+            self._cache = FileCache.on_disk(self._cache_dir, share=self._cache_share)
+        return self._cache
+
+    def cached_keys(self) -> dict[str, int]:
+        """The cache keys this worker holds and their sizes (empty before any download)."""
+        return self._cache.holds() if self._cache is not None else {}
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 async def _limited(coros: Sequence[Awaitable[T]], parallel: int) -> list[T]:

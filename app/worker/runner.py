@@ -21,7 +21,7 @@ from app.worker import container, staging
 from app.worker.attempt import Attempt, KillReason, Verdict, judge_exit, read_log_tail
 from app.worker.config import WorkerConfig
 from app.worker.guard import JobGuard
-from app.worker.remote_files import RemoteFiles
+from app.worker.remote import RemoteFiles
 from app.worker.simple import Exec, SimpleCommands
 from app.worker.spares import Spares
 from app.worker.spawn import ExitWatch, hold_during_exits, kill_group, spawn, spawn_in

@@ -4,129 +4,124 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
-import re
 from pathlib import Path
+
+from aiohttp import WSMsgType, web
 
 from app.protocol import HEALTH_PATH, LOG_PATH, PROTOCOL_VERSION, WS_PATH, ProtocolError, bearer
 from app.protocol import decode as decode_message
 from app.worker.agent import WorkerAgent
-from app.worker.http import HttpError, Request
-from app.worker.websocket import WebSocket
 
 log = logging.getLogger("labbatch.worker")
 
-# LOG_PATH with each {name} a path segment: "/api/v1/log/(?P<batch_id>[^/]+)/..."
-_LOG_ROUTE = re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", LOG_PATH))
-MAX_LOG_CHUNK_BYTES = 1 << 20
+_AGENT = web.AppKey("agent", WorkerAgent)
+_EXPECTED_AUTH = web.AppKey("expected_auth", bytes)
 
 
-class AgentRoutes:
-    """Answers the agent's routes: GET only, the token checked where one is needed."""
+def build_app(agent: WorkerAgent, token: str) -> web.Application:
+    """The aiohttp application serving one agent."""
+    app = web.Application()
+    app[_AGENT] = agent
+    app[_EXPECTED_AUTH] = bearer(token).encode()
+    app.router.add_get(HEALTH_PATH, _health)
+    app.router.add_get(WS_PATH, _connect)
+    app.router.add_get(LOG_PATH, _job_log)
+    return app
 
-    def __init__(self, agent: WorkerAgent, token: str) -> None:
-        self._agent = agent
-        self._expected_auth = bearer(token).encode()
 
-    async def __call__(self, request: Request) -> None:
-        if request.path == HEALTH_PATH:
-            route = self._health
-        elif request.path == WS_PATH:
-            route = self._connect
-        elif _LOG_ROUTE.fullmatch(request.path):
-            route = self._job_log
-        else:
-            raise _not_found()
-        if request.method != "GET":
-            raise HttpError(405, "405: Method Not Allowed", headers={"Allow": "GET"})
-        await route(request)
-
-    def _authorized(self, request: Request) -> bool:
-        presented = request.headers.get("authorization")
-        return presented is not None and _matches(presented, self._expected_auth)
-
-    def _check_token(self, request: Request) -> None:
-        """Raise the 401 unless the request carries the token (logged, token-free)."""
-        if self._authorized(request):
-            return
-        why = "no token" if "authorization" not in request.headers else "bad token"
-        log.warning("refused connection from %s: %s", request.remote, why)
-        raise HttpError(401, "unauthorized\n")
-
-    async def _health(self, request: Request) -> None:
-        """Up or not for anyone; the name and load only for the driver (they help an attacker
-        pick a target and tell when it is busy)."""
-        body: dict[str, object] = {"version": PROTOCOL_VERSION}
-        if self._authorized(request):
-            agent = self._agent
-            body |= {"name": agent.config.name, "n_running": agent.jobs.n_running}
-        await request.respond(200, json.dumps(body), content_type="application/json; charset=utf-8")
-
-    async def _connect(self, request: Request) -> None:
-        self._check_token(request)
-        agent = self._agent
-        ws = await WebSocket.accept(request)
-        if agent.stopping:
-            await ws.close(code=1001, message=b"worker exiting")
-            return
-        log.info("driver connected from %s", request.remote)
-        try:
-            await agent.attach(ws, remote=request.remote)
-            await _receive(agent, ws)
-        except (ConnectionError, RuntimeError) as exc:
-            log.info("driver connection failed: %s", exc)
-        finally:
-            agent.detach(ws)
-
-    async def _job_log(self, request: Request) -> None:
-        self._check_token(request)
-        match = _LOG_ROUTE.fullmatch(request.path)
-        assert match is not None
-        try:
-            key = tuple(int(match[k]) for k in ("batch_id", "job_id", "attempt"))
-        except ValueError:
-            raise _not_found() from None
-        path = self._agent.jobs.log_path(*key)
-        offset = request.query.get("offset")
-        if offset is not None:
-            # a follower reads the bytes it has not seen yet, undecoded (a character may be split)
-            if not (offset.isascii() and offset.isdigit()):
-                raise HttpError(400, "offset must be a byte count\n")
-            try:
-                data = await asyncio.to_thread(_read_from, path, int(offset))
-            except FileNotFoundError:
-                raise HttpError(404, "no log for that attempt\n") from None
-            await request.respond(200, data, content_type="application/octet-stream")
-            return
-        try:
-            data = await asyncio.to_thread(Path(path).read_bytes)
-        except FileNotFoundError:
-            raise HttpError(404, "no log for that attempt\n") from None
-        await request.respond(200, data.decode("utf-8", errors="replace"))
+def _refusal(request: web.Request) -> web.Response | None:
+    """None if the request carries the token, else the 401 to answer (logged, token-free)."""
+    presented = request.headers.get("Authorization")
+    if presented is not None and _matches(presented, request.app[_EXPECTED_AUTH]):
+        return None
+    why = "no token" if presented is None else "bad token"
+    log.warning("refused connection from %s: %s", request.remote, why)
+    return web.Response(status=401, text="unauthorized\n")
 
 
 def _matches(presented: str, expected: bytes) -> bool:
-    # constant-time; header values were read as latin-1, so any of them encodes back
-    return hmac.compare_digest(presented.encode("latin-1"), expected)
+    try:
+        presented_bytes = presented.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(presented_bytes, expected)
 
 
-def _not_found() -> HttpError:
-    return HttpError(404, "404: Not Found")
+async def _health(request: web.Request) -> web.Response:
+    """Up or not for anyone; the name and load only for the driver (they help an attacker
+    pick a target and tell when it is busy)."""
+    body: dict[str, object] = {"version": PROTOCOL_VERSION}
+    presented = request.headers.get("Authorization")
+    if presented is not None and _matches(presented, request.app[_EXPECTED_AUTH]):
+        agent = request.app[_AGENT]
+        body |= {"name": agent.config.name, "n_running": agent.jobs.n_running}
+    return web.json_response(body)
 
 
-async def _receive(agent: WorkerAgent, ws: WebSocket) -> None:
-    while (message := await ws.receive()) is not None:
-        if isinstance(message, bytes):
-            log.warning("ignoring a non-text frame of type BINARY")
+async def _connect(request: web.Request) -> web.StreamResponse:
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    agent = request.app[_AGENT]
+    # Schedule frames for hundreds of jobs can be large; the peer is authenticated.
+    ws = web.WebSocketResponse(max_msg_size=0)
+    await ws.prepare(request)
+    if agent.stopping:
+        await ws.close(code=1001, message=b"worker exiting")
+        return ws
+    log.info("driver connected from %s", request.remote)
+    try:
+        await agent.attach(ws, remote=request.remote)
+        await _receive(agent, ws)
+    except (ConnectionError, RuntimeError) as exc:
+        log.info("driver connection failed: %s", exc)
+    finally:
+        agent.detach(ws)
+    return ws
+
+
+async def _receive(agent: WorkerAgent, ws: web.WebSocketResponse) -> None:
+    async for frame in ws:
+        if frame.type is not WSMsgType.TEXT:
+            log.warning("ignoring a non-text frame of type %s", frame.type.name)
             continue
         try:
-            decoded = decode_message(message)
+            message = decode_message(frame.data)
         except ProtocolError as exc:
             log.warning("ignoring a malformed frame: %s", exc)
             continue
-        agent.handle(decoded)
+        agent.handle(message)
+
+
+async def _job_log(request: web.Request) -> web.Response:
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    try:
+        key = tuple(int(request.match_info[k]) for k in ("batch_id", "job_id", "attempt"))
+    except ValueError as exc:
+        raise web.HTTPNotFound() from exc
+    path = request.app[_AGENT].jobs.log_path(*key)
+    offset = request.query.get("offset")
+    if offset is not None:
+        # a follower reads the bytes it has not seen yet, undecoded (a character may be split)
+        if not offset.isdigit():
+            raise web.HTTPBadRequest(text="offset must be a byte count\n")
+        try:
+            data = await asyncio.to_thread(_read_from, path, int(offset))
+        except FileNotFoundError as exc:
+            raise web.HTTPNotFound(text="no log for that attempt\n") from exc
+        return web.Response(body=data, content_type="application/octet-stream")
+    try:
+        data = await asyncio.to_thread(Path(path).read_bytes)
+    except FileNotFoundError as exc:
+        raise web.HTTPNotFound(text="no log for that attempt\n") from exc
+    return web.Response(text=data.decode("utf-8", errors="replace"), content_type="text/plain")
+
+
+MAX_LOG_CHUNK_BYTES = 1 << 20
 
 
 def _read_from(path: str, offset: int) -> bytes:

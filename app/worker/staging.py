@@ -4,7 +4,6 @@ Local (`file://`) files are hard-linked where the file system allows (no byte co
 cloned or copied; an output is written under a temporary name and renamed, so a half-written
 file is never visible at its final path. Signed `http(s)://` transfers (cloud pools) go
 through `remote.py`: `transfer.py` moves the bytes, `cache.py` keeps inputs for later attempts.
-Those modules load aiohttp, so they are imported only when an attempt has such a transfer.
 """
 
 from __future__ import annotations
@@ -19,13 +18,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from app.protocol import FileTransfer, JobRun
-
-if TYPE_CHECKING:
-    from app.worker.remote_files import RemoteFiles
+from app.worker.remote import RemoteFiles, fetch_inputs
+from app.worker.remote import save_outputs as upload_outputs
+from app.worker.transfer import TransferError
 
 # errno of a link that cannot be made (another file system, no hard links, protected links)
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
@@ -97,9 +95,6 @@ async def stage_inputs(
     local, signed = _by_scheme(run.inputs, "input", remote)
     await asyncio.to_thread(_stage_local, local, cwd, stats)
     if signed and remote is not None:
-        from app.worker.remote import fetch_inputs  # aiohttp: only for cloud files
-        from app.worker.transfer import TransferError
-
         items = [(t, Path(cwd) / t.local) for t in signed]
         try:
             got = await fetch_inputs(remote.session(), items, remote.cache)
@@ -120,9 +115,6 @@ async def save_outputs(
     await asyncio.to_thread(_check_written, signed, cwd)  # _save_local checks the local ones
     await asyncio.to_thread(_save_local, local, cwd, stats)
     if signed and remote is not None:
-        from app.worker.remote import save_outputs as upload_outputs  # aiohttp: as above
-        from app.worker.transfer import TransferError
-
         items = [(Path(cwd) / t.local, t) for t in signed]
         try:
             saved = await upload_outputs(remote.session(), items)
