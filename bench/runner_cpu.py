@@ -73,7 +73,12 @@ async def _round(
 
 def _no_op(job_id: int) -> JobRun:
     return JobRun(
-        batch_id=1, job_id=job_id, attempt=1, name=f"j{job_id}", command="true", cores_mcpu=250
+        batch_id=1,
+        job_id=job_id,
+        attempt=1,
+        name=f"j{job_id}",
+        command="true",
+        cores_mcpu=JOB_MCPU,
     )
 
 

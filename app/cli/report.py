@@ -53,6 +53,12 @@ def job_json(job: JobInfo, staging: dict[int, dict[str, float]] | None = None) -
     return data
 
 
+def needs_job_rows(batch: BatchInfo, *, as_json: bool) -> bool:
+    """Whether ``report`` would show any of the batch's jobs (JSON lists them all; the table
+    lists them all up to JOB_TABLE_LIMIT, beyond it only those that did not succeed)."""
+    return as_json or batch.n_jobs <= JOB_TABLE_LIMIT or batch.n_succeeded < batch.n_jobs
+
+
 def report(
     batch: BatchInfo,
     jobs: list[JobInfo],

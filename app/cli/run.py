@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from app.cli.common import EXIT_FAILED, EXIT_OK, database, loading_modules, worker_cores_mcpu
-from app.cli.report import JOB_TABLE_LIMIT, report
+from app.cli.report import needs_job_rows, report
 from app.errors import ConfigError, UserError
 from app.models.units import format_duration
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from app.models.spec import BatchSpec
 
 
-# How long the batch waits to be stored until the driver has sized its pools (milliseconds,
-# unless a cloud pool's delete is retried): longer, and the batch goes in regardless.
+# The batch is stored once the started driver has sized its pools (a few milliseconds), or
+# after this long at most (a first sizing slowed by a cloud pool's retried delete).
 FIRST_SIZING_WAIT_S = 1.0
 
 
@@ -69,7 +69,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def _drive(
     args: argparse.Namespace, db: Database, runtime: LocalRuntime, spec: BatchSpec
 ) -> int:
-    """Store the batch while the driver starts, wait for it, report it."""
+    """Start the driver, store the batch, wait for it, report it."""
     from app.engine.batches import file_store, frontend
 
     # The driver starts and its first worker is on its way before the batch is stored: the
@@ -108,7 +108,7 @@ async def _drive(
     # The report's reads overlap the stop, which mostly waits for the worker to exit.
     stopping = asyncio.ensure_future(runtime.stop())
     try:
-        if args.json or batch.n_jobs <= JOB_TABLE_LIMIT or batch.n_succeeded < batch.n_jobs:
+        if needs_job_rows(batch, as_json=args.json):
             jobs = await frontend.list_jobs(db, batch_id)
             staging = await file_store.attempt_staging(db, batch_id)
         else:  # a large batch that all succeeded: the table would list no job

@@ -191,7 +191,7 @@ class Holder(Protocol):
 
 def hold_during_exits(loop: asyncio.AbstractEventLoop, holder: Holder) -> None:
     """Hold ``holder`` while the exits seen in one wake-up of ``loop`` are reported."""
-    _exits_of(loop).holders.append(holder)
+    _exits_of(loop).holders.add(holder)
 
 
 class _ExitPoller:
@@ -204,7 +204,8 @@ class _ExitPoller:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._epoll = select.epoll()  # close-on-exec
         self._watches: dict[int, ExitWatch] = {}
-        self.holders: list[Holder] = []
+        # weakly: a runner that is gone (a test's, a bench round's) is no longer held
+        self.holders: weakref.WeakSet[Holder] = weakref.WeakSet()
         loop.add_reader(self._epoll.fileno(), self._ready)
 
     def add(self, fd: int, watch: ExitWatch) -> None:
@@ -218,7 +219,8 @@ class _ExitPoller:
         del self._watches[fd]
 
     def _ready(self) -> None:
-        for holder in self.holders:
+        holders = list(self.holders)
+        for holder in holders:
             holder.hold()
         try:
             for fd, _events in self._epoll.poll(0, 64):  # the rest: at the next loop pass
@@ -226,7 +228,7 @@ class _ExitPoller:
                 if watch is not None:
                     watch.exited()
         finally:
-            for holder in self.holders:
+            for holder in holders:
                 holder.release()
 
 
