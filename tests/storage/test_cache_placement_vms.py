@@ -65,7 +65,14 @@ async def test_the_second_reader_lands_on_the_vm_that_caches_its_input(
             return len(up) == 2 and all(i.conn is not None for i in up)
 
         # two VM boots (worker start-ups) take seconds alone, far longer in a loaded full suite
-        await until(both_up, timeout_s=120, what="two VMs to boot")
+        try:
+            await until(both_up, timeout_s=120, what="two VMs to boot")
+        except AssertionError as exc:  # it has hung in full suites only: say what the driver saw
+            seen = [
+                (i.name, str(i.state), i.conn is not None, i.address)
+                for i in driver.instances.values()
+            ]
+            raise AssertionError(f"{exc}; the driver's instances: {seen}") from None
 
         # one core of one VM (x) is held; a two-core reader can only run on the other (y)
         blocker = await eng.submit(BLOCKER)
